@@ -1,0 +1,40 @@
+/**
+ * Where the command line turns --source/--target (or a config file, or the libpq
+ * environment) into connection specs, and registers their passwords for redaction.
+ */
+import { EXIT } from '../defaults.js';
+import { PgferryError } from '../errors.js';
+import { resolveConnection, type ConnectionSpec, type Side } from '../connect/resolve.js';
+import { registerSecret } from '../util/redact.js';
+import type { PgferryConfig } from './config-file.js';
+
+export interface ConnectionFlags {
+  source?: string;
+  target?: string;
+  config?: string;
+}
+
+/**
+ * The libpq environment (PGHOST, PGUSER, ...) describes one server; with two servers in play
+ * it applies to both unless PGFERRY_SOURCE / PGFERRY_TARGET give a conninfo per side.
+ */
+export function connectionFor(
+  side: Side,
+  flags: ConnectionFlags,
+  config: PgferryConfig | undefined,
+  required = true,
+): ConnectionSpec | undefined {
+  const given =
+    flags[side] ?? process.env[side === 'source' ? 'PGFERRY_SOURCE' : 'PGFERRY_TARGET'] ?? config?.[side];
+  if (given === undefined && !required) return undefined;
+  if (given === undefined && !process.env.PGHOST && !process.env.PGSERVICE && !process.env.PGDATABASE) {
+    throw new PgferryError(`no ${side} connection given`, {
+      code: 'NO_CONNECTION',
+      hint: `pass --${side} 'postgresql://user@host:5432/dbname' (or a key=value conninfo, or set PGFERRY_${side.toUpperCase()})`,
+      exitCode: EXIT.usage,
+    });
+  }
+  const spec = resolveConnection(given, side, process.env);
+  registerSecret(spec.password);
+  return spec;
+}

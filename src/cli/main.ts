@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+/**
+ * pgferry's command line: parses arguments and calls the library. Exit codes are in
+ * defaults.ts; errors are printed by output.ts.
+ */
+import { Command, CommanderError } from 'commander';
+import { EXIT } from '../defaults.js';
+import { reportError } from './output.js';
+import { registerInspect } from './commands/inspect.js';
+
+const program = new Command();
+program
+  .name('pgferry')
+  .description('Move a PostgreSQL database to another PostgreSQL server: fast, verified, resumable.')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride()
+  .addHelpText(
+    'after',
+    `
+Connections are libpq URIs or key=value strings (--source, --target), or a --config file;
+the libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE,
+PGPASSFILE, PGSERVICE) fills in what they leave out. Passwords are never printed.
+
+Exit codes: 0 ok, 1 failed (resumable), 2 usage, 3 config, 4 source, 5 target,
+            6 verification mismatch, 7 precheck blocked, 130 interrupted.`,
+  );
+
+registerInspect(program);
+
+const json = process.argv.includes('--json');
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    process.exitCode = error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  } else {
+    process.exitCode = reportError(error, json);
+  }
+}

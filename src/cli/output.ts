@@ -1,0 +1,46 @@
+/**
+ * All terminal output goes through here: redacted, plain lines when not on a TTY,
+ * JSON when asked, errors as "pgferry: error: ..." plus a hint line.
+ */
+import { EXIT, type ExitCode } from '../defaults.js';
+import { PgferryError, errorMessage, serverErrorFields } from '../errors.js';
+import { redact } from '../util/redact.js';
+
+export function out(text: string): void {
+  process.stdout.write(redact(text) + '\n');
+}
+
+export function err(text: string): void {
+  process.stderr.write(redact(text) + '\n');
+}
+
+export function outJson(value: unknown): void {
+  process.stdout.write(redact(JSON.stringify(value, null, 2)) + '\n');
+}
+
+export const isTTY = (): boolean => Boolean(process.stdout.isTTY) && process.env.CI === undefined;
+
+/** Report a failure and give the exit code for it. */
+export function reportError(error: unknown, json: boolean): ExitCode {
+  if (error instanceof PgferryError) {
+    if (json) {
+      outJson({
+        ok: false,
+        error: { code: error.code, message: error.message, hint: error.hint, ...(error.details ?? {}) },
+      });
+    }
+    err(`pgferry: error: ${error.message}`);
+    const server = serverErrorFields(error.cause);
+    if (server?.detail) err(`  detail: ${server.detail}`);
+    if (error.hint) err(`  hint: ${error.hint}`);
+    return error.exitCode;
+  }
+  if (json) outJson({ ok: false, error: { code: 'INTERNAL', message: errorMessage(error) } });
+  err(`pgferry: error: ${errorMessage(error)}`);
+  if (process.env.PGFERRY_DEBUG && error instanceof Error && error.stack) err(error.stack);
+  else
+    err(
+      '  hint: this looks like a bug in pgferry; run again with PGFERRY_DEBUG=1 for a stack trace and report it',
+    );
+  return EXIT.failed;
+}

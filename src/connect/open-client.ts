@@ -1,0 +1,199 @@
+/**
+ * Opening a session the way every pgferry session is opened: named in pg_stat_activity
+ * (`application_name`), with an empty search_path (every name we send is qualified),
+ * with TLS as `sslmode` says, and with failures turned into one-line errors that name
+ * the server (never its password) and say what to check.
+ */
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
+import pg from 'pg';
+import { DEFAULTS, EXIT } from '../defaults.js';
+import { PgferryError, serverErrorFields } from '../errors.js';
+import { describeConnection, type ConnectionSpec } from './resolve.js';
+
+export interface OpenOptions {
+  /** Shown in pg_stat_activity, e.g. "pgferry copy 3". */
+  applicationName?: string;
+  /** Leave search_path alone (only for sessions that run pg_dump's own SQL). */
+  keepSearchPath?: boolean;
+}
+
+function sslOptions(spec: ConnectionSpec): ConnectionOptions {
+  const read = (file: string | undefined) => (file ? readFileSync(file) : undefined);
+  const ca = read(spec.sslrootcert);
+  const cert = read(spec.sslcert);
+  const key = read(spec.sslkey);
+  const base: ConnectionOptions = {
+    ...(ca ? { ca } : {}),
+    ...(cert ? { cert } : {}),
+    ...(key ? { key } : {}),
+  };
+  switch (spec.sslmode) {
+    case 'verify-full':
+      return { ...base, rejectUnauthorized: true };
+    case 'verify-ca':
+      // the chain is checked, the host name is not: libpq's verify-ca
+      return { ...base, rejectUnauthorized: true, checkServerIdentity: () => undefined };
+    default:
+      // require (and prefer/allow when TLS is used): encrypted, not authenticated, as in libpq;
+      // libpq's require with a root certificate file behaves as verify-ca.
+      return ca
+        ? { ...base, rejectUnauthorized: true, checkServerIdentity: () => undefined }
+        : { ...base, rejectUnauthorized: false };
+  }
+}
+
+function clientConfig(spec: ConnectionSpec, useTls: boolean, options: OpenOptions): pg.ClientConfig {
+  return {
+    host: spec.host,
+    port: spec.port,
+    user: spec.user,
+    database: spec.database,
+    ...(spec.password !== undefined ? { password: spec.password } : {}),
+    application_name: options.applicationName ?? DEFAULTS.applicationName,
+    connectionTimeoutMillis: (spec.connectTimeoutSeconds ?? DEFAULTS.connectTimeoutSeconds) * 1000,
+    keepAlive: true,
+    ...(spec.options ? { options: spec.options } : {}),
+    ssl: useTls ? sslOptions(spec) : false,
+  };
+}
+
+/** Servers that answered "no TLS" under sslmode=prefer: do not ask them again. */
+const noTlsServers = new Set<string>();
+
+export async function openClient(spec: ConnectionSpec, options: OpenOptions = {}): Promise<pg.Client> {
+  const key = `${spec.host}:${spec.port}`;
+  const wantTls =
+    spec.sslmode === 'require' || spec.sslmode === 'verify-ca' || spec.sslmode === 'verify-full'
+      ? true
+      : spec.sslmode === 'prefer' && !noTlsServers.has(key);
+  try {
+    return await connectOnce(spec, wantTls, options);
+  } catch (err) {
+    const plainRetry =
+      (spec.sslmode === 'prefer' && wantTls && /does not support SSL/i.test(String(err))) ||
+      (spec.sslmode === 'allow' && !wantTls && /SSL|encryption/i.test(String(err)));
+    if (!plainRetry) throw connectionError(err, spec);
+    if (spec.sslmode === 'prefer') noTlsServers.add(key);
+    try {
+      return await connectOnce(spec, spec.sslmode === 'allow', options);
+    } catch (again) {
+      throw connectionError(again, spec);
+    }
+  }
+}
+
+async function connectOnce(spec: ConnectionSpec, useTls: boolean, options: OpenOptions): Promise<pg.Client> {
+  const client = new pg.Client(clientConfig(spec, useTls, options));
+  // A server that goes away emits 'error' on an idle client; the next query reports it.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw err;
+  }
+  if (!options.keepSearchPath) await client.query("SELECT pg_catalog.set_config('search_path', '', false)");
+  return client;
+}
+
+/** One line: which server, what went wrong, what to check. Never the password. */
+export function connectionError(err: unknown, spec: ConnectionSpec): PgferryError {
+  const where = `${spec.side} ${describeConnection(spec)}`;
+  const exitCode = spec.side === 'source' ? EXIT.source : EXIT.target;
+  const sysCode = (err as NodeJS.ErrnoException | undefined)?.code;
+  const fields = serverErrorFields(err);
+  const make = (what: string, hint: string, code: string) =>
+    new PgferryError(`cannot connect to the ${where}: ${what}`, { code, hint, exitCode, cause: err });
+  const flag = `--${spec.side}`;
+  switch (fields?.code ?? sysCode) {
+    case 'ECONNREFUSED':
+      return make(
+        'connection refused',
+        `is the server running and listening on ${spec.host} port ${spec.port}? check ${flag} (or PGHOST/PGPORT)`,
+        'CONNECTION_REFUSED',
+      );
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return make(
+        `host name "${spec.host}" could not be resolved`,
+        `check the host name in ${flag} (or PGHOST)`,
+        'HOST_NOT_FOUND',
+      );
+    case 'ETIMEDOUT':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return make(
+        'the server did not answer',
+        `check the network path and firewall to ${spec.host}:${spec.port}`,
+        'CONNECTION_TIMEOUT',
+      );
+    case 'ENOENT':
+      return make(
+        `no server socket in ${spec.host}`,
+        `give a host name in ${flag}, or start the local server`,
+        'NO_SOCKET',
+      );
+    case '28P01':
+      return make(
+        `password authentication failed for user "${spec.user}"`,
+        spec.passwordSource === 'none'
+          ? `no password was given: put it in ${flag}, PGPASSWORD, or a password file (PGPASSFILE / ~/.pgpass, mode 0600)`
+          : `check the password (it came from ${spec.passwordSource === 'passfile' ? 'the password file' : spec.passwordSource === 'PGPASSWORD' ? 'PGPASSWORD' : flag})`,
+        'AUTH_FAILED',
+      );
+    case '28000':
+      return make(
+        fields?.detail ? `${firstLine(err)}` : 'the server rejected the login',
+        `the server's pg_hba.conf has no entry for this user, database and address; ask its administrator, or check sslmode`,
+        'AUTH_REJECTED',
+      );
+    case '3D000':
+      return make(
+        `database "${spec.database}" does not exist`,
+        spec.side === 'target'
+          ? 'create it, or pass --create-database'
+          : `check the database name in ${flag}`,
+        'NO_DATABASE',
+      );
+    case '53300':
+      return make(
+        'too many connections',
+        'lower --jobs, or raise max_connections on that server',
+        'TOO_MANY_CONNECTIONS',
+      );
+    case '57P03':
+      return make(
+        'the server is starting up or shutting down',
+        'wait until it accepts connections, then run again',
+        'SERVER_NOT_READY',
+      );
+    default:
+      if (/timeout/i.test(String(err))) {
+        return make(
+          'the server did not answer in time',
+          `check the network path to ${spec.host}:${spec.port}, or raise connect_timeout`,
+          'CONNECTION_TIMEOUT',
+        );
+      }
+      if (/does not support SSL/i.test(String(err))) {
+        return make(
+          'the server does not support TLS, and sslmode requires it',
+          'enable ssl on the server, or use sslmode=prefer',
+          'NO_TLS',
+        );
+      }
+      if (/certificate|self[- ]signed|SSL|TLS/i.test(String(err))) {
+        return make(
+          firstLine(err),
+          'check sslmode and sslrootcert (verify-full also checks the host name)',
+          'TLS_FAILED',
+        );
+      }
+      return make(firstLine(err), 'check the connection parameters', 'CONNECTION_FAILED');
+  }
+}
+
+function firstLine(err: unknown): string {
+  return String(err instanceof Error ? err.message : err).split('\n')[0] ?? 'unknown error';
+}

@@ -1,0 +1,46 @@
+/**
+ * Every default, environment variable and exit code of pgferry, in one place.
+ * The library never reads process.env itself except through `libpqEnvironment()` in
+ * connect/, which is handed `process.env` by the command line.
+ */
+import os from 'node:os';
+
+export const EXIT = {
+  ok: 0,
+  /** Something failed during the run (a job, a phase). The target is resumable. */
+  failed: 1,
+  /** Bad command-line arguments. */
+  usage: 2,
+  /** Bad configuration file or queue file. */
+  config: 3,
+  /** The source could not be reached or read. */
+  source: 4,
+  /** The target could not be reached or written. */
+  target: 5,
+  /** Verification found differences. */
+  mismatch: 6,
+  /** A precheck found something that blocks. */
+  blocked: 7,
+  /** Interrupted by SIGINT/SIGTERM. */
+  interrupted: 130,
+} as const;
+
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+export const DEFAULTS = {
+  /** Copy workers. Two servers and pgferry share the CPU on small machines; 4 keeps them busy. */
+  jobs: Math.max(2, Math.min(8, os.availableParallelism())),
+  indexJobs: Math.max(1, Math.min(4, Math.floor(os.availableParallelism() / 2))),
+  /** Name of the schema on the target that holds pgferry's ledger. */
+  ledgerSchema: 'pgferry',
+  /** Where run files (schema dumps, status file, logs) go. */
+  runDir: '.pgferry',
+  splitTablesLargerThan: 1024 ** 3, // 1 GiB
+  chunkSize: 256 * 1024 ** 2, // 256 MiB
+  connectTimeoutSeconds: 10,
+  /** Retries of a job after a transient failure (connection lost, deadlock, ...). */
+  jobRetries: 5,
+  retryBaseDelayMs: 500,
+  retryMaxDelayMs: 30_000,
+  applicationName: 'pgferry',
+} as const;
