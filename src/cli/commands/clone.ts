@@ -1,0 +1,151 @@
+/**
+ * `pgferry clone`: parse options, run the library's clone, show progress and the summary.
+ */
+import path from 'node:path';
+import { Option, type Command } from 'commander';
+import { DEFAULTS, EXIT } from '../../defaults.js';
+import { PgferryError } from '../../errors.js';
+import { defaultWorkerPrefix, runClone, wholeTables, type CloneOptions } from '../../clone/run-clone.js';
+import { planDryRun } from '../../clone/dry-run.js';
+import { formatBytes } from '../../util/format.js';
+import { textTable } from '../text-table.js';
+import { isTTY, out, outJson } from '../output.js';
+import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { loadConfig } from '../common-options.js';
+import { CloneProgress, printCloneSummary } from '../clone-progress.js';
+import { positiveInt } from '../parse-options.js';
+
+interface CloneFlags extends ConnectionFlags {
+  jobs?: number;
+  indexJobs?: number;
+  ledgerSchema: string;
+  runDir?: string;
+  schema: 'apply' | 'skip';
+  indexes: 'before' | 'after';
+  createDatabase?: boolean;
+  existingRows: 'error' | 'truncate' | 'skip';
+  pgBin?: string;
+  owner: boolean;
+  privileges: boolean;
+  retries: number;
+  maintenanceWorkMem: string;
+  planOnly?: boolean;
+  dryRun?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+/** The command line to show for "run the same command again" (passwords are redacted on output). */
+function resumeCommand(): string {
+  return ['pgferry', ...process.argv.slice(2)].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`)).join(' ');
+}
+
+export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undefined): CloneOptions {
+  const config = loadConfig(flags.config);
+  const source = connectionFor('source', flags, config)!;
+  const target = connectionFor('target', flags, config)!;
+  const opt = (key: string) => config?.options[`clone.${key}`];
+  const runDir =
+    flags.runDir ??
+    (opt('run-dir') as string | undefined) ??
+    path.join(DEFAULTS.runDir, `${target.host.replace(/[^\w.-]/g, '_')}_${target.port}_${target.database.replace(/[^\w.-]/g, '_')}`);
+  return {
+    source,
+    target,
+    jobs: flags.jobs ?? (opt('jobs') as number | undefined) ?? DEFAULTS.jobs,
+    indexJobs: flags.indexJobs ?? (opt('index-jobs') as number | undefined) ?? DEFAULTS.indexJobs,
+    ledgerSchema: flags.ledgerSchema,
+    runDir,
+    schema: flags.schema,
+    indexes: flags.indexes,
+    createDatabase: Boolean(flags.createDatabase),
+    existingRows: flags.existingRows,
+    pgBin: flags.pgBin ?? (opt('pg-bin') as string | undefined),
+    pathEnv: process.env.PATH ?? '',
+    noOwner: !flags.owner,
+    noPrivileges: !flags.privileges,
+    maxAttempts: flags.retries + 1,
+    maintenanceWorkMem: flags.maintenanceWorkMem,
+    planOnly: Boolean(flags.planOnly),
+    snapshot: undefined,
+    planChunks: wholeTables,
+    workerPrefix: defaultWorkerPrefix(),
+    signal,
+    onEvent: () => undefined,
+  };
+}
+
+export function registerClone(program: Command): void {
+  program
+    .command('clone')
+    .description('copy a whole database to the target: schema, data with parallel workers, indexes, sequences, ANALYZE')
+    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
+    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option('--config <file>', 'read connections and options from a config file')
+    .option('-j, --jobs <n>', `copy workers (default ${DEFAULTS.jobs})`, positiveInt)
+    .option('--index-jobs <n>', `index builds at once, while the copy goes on (default ${DEFAULTS.indexJobs})`, positiveInt)
+    .addOption(new Option('--schema <mode>', 'apply: create the schema from pg_dump; skip: tables exist already').choices(['apply', 'skip']).default('apply'))
+    .addOption(new Option('--indexes <when>', 'build indexes before or after the data').choices(['before', 'after']).default('after'))
+    .option('--create-database', 'create the target database when it does not exist')
+    .addOption(
+      new Option('--existing-rows <policy>', 'target tables that already hold rows pgferry did not copy: error, truncate them, or skip them')
+        .choices(['error', 'truncate', 'skip'])
+        .default('error'),
+    )
+    .option('--pg-bin <dir>', 'directory of pg_dump/pg_restore/psql (a major >= the source\'s)')
+    .option('--no-owner', 'do not set object owners on the target (roles need not exist there)')
+    .option('--no-privileges', 'do not copy GRANT/REVOKE')
+    .option('--retries <n>', 'retries of a job after a transient failure', positiveInt, DEFAULTS.jobRetries)
+    .option('--maintenance-work-mem <size>', 'maintenance_work_mem for index builds', '512MB')
+    .option('--ledger-schema <name>', 'schema on the target that keeps pgferry\'s ledger', DEFAULTS.ledgerSchema)
+    .option('--run-dir <dir>', `where schema files, the job status file and logs go (default ${DEFAULTS.runDir}/<target>)`)
+    .option('--plan-only', 'write the plan into the ledger and stop (then run `pgferry worker` on any machines)')
+    .option('--dry-run', 'print the plan (phases, jobs in order, sizes) and touch nothing')
+    .option('--json', 'machine-readable summary on stdout')
+    .option('-q, --quiet', 'only warnings, errors and the summary')
+    .addHelpText(
+      'after',
+      `
+Run the same command again to resume: done jobs and steps are skipped (the ledger lives in
+the target database, schema "${DEFAULTS.ledgerSchema}"), unfinished ones are redone, no row twice.
+
+Examples:
+  pgferry clone --source postgresql://app@old/shop --target postgresql://app@new/shop --create-database
+  pgferry clone --source ... --target ... --jobs 8 --index-jobs 4
+  pgferry clone --source ... --target ... --dry-run`,
+    )
+    .action(async (flags: CloneFlags) => {
+      const controller = new AbortController();
+      const onSignal = () => controller.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      const options = buildCloneOptions(flags, controller.signal);
+      if (flags.dryRun) {
+        const plan = await planDryRun(options);
+        if (flags.json) return outJson({ ok: true, dryRun: plan });
+        out(`dry run: ${plan.source} → ${plan.target} (nothing will be touched)`);
+        if (plan.pgDump) out(`  schema from ${plan.pgDump}`);
+        out(`  phases: ${plan.phases.join(' → ')}`);
+        out(`  ${plan.jobs.length} job(s), ~${formatBytes(plan.totalBytes)}, ${options.jobs} workers:`);
+        out(textTable(['#', 'TABLE', 'CHUNK', 'EST. SIZE', 'FORMAT'], plan.jobs.map((j) => [String(j.order), j.table, j.chunk, formatBytes(j.estimatedBytes), j.format]), '  '));
+        for (const n of plan.notes) out(`  note: ${n}`);
+        return;
+      }
+      const progress = new CloneProgress(isTTY() && !flags.json, Boolean(flags.quiet));
+      options.onEvent = (e) => progress.handle(e);
+      let summary;
+      try {
+        summary = await runClone(options);
+      } finally {
+        progress.finish();
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+      if (controller.signal.aborted) {
+        throw new PgferryError('interrupted', { code: 'INTERRUPTED', exitCode: EXIT.interrupted, hint: `run the same command again to resume: ${resumeCommand()}` });
+      }
+      if (flags.json) outJson({ ...summary, resumeCommand: summary.ok ? undefined : resumeCommand() });
+      else printCloneSummary(summary, resumeCommand());
+      if (!summary.ok) process.exitCode = EXIT.failed;
+    });
+}

@@ -1,0 +1,71 @@
+/**
+ * `clone --dry-run`: the plan, and nothing touched. Reads the source's catalogs (and the
+ * target's, when reachable) only.
+ */
+import { openClient } from '../connect/open-client.js';
+import { describeConnection } from '../connect/resolve.js';
+import { copyableTables, readInventory } from '../inventory/inventory.js';
+import { readServerInfo } from '../inventory/server-info.js';
+import { chunkLabel } from '../plan/chunk.js';
+import { findPgTools } from '../schema/pg-tools.js';
+import { copyStatements } from '../copy/copy-stream.js';
+import { planTableColumns, readColumnCatalog, type ColumnCatalog } from '../copy/table-columns.js';
+import type { CloneOptions, PhaseName } from './run-clone.js';
+
+export interface DryRunPlan {
+  source: string;
+  target: string;
+  pgDump: string | undefined;
+  phases: PhaseName[];
+  jobs: { order: number; table: string; chunk: string; estimatedBytes: number; format: string; copyOut: string }[];
+  totalBytes: number;
+  notes: string[];
+}
+
+export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
+  const source = await openClient(o.source, { applicationName: 'pgferry clone --dry-run' });
+  const notes: string[] = [];
+  try {
+    const info = await readServerInfo(source);
+    const inventory = await readInventory(source, o.ledgerSchema);
+    let pgDump: string | undefined;
+    if (o.schema === 'apply') {
+      const tools = findPgTools({ sourceMajor: info.major, ...(o.pgBin ? { pgBin: o.pgBin } : {}), ...(o.pathEnv !== undefined ? { pathEnv: o.pathEnv } : {}) });
+      pgDump = `${tools.pgDump} (${tools.version})`;
+    }
+    const sourceColumns = await readColumnCatalog(source);
+    let targetColumns: ColumnCatalog = sourceColumns;
+    try {
+      const target = await openClient(o.target, { applicationName: 'pgferry clone --dry-run' });
+      const fromTarget = await readColumnCatalog(target);
+      await target.end();
+      if (fromTarget.size > 0) targetColumns = fromTarget;
+      else notes.push('the target has no tables yet: COPY formats assume it will get the source schema');
+    } catch (err) {
+      notes.push(`target not read (${err instanceof Error ? err.message : String(err)}): COPY formats assume the source schema`);
+    }
+    const jobs: DryRunPlan['jobs'] = [];
+    for (const table of copyableTables(inventory)) {
+      const cols = targetColumns.has(JSON.stringify([table.schema, table.name]))
+        ? planTableColumns(table, sourceColumns, targetColumns)
+        : planTableColumns(table, sourceColumns, sourceColumns);
+      const chunks = await o.planChunks(source, table, info.major);
+      for (const chunk of chunks) {
+        jobs.push({
+          order: 0,
+          table: `${table.schema}.${table.name}`,
+          chunk: chunkLabel(chunk),
+          estimatedBytes: Math.round(table.bytes / chunks.length),
+          format: cols.format,
+          copyOut: copyStatements({ table, columns: cols.columns, chunk, format: cols.format, freeze: false }).out,
+        });
+      }
+    }
+    jobs.sort((a, b) => b.estimatedBytes - a.estimatedBytes);
+    jobs.forEach((j, i) => (j.order = i + 1));
+    const phases: PhaseName[] = ['connect', ...(o.schema === 'apply' ? (['schema'] as const) : []), 'plan', 'copy', ...(o.schema === 'apply' ? (['post-data'] as const) : []), 'sequences', 'large-objects', 'materialized-views', 'analyze'];
+    return { source: describeConnection(o.source), target: describeConnection(o.target), pgDump, phases, jobs, totalBytes: jobs.reduce((s, j) => s + j.estimatedBytes, 0), notes };
+  } finally {
+    await source.end().catch(() => undefined);
+  }
+}

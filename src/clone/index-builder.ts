@@ -1,0 +1,107 @@
+/**
+ * Builds each table's indexes and constraints (its 'table'-phase post-data items) as soon as
+ * that table's rows are all in, while other tables are still copying, with at most
+ * `--index-jobs` builds at once. Each table's items and its ledger mark commit together.
+ */
+import type { ConnectionSpec } from '../connect/resolve.js';
+import type { Steps } from '../ledger/steps.js';
+import type { TableRef } from '../plan/chunk.js';
+import type { PgTools } from '../schema/pg-tools.js';
+import type { PostDataItem, SchemaDump } from '../schema/types.js';
+import { displayName } from '../util/sql.js';
+import { tableKey } from '../copy/table-columns.js';
+import { applySqlAtomically, renderEntriesSql } from './apply-sql.js';
+
+export const indexStepName = (t: TableRef): string => `indexes:${tableKey(t)}`;
+
+export interface IndexBuilderOptions {
+  tools: PgTools;
+  dump: SchemaDump;
+  target: ConnectionSpec;
+  steps: Steps;
+  concurrency: number;
+  /** Steps already done (resume): their tables are skipped. */
+  done: Set<string>;
+  noOwner: boolean;
+  noPrivileges: boolean;
+  maintenanceWorkMem: string;
+  onBuilt: (table: TableRef, items: PostDataItem[], seconds: number) => void;
+  signal: AbortSignal | undefined;
+}
+
+export class IndexBuilder {
+  private readonly byTable = new Map<string, PostDataItem[]>();
+  private readonly queued = new Set<string>();
+  private readonly waiting: TableRef[] = [];
+  private running = 0;
+  private readonly inFlight = new Set<Promise<void>>();
+  private firstError: unknown;
+
+  constructor(private readonly o: IndexBuilderOptions) {
+    for (const item of o.dump.postData) {
+      if (item.phase !== 'table' || !item.table) continue;
+      const key = tableKey(item.table);
+      const list = this.byTable.get(key) ?? [];
+      list.push(item);
+      this.byTable.set(key, list);
+    }
+  }
+
+  /** Tables that have 'table'-phase items. */
+  tables(): TableRef[] {
+    return [...this.byTable.values()].map((items) => items[0]!.table!);
+  }
+
+  /** Queue a table whose rows are all in. Safe to call more than once per table. */
+  tableReady(table: TableRef): void {
+    const key = tableKey(table);
+    if (this.queued.has(key) || !this.byTable.has(key) || this.o.done.has(indexStepName(table))) return;
+    this.queued.add(key);
+    this.waiting.push(table);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.running < this.o.concurrency && this.waiting.length > 0 && !this.o.signal?.aborted) {
+      const table = this.waiting.shift()!;
+      this.running++;
+      const p = this.build(table)
+        .catch((err: unknown) => {
+          this.firstError ??= err;
+        })
+        .finally(() => {
+          this.running--;
+          this.inFlight.delete(p);
+          this.pump();
+        });
+      this.inFlight.add(p);
+    }
+  }
+
+  private async build(table: TableRef): Promise<void> {
+    if (this.firstError) return;
+    const items = this.byTable.get(tableKey(table)) ?? [];
+    const started = Date.now();
+    const sql = await renderEntriesSql(this.o.tools, this.o.dump, items, this.o);
+    await applySqlAtomically({
+      tools: this.o.tools,
+      target: this.o.target,
+      sql,
+      ledgerSql: this.o.steps.markDoneScript(indexStepName(table), { items: items.length }),
+      settings: { maintenance_work_mem: this.o.maintenanceWorkMem },
+      what: `the indexes and constraints of ${displayName(table.schema, table.name)}`,
+      applicationName: 'pgferry index',
+      ...(this.o.signal ? { signal: this.o.signal } : {}),
+    });
+    this.o.onBuilt(table, items, (Date.now() - started) / 1000);
+  }
+
+  /** Waits for every queued build; throws the first failure. */
+  async drain(): Promise<void> {
+    while (this.inFlight.size > 0 || (this.waiting.length > 0 && !this.firstError && !this.o.signal?.aborted)) {
+      if (this.inFlight.size > 0) await Promise.race(this.inFlight);
+      else this.pump();
+    }
+    if (this.firstError) throw this.firstError;
+  }
+}

@@ -1,0 +1,503 @@
+/**
+ * `pgferry clone`: the offline copy of a whole database, phase by phase.
+ *
+ *   connect → inventory → schema (pg_dump, pre-data applied in one transaction) → plan jobs
+ *   into the ledger → copy with N workers from one snapshot, each table's indexes built as
+ *   soon as its rows are in → final post-data (foreign keys, triggers, …) → sequences →
+ *   large objects → materialized views → ANALYZE
+ *
+ * Every phase is recorded in the ledger on the target, in the same transaction as its work
+ * where the work is transactional, so running the same command again resumes: done jobs and
+ * steps are skipped, the rest is redone, nothing is duplicated.
+ */
+import os from 'node:os';
+import type pg from 'pg';
+import { openClient } from '../connect/open-client.js';
+import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
+import { EXIT } from '../defaults.js';
+import { PgferryError } from '../errors.js';
+import { readInventory, copyableTables, type Inventory, type TableInfo } from '../inventory/inventory.js';
+import { readServerInfo, type ServerInfo } from '../inventory/server-info.js';
+import { ensureLedger } from '../ledger/ledger-schema.js';
+import { JobLedger, type JobRow, type PlannedJob } from '../ledger/jobs.js';
+import { Steps } from '../ledger/steps.js';
+import { chunkLabel, type Chunk, type TableRef } from '../plan/chunk.js';
+import { findPgTools, type PgTools } from '../schema/pg-tools.js';
+import { dumpSchema } from '../schema/dump-schema.js';
+import type { SchemaDump } from '../schema/types.js';
+import { CopyWorker, type CopyEvent } from '../copy/copy-worker.js';
+import { exportSnapshot, type SnapshotHandle } from '../copy/source-snapshot.js';
+import { planTableColumns, readColumnCatalog, tableKey, type ColumnCatalog } from '../copy/table-columns.js';
+import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
+import { runLimited } from '../util/pool.js';
+import { applySqlAtomically, renderEntriesSql } from './apply-sql.js';
+import { IndexBuilder, indexStepName } from './index-builder.js';
+import { RunFiles } from './run-files.js';
+import { analyzeTargets, copyLargeObjects, populatedMatviews, refreshMatviews, syncSequences } from './finish-steps.js';
+import { existingRowsError, loadBlockers, nonEmptyTables, referencedTables, type ExistingRowsPolicy } from './target-checks.js';
+
+export type PhaseName =
+  | 'connect'
+  | 'schema'
+  | 'plan'
+  | 'copy'
+  | 'post-data'
+  | 'sequences'
+  | 'large-objects'
+  | 'materialized-views'
+  | 'analyze';
+
+export type CloneEvent =
+  | CopyEvent
+  | { type: 'phase'; phase: PhaseName; state: 'start' | 'done' | 'skipped'; detail?: string; seconds?: number }
+  | { type: 'planned'; jobs: JobRow[]; totalBytes: number }
+  | { type: 'table-indexed'; table: TableRef; items: number; seconds: number }
+  | { type: 'info'; message: string };
+
+/** Chooses the chunks of one table (whole, key ranges, block ranges). */
+export type ChunkPlanner = (source: pg.Client, table: TableInfo, serverMajor: number) => Promise<Chunk[]>;
+
+export interface CloneOptions {
+  source: ConnectionSpec;
+  target: ConnectionSpec;
+  jobs: number;
+  indexJobs: number;
+  ledgerSchema: string;
+  runDir: string;
+  schema: 'apply' | 'skip';
+  indexes: 'before' | 'after';
+  createDatabase: boolean;
+  existingRows: ExistingRowsPolicy;
+  pgBin: string | undefined;
+  pathEnv: string | undefined;
+  noOwner: boolean;
+  noPrivileges: boolean;
+  maxAttempts: number;
+  maintenanceWorkMem: string;
+  /** Only plan (write jobs into the ledger) and stop: workers elsewhere do the copy. */
+  planOnly: boolean;
+  /** Use this exported snapshot instead of exporting one (online start). */
+  snapshot: string | undefined;
+  planChunks: ChunkPlanner;
+  /** Names the workers of this process (`host-pid-N`). */
+  workerPrefix: string;
+  signal: AbortSignal | undefined;
+  onEvent: (e: CloneEvent) => void;
+}
+
+export interface TableSummary {
+  table: TableRef;
+  rows: number;
+  bytes: number;
+  seconds: number;
+  jobs: number;
+  state: 'done' | 'failed' | 'pending';
+}
+
+export interface CloneSummary {
+  ok: boolean;
+  source: string;
+  target: string;
+  seconds: number;
+  phases: { phase: PhaseName; seconds: number; state: 'done' | 'skipped' }[];
+  tables: TableSummary[];
+  rows: number;
+  bytes: number;
+  failed: JobRow[];
+  warnings: string[];
+  snapshot: string | undefined;
+  runDir: string;
+}
+
+export const defaultWorkerPrefix = (): string => `${os.hostname()}-${process.pid}`;
+
+/** Whole tables only; the chunk planner of `plan/` replaces this for big tables. */
+export const wholeTables: ChunkPlanner = () => Promise.resolve([{ kind: 'whole' }]);
+
+async function connectTarget(o: CloneOptions): Promise<pg.Client> {
+  try {
+    return await openClient(o.target, { applicationName: 'pgferry clone' });
+  } catch (err) {
+    if (!(err instanceof PgferryError) || err.code !== 'NO_DATABASE' || !o.createDatabase) throw err;
+    const admin = await openClient({ ...o.target, database: 'postgres', conninfo: { ...o.target.conninfo, dbname: 'postgres' } }, { applicationName: 'pgferry clone' });
+    try {
+      await admin.query(`CREATE DATABASE ${quoteIdent(o.target.database)}`);
+    } finally {
+      await admin.end();
+    }
+    o.onEvent({ type: 'info', message: `created database ${quoteIdent(o.target.database)} on the target` });
+    return openClient(o.target, { applicationName: 'pgferry clone' });
+  }
+}
+
+class Phases {
+  readonly list: CloneSummary['phases'] = [];
+  constructor(private readonly onEvent: (e: CloneEvent) => void) {}
+  async run<T>(phase: PhaseName, skip: boolean, work: () => Promise<T>, skipReason = 'already done'): Promise<T | undefined> {
+    if (skip) {
+      this.list.push({ phase, seconds: 0, state: 'skipped' });
+      this.onEvent({ type: 'phase', phase, state: 'skipped', detail: skipReason });
+      return undefined;
+    }
+    const started = Date.now();
+    this.onEvent({ type: 'phase', phase, state: 'start' });
+    const result = await work();
+    const seconds = (Date.now() - started) / 1000;
+    this.list.push({ phase, seconds, state: 'done' });
+    this.onEvent({ type: 'phase', phase, state: 'done', seconds });
+    return result;
+  }
+}
+
+export async function runClone(o: CloneOptions): Promise<CloneSummary> {
+  const started = Date.now();
+  const files = new RunFiles(o.runDir);
+  const warnings: string[] = [];
+  const emit = (e: CloneEvent) => {
+    if (e.type === 'warning') warnings.push(e.message);
+    if (e.type !== 'bytes') files.log(JSON.stringify(e));
+    o.onEvent(e);
+  };
+  const phases = new Phases(emit);
+  const source = await openClient(o.source, { applicationName: 'pgferry clone' });
+  let target: pg.Client | undefined;
+  let snapshot: SnapshotHandle | undefined;
+  try {
+    target = await connectTarget(o);
+    const sourceInfo = await readServerInfo(source);
+    const targetInfo = await readServerInfo(target);
+    const inventory = await readInventory(source, o.ledgerSchema);
+    emit({
+      type: 'info',
+      message: `source ${describeConnection(o.source)} (PostgreSQL ${sourceInfo.version}), target ${describeConnection(o.target)} (PostgreSQL ${targetInfo.version})`,
+    });
+    await ensureLedger(target, o.ledgerSchema);
+    await checkPlanOwner(target, o);
+    const steps = new Steps(o.ledgerSchema);
+    const ledger = new JobLedger(o.ledgerSchema);
+    let done = await steps.done(target);
+
+    // Schema: dump (always: the post-data items come from it), apply pre-data once.
+    let tools: PgTools | undefined;
+    let dump: SchemaDump | undefined;
+    if (o.schema === 'apply') {
+      tools = findPgTools({ sourceMajor: sourceInfo.major, ...(o.pgBin ? { pgBin: o.pgBin } : {}), ...(o.pathEnv !== undefined ? { pathEnv: o.pathEnv } : {}) });
+      const t = tools;
+      dump = await dumpSchema({ source: o.source, tools: t, runDir: o.runDir, excludeSchemas: [o.ledgerSchema], noOwner: o.noOwner, noPrivileges: o.noPrivileges });
+      const d = dump;
+      await phases.run('schema', done.has('schema'), async () => {
+        const sql = await renderEntriesSql(t, d, d.preData, o);
+        // --indexes before: the tables' own indexes and constraints come with the schema.
+        const early = o.indexes === 'before' ? d.postData.filter((i) => i.phase === 'table' && i.table) : [];
+        const earlySql = early.length ? await renderEntriesSql(t, d, early, o) : '';
+        const earlyTables = new Map(early.map((i) => [tableKey(i.table!), i.table!]));
+        const marks = [steps.markDoneScript('schema', { entries: d.preData.length })];
+        for (const table of earlyTables.values()) marks.push(steps.markDoneScript(indexStepName(table), { before: true }));
+        await applySqlAtomically({
+          tools: t,
+          target: o.target,
+          sql: sql + earlySql,
+          ledgerSql: marks.join('\n'),
+          what: 'the schema (pre-data)',
+          applicationName: 'pgferry schema',
+          ...(o.signal ? { signal: o.signal } : {}),
+        });
+      });
+      done = await steps.done(target);
+    } else {
+      phases.list.push({ phase: 'schema', seconds: 0, state: 'skipped' });
+      emit({ type: 'phase', phase: 'schema', state: 'skipped', detail: '--schema skip' });
+    }
+
+    // Plan: one or more jobs per table, into the ledger (existing jobs are kept).
+    const sourceColumns = await readColumnCatalog(source);
+    const targetColumns = await readColumnCatalog(target);
+    const tables = copyableTables(inventory);
+    await phases.run('plan', false, async () => {
+      await planJobs(o, source, target!, ledger, tables, sourceInfo, sourceColumns, targetColumns, emit);
+    });
+    const jobsNow = await ledger.list(target);
+    emit({ type: 'planned', jobs: jobsNow, totalBytes: jobsNow.reduce((s, j) => s + j.estimatedBytes, 0) });
+    files.writeStatus(jobsNow);
+    if (o.planOnly) {
+      return summarize(o, started, phases, jobsNow, warnings, undefined, files, true);
+    }
+
+    // Triggers and foreign keys must not fire during the load.
+    const replicationRole = targetInfo.role.canSetReplicationRole;
+    if (!replicationRole) {
+      const blockers = await loadBlockers(target);
+      if (blockers.length > 0) {
+        throw new PgferryError(`the target role "${targetInfo.role.name}" may not set session_replication_role, and ${blockers[0]} would fire during the load`, {
+          code: 'TRIGGERS_WOULD_FIRE',
+          exitCode: EXIT.target,
+          hint: 'connect to the target as a superuser, or on PostgreSQL 15+ GRANT SET ON PARAMETER session_replication_role TO that role, or let pgferry create the schema (foreign keys and triggers then come after the data)',
+          details: { blockers },
+        });
+      }
+    }
+
+    // Copy, building each table's indexes as soon as its rows are in.
+    snapshot = o.snapshot ? undefined : await exportSnapshot(o.source);
+    const snapshotName = o.snapshot ?? snapshot?.name;
+    if (snapshot) emit({ type: 'info', message: `source snapshot ${snapshot.name} at WAL ${snapshot.lsn ?? '(standby)'}` });
+    const indexBuilder = dump && tools
+      ? new IndexBuilder({
+          tools,
+          dump,
+          target: o.target,
+          steps,
+          concurrency: o.indexJobs,
+          done,
+          noOwner: o.noOwner,
+          noPrivileges: o.noPrivileges,
+          maintenanceWorkMem: o.maintenanceWorkMem,
+          signal: o.signal,
+          onBuilt: (table, items, seconds) => emit({ type: 'table-indexed', table, items: items.length, seconds }),
+        })
+      : undefined;
+    const failedJobs: JobRow[] = [];
+    await phases.run('copy', false, async () => {
+      const referenced = await referencedTables(target!);
+      const freezable = new Set(tables.map((t) => tableKey(t)).filter((k) => !referenced.has(k)));
+      const snapshotLost = { value: false };
+      const pendingTables = new Set<string>();
+      const checkTables = async (client: pg.Client) => {
+        for (const key of [...pendingTables]) {
+          const [schema, name] = JSON.parse(key) as [string, string];
+          if (await ledger.tableDone(client, { schema, name })) {
+            pendingTables.delete(key);
+            indexBuilder?.tableReady({ schema, name });
+          }
+        }
+      };
+      // Tables already complete from an earlier run get their indexes first.
+      for (const t of tables) pendingTables.add(tableKey(t));
+      await checkTables(target!);
+      const workers = Array.from({ length: o.jobs }, (_, i) =>
+        new CopyWorker(`${o.workerPrefix}-${i + 1}`, {
+          source: o.source,
+          target: o.target,
+          ledger,
+          snapshot: snapshotName,
+          sourceColumns,
+          targetColumns,
+          freezable,
+          replicationRole,
+          maxAttempts: o.maxAttempts,
+          signal: o.signal,
+          snapshotLost,
+          onEvent: (e) => {
+            if (e.type === 'job-done') {
+              pendingTables.add(tableKey(e.job.table));
+              if (e.job.chunkCount === 1) {
+                pendingTables.delete(tableKey(e.job.table));
+                indexBuilder?.tableReady(e.job.table);
+              }
+            }
+            if (e.type === 'job-failed') failedJobs.push(e.job);
+            emit(e);
+          },
+        }).run(),
+      );
+      // Chunked tables are complete when their last chunk commits, whichever worker did it.
+      let copying = true;
+      const poller = (async () => {
+        while (copying) {
+          await new Promise((r) => setTimeout(r, 300));
+          await checkTables(target!).catch(() => undefined);
+        }
+      })();
+      try {
+        await Promise.all(workers);
+      } finally {
+        copying = false;
+        await poller;
+      }
+      await checkTables(target!);
+      files.writeStatus(await ledger.list(target!));
+    });
+    if (o.signal?.aborted) throw interrupted();
+
+    // Sequences and large objects are read in the copy's snapshot.
+    const sourceSession = snapshot?.client ?? source;
+    await phases.run('sequences', done.has('sequences'), async () => {
+      const n = await syncSequences(sourceSession, target!, inventory, steps);
+      emit({ type: 'info', message: `${n} sequence(s) set to the source's values` });
+    });
+    await phases.run('large-objects', done.has('large-objects') || inventory.largeObjects === 0, async () => {
+      const r = await copyLargeObjects(sourceSession, target!, steps);
+      emit({ type: 'info', message: `${r.count} large object(s), ${r.bytes} bytes` });
+    }, inventory.largeObjects === 0 ? 'none on the source' : 'already done');
+    await snapshot?.close();
+    snapshot = undefined;
+
+    await indexBuilder?.drain();
+    const jobsAfter = await ledger.list(target);
+    const unfinished = jobsAfter.filter((j) => j.state !== 'done');
+    if (unfinished.length > 0) return summarize(o, started, phases, jobsAfter, warnings, snapshotName, files, false);
+
+    // Everything that needs all the data: foreign keys, triggers, partitioned-parent indexes, …
+    if (dump && tools && indexBuilder) {
+      const t = tools;
+      const d = dump;
+      // Tables without copy jobs (partitioned parents, materialized views) get their 'table' items now.
+      for (const table of indexBuilder.tables()) indexBuilder.tableReady(table);
+      await indexBuilder.drain();
+      done = await steps.done(target);
+      await phases.run('post-data', done.has('post-data'), async () => {
+        const final = d.postData.filter((i) => i.phase === 'final');
+        const sql = final.length ? await renderEntriesSql(t, d, final, o) : '';
+        await applySqlAtomically({
+          tools: t,
+          target: o.target,
+          sql,
+          ledgerSql: steps.markDoneScript('post-data', { entries: final.length }),
+          settings: { maintenance_work_mem: o.maintenanceWorkMem },
+          what: 'foreign keys, triggers and the rest of post-data',
+          applicationName: 'pgferry post-data',
+          ...(o.signal ? { signal: o.signal } : {}),
+        });
+      });
+    }
+    const views = await populatedMatviews(source, o.ledgerSchema);
+    await phases.run('materialized-views', done.has('materialized-views') || views.length === 0 || o.schema === 'skip', () => refreshMatviews(target!, views, steps), views.length === 0 ? 'none populated on the source' : 'already done');
+    await phases.run('analyze', done.has('analyze'), async () => {
+      await analyzeTarget(o, inventory);
+      await steps.markDone(target!, 'analyze');
+    });
+    return summarize(o, started, phases, await ledger.list(target), warnings, snapshotName, files, true);
+  } finally {
+    await snapshot?.close();
+    await source.end().catch(() => undefined);
+    await target?.end().catch(() => undefined);
+  }
+}
+
+function interrupted(): PgferryError {
+  return new PgferryError('interrupted', { code: 'INTERRUPTED', exitCode: EXIT.interrupted, hint: 'run the same command again to resume' });
+}
+
+/** One ledger serves one source: refuse to mix two migrations into one target database. */
+async function checkPlanOwner(target: pg.Client, o: CloneOptions): Promise<void> {
+  const plan = qualifiedName(o.ledgerSchema, 'plan');
+  const src = describeConnection(o.source);
+  const res = await target.query<{ source: string }>(`SELECT source FROM ${plan} WHERE id = 1`);
+  const existing = res.rows[0]?.source;
+  if (existing === undefined) {
+    await target.query(`INSERT INTO ${plan} (id, source, options) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING`, [src, JSON.stringify({ jobs: o.jobs })]);
+    return;
+  }
+  if (existing !== src) {
+    throw new PgferryError(`the target's ledger (schema "${o.ledgerSchema}") belongs to a migration from ${existing}, not from ${src}`, {
+      code: 'LEDGER_OTHER_SOURCE',
+      exitCode: EXIT.target,
+      hint: `resume that migration with its own --source, or use another --ledger-schema (or DROP SCHEMA ${quoteIdent(o.ledgerSchema)} CASCADE to start over)`,
+    });
+  }
+}
+
+async function planJobs(
+  o: CloneOptions,
+  source: pg.Client,
+  target: pg.Client,
+  ledger: JobLedger,
+  tables: TableInfo[],
+  sourceInfo: ServerInfo,
+  sourceColumns: ColumnCatalog,
+  targetColumns: ColumnCatalog,
+  emit: (e: CloneEvent) => void,
+): Promise<void> {
+  const existing = await ledger.list(target);
+  const started = new Set(existing.map((j) => tableKey(j.table)));
+  // Rows in a table pgferry has no job for (yet) are somebody else's.
+  const fresh = tables.filter((t) => !started.has(tableKey(t)));
+  const occupied = await nonEmptyTables(target, fresh);
+  const skip = new Set<string>();
+  if (occupied.length > 0) {
+    if (o.existingRows === 'error') throw existingRowsError(occupied);
+    for (const t of occupied) {
+      if (o.existingRows === 'truncate') {
+        await target.query(`TRUNCATE ONLY ${qualifiedName(t.schema, t.name)}`);
+        emit({ type: 'info', message: `emptied ${displayName(t.schema, t.name)} on the target (--existing-rows truncate)` });
+      } else {
+        skip.add(tableKey(t));
+        emit({ type: 'warning', message: `left ${displayName(t.schema, t.name)} as it is on the target: it already has rows (--existing-rows skip)` });
+      }
+    }
+  }
+  const planned: PlannedJob[] = [];
+  for (const table of tables) {
+    const key = tableKey(table);
+    if (skip.has(key) || started.has(key)) continue;
+    const columns = planTableColumns(table, sourceColumns, targetColumns);
+    if (columns.reason) emit({ type: 'info', message: `${displayName(table.schema, table.name)}: text COPY (${columns.reason})` });
+    const chunks = await o.planChunks(source, table, sourceInfo.major);
+    for (const chunk of chunks) {
+      planned.push({
+        table: { schema: table.schema, name: table.name },
+        chunk,
+        chunkLabel: chunkLabel(chunk),
+        chunkCount: chunks.length,
+        estimatedBytes: Math.round(table.bytes / chunks.length),
+        copyFormat: columns.format,
+      });
+    }
+  }
+  // Largest work first: a big table must not start last and keep one worker busy alone.
+  planned.sort((a, b) => b.estimatedBytes - a.estimatedBytes);
+  await ledger.addJobs(target, planned);
+  const reset = await ledger.resetFailed(target);
+  if (reset > 0) emit({ type: 'info', message: `${reset} failed job(s) from an earlier run will be retried` });
+}
+
+async function analyzeTarget(o: CloneOptions, inventory: Inventory): Promise<void> {
+  const tables = analyzeTargets(inventory);
+  const sessions: pg.Client[] = [];
+  try {
+    for (let i = 0; i < Math.min(o.indexJobs, tables.length); i++) sessions.push(await openClient(o.target, { applicationName: `pgferry analyze ${i + 1}` }));
+    const free = [...sessions];
+    await runLimited(tables, sessions.length, async (t) => {
+      const client = free.pop()!;
+      try {
+        await client.query(`ANALYZE ${qualifiedName(t.schema, t.name)}`);
+      } finally {
+        free.push(client);
+      }
+    });
+  } finally {
+    await Promise.all(sessions.map((s) => s.end().catch(() => undefined)));
+  }
+}
+
+function summarize(o: CloneOptions, started: number, phases: Phases, jobs: JobRow[], warnings: string[], snapshot: string | undefined, files: RunFiles, complete: boolean): CloneSummary {
+  files.writeStatus(jobs);
+  const byTable = new Map<string, TableSummary>();
+  for (const j of jobs) {
+    const key = tableKey(j.table);
+    const s = byTable.get(key) ?? { table: j.table, rows: 0, bytes: 0, seconds: 0, jobs: 0, state: 'done' as const };
+    s.rows += j.rows ?? 0;
+    s.bytes += j.bytes ?? 0;
+    s.seconds += j.seconds ?? 0;
+    s.jobs++;
+    if (j.state === 'failed') s.state = 'failed';
+    else if (j.state === 'pending' && s.state !== 'failed') s.state = 'pending';
+    byTable.set(key, s);
+  }
+  const tables = [...byTable.values()].sort((a, b) => b.bytes - a.bytes);
+  const failed = jobs.filter((j) => j.state === 'failed');
+  return {
+    ok: complete && failed.length === 0 && jobs.every((j) => j.state === 'done' || o.planOnly),
+    source: describeConnection(o.source),
+    target: describeConnection(o.target),
+    seconds: (Date.now() - started) / 1000,
+    phases: phases.list,
+    tables,
+    rows: tables.reduce((s, t) => s + t.rows, 0),
+    bytes: tables.reduce((s, t) => s + t.bytes, 0),
+    failed,
+    warnings,
+    snapshot,
+    runDir: o.runDir,
+  };
+}

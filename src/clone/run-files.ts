@@ -1,0 +1,44 @@
+/**
+ * The run directory Flexy users know: the schema files (written by the schema stage), a
+ * job status file with one line per job, and one log file per run.
+ */
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { JobRow } from '../ledger/jobs.js';
+import { redact } from '../util/redact.js';
+import { displayName } from '../util/sql.js';
+
+export class RunFiles {
+  readonly logFile: string;
+  readonly statusFile: string;
+
+  constructor(readonly dir: string) {
+    mkdirSync(path.join(dir, 'logs'), { recursive: true });
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    this.logFile = path.join(dir, 'logs', `run-${stamp}.log`);
+    this.statusFile = path.join(dir, 'migration_jobs_status.tsv');
+  }
+
+  log(line: string): void {
+    appendFileSync(this.logFile, `${new Date().toISOString()} ${redact(line)}\n`);
+  }
+
+  /** Rewrites the status file from the ledger's view of every job. */
+  writeStatus(jobs: readonly JobRow[]): void {
+    const header = ['table', 'chunk', 'state', 'rows', 'bytes', 'seconds', 'attempts', 'worker', 'error'].join('\t');
+    const lines = jobs.map((j) =>
+      [
+        displayName(j.table.schema, j.table.name),
+        j.chunkLabel,
+        j.state,
+        j.rows ?? '',
+        j.bytes ?? '',
+        j.seconds === null ? '' : j.seconds.toFixed(2),
+        j.attempts,
+        j.doneBy ?? '',
+        (j.error ?? '').replace(/[\t\n]/g, ' '),
+      ].join('\t'),
+    );
+    writeFileSync(this.statusFile, redact([header, ...lines].join('\n') + '\n'));
+  }
+}

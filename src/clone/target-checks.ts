@@ -1,0 +1,64 @@
+/**
+ * Checks on the target before any row moves: tables that already hold rows pgferry did not
+ * put there (refused unless the user says truncate or skip), and, for loads into existing
+ * tables, triggers and foreign keys that would fire when session_replication_role cannot be
+ * set. Checked on 13, 15, 17.
+ */
+import type pg from 'pg';
+import { EXIT } from '../defaults.js';
+import { PgferryError } from '../errors.js';
+import type { TableRef } from '../plan/chunk.js';
+import { displayName, qualifiedName } from '../util/sql.js';
+
+export type ExistingRowsPolicy = 'error' | 'truncate' | 'skip';
+
+/** Tables among `tables` that hold at least one row on the target. */
+export async function nonEmptyTables(target: pg.Client, tables: readonly TableRef[]): Promise<TableRef[]> {
+  const out: TableRef[] = [];
+  for (const t of tables) {
+    const res = await target.query<{ found: boolean }>(`SELECT EXISTS (SELECT 1 FROM ONLY ${qualifiedName(t.schema, t.name)}) AS found`);
+    if (res.rows[0]?.found) out.push(t);
+  }
+  return out;
+}
+
+export function existingRowsError(tables: readonly TableRef[]): PgferryError {
+  const names = tables.map((t) => displayName(t.schema, t.name));
+  return new PgferryError(`the target already has rows that pgferry did not copy, in ${names.length} table(s): ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', …' : ''}`, {
+    code: 'TARGET_NOT_EMPTY',
+    exitCode: EXIT.target,
+    hint: 'nothing was copied; pass --existing-rows truncate to empty those tables first, or --existing-rows skip to leave them as they are',
+    details: { tables: names },
+  });
+}
+
+/** Tables that foreign keys on the target point at (TRUNCATE would fail on them). */
+export async function referencedTables(target: pg.Client): Promise<Set<string>> {
+  const res = await target.query<{ schema: string; name: string }>(
+    `SELECT DISTINCT n.nspname AS schema, c.relname AS name
+     FROM pg_catalog.pg_constraint k
+     JOIN pg_catalog.pg_class c ON c.oid = k.confrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE k.contype = 'f'`,
+  );
+  return new Set(res.rows.map((r) => JSON.stringify([r.schema, r.name])));
+}
+
+/** User triggers and foreign keys on the tables to load: they fire unless session_replication_role = replica. */
+export async function loadBlockers(target: pg.Client): Promise<string[]> {
+  const res = await target.query<{ what: string }>(
+    `SELECT pg_catalog.format('trigger %I on %I.%I', t.tgname, n.nspname, c.relname) AS what
+     FROM pg_catalog.pg_trigger t
+     JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE NOT t.tgisinternal AND t.tgenabled <> 'D'
+     UNION ALL
+     SELECT pg_catalog.format('foreign key %I on %I.%I', k.conname, n.nspname, c.relname)
+     FROM pg_catalog.pg_constraint k
+     JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE k.contype = 'f'
+     LIMIT 20`,
+  );
+  return res.rows.map((r) => r.what);
+}

@@ -1,0 +1,191 @@
+/**
+ * A copy worker: one source session (in the shared snapshot) and one target session, taking
+ * jobs from the ledger until none is left. Each job is one target transaction:
+ *
+ *   BEGIN; claim job (FOR UPDATE SKIP LOCKED); [TRUNCATE ONLY t;] COPY … FROM STDIN [FREEZE];
+ *   mark job done; COMMIT
+ *
+ * Any failure rolls the whole job back. Transient failures (see transient.ts) are retried
+ * with backoff after reconnecting both sessions; a job that keeps failing is marked failed
+ * and the worker goes on with the next one.
+ */
+import type pg from 'pg';
+import { openClient } from '../connect/open-client.js';
+import type { ConnectionSpec } from '../connect/resolve.js';
+import { errorMessage, serverErrorFields } from '../errors.js';
+import type { JobLedger, JobRow } from '../ledger/jobs.js';
+import { qualifiedName } from '../util/sql.js';
+import { copyStream } from './copy-stream.js';
+import { beginInSnapshot, prepareSourceSession } from './source-snapshot.js';
+import { planTableColumns, tableKey, type ColumnCatalog } from './table-columns.js';
+import { prepareTargetSession } from './target-session.js';
+import { backoffMs, isTransient } from './transient.js';
+
+export type CopyEvent =
+  | { type: 'job-start'; worker: string; job: JobRow }
+  | { type: 'job-done'; worker: string; job: JobRow; rows: number; bytes: number; seconds: number }
+  | { type: 'job-retry'; worker: string; job: JobRow | undefined; attempt: number; error: string; delayMs: number }
+  | { type: 'job-failed'; worker: string; job: JobRow; error: string }
+  | { type: 'bytes'; n: number }
+  | { type: 'warning'; message: string };
+
+export interface WorkerContext {
+  source: ConnectionSpec;
+  target: ConnectionSpec;
+  ledger: JobLedger;
+  snapshot: string | undefined;
+  sourceColumns: ColumnCatalog;
+  targetColumns: ColumnCatalog;
+  /** Tables that may be truncated and loaded with COPY FREEZE when one job owns them whole. */
+  freezable: Set<string>;
+  replicationRole: boolean;
+  /** Attempts per job before it is marked failed. */
+  maxAttempts: number;
+  onEvent: (e: CopyEvent) => void;
+  signal: AbortSignal | undefined;
+  /** Shared between workers: set once the source snapshot could not be imported any more. */
+  snapshotLost: { value: boolean };
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+
+export class CopyWorker {
+  private sourceClient: pg.Client | undefined;
+  private targetClient: pg.Client | undefined;
+
+  constructor(
+    readonly name: string,
+    private readonly ctx: WorkerContext,
+  ) {}
+
+  private async connect(): Promise<{ source: pg.Client; target: pg.Client }> {
+    if (!this.sourceClient) {
+      const source = await openClient(this.ctx.source, { applicationName: `pgferry copy ${this.name}` });
+      await prepareSourceSession(source);
+      const snapshot = this.ctx.snapshotLost.value ? undefined : this.ctx.snapshot;
+      try {
+        await beginInSnapshot(source, snapshot);
+      } catch (err) {
+        // The exporting session is gone (source restarted): later reads see a newer snapshot.
+        if (serverErrorFields(err)?.code !== '22023' || !snapshot) throw err;
+        await source.query('ROLLBACK');
+        if (!this.ctx.snapshotLost.value) {
+          this.ctx.snapshotLost.value = true;
+          this.ctx.onEvent({
+            type: 'warning',
+            message:
+              'the source snapshot was lost (the source restarted?); remaining jobs read a newer snapshot: the copy is consistent only if nothing wrote to the source meanwhile — run pgferry verify',
+          });
+        }
+        await beginInSnapshot(source, undefined);
+      }
+      this.sourceClient = source;
+    }
+    if (!this.targetClient) {
+      const target = await openClient(this.ctx.target, { applicationName: `pgferry copy ${this.name}` });
+      await prepareTargetSession(target, { replicationRole: this.ctx.replicationRole });
+      this.targetClient = target;
+    }
+    return { source: this.sourceClient, target: this.targetClient };
+  }
+
+  private async disconnect(): Promise<void> {
+    const clients = [this.sourceClient, this.targetClient];
+    this.sourceClient = this.targetClient = undefined;
+    await Promise.all(clients.map((c) => c?.end().catch(() => undefined)));
+  }
+
+  /** Works until the queue is empty (or the signal aborts). */
+  async run(): Promise<void> {
+    let consecutiveFailures = 0;
+    try {
+      while (!this.ctx.signal?.aborted) {
+        let job: JobRow | undefined;
+        try {
+          const { source, target } = await this.connect();
+          await target.query('BEGIN');
+          job = await this.ctx.ledger.claimNext(target);
+          if (!job) {
+            await target.query('ROLLBACK');
+            return;
+          }
+          await this.runJob(source, target, job);
+          consecutiveFailures = 0;
+        } catch (err) {
+          await this.disconnect();
+          if (this.ctx.signal?.aborted) return;
+          consecutiveFailures++;
+          await this.handleFailure(job, err, consecutiveFailures);
+        }
+      }
+    } finally {
+      await this.disconnect();
+    }
+  }
+
+  private async runJob(source: pg.Client, target: pg.Client, job: JobRow): Promise<void> {
+    const started = Date.now();
+    this.ctx.onEvent({ type: 'job-start', worker: this.name, job });
+    await target.query('SELECT pg_catalog.set_config($1, $2, true)', ['application_name', `pgferry copy ${this.name}: job ${job.id}`]);
+    const plan = planTableColumns(job.table, this.ctx.sourceColumns, this.ctx.targetColumns);
+    const freeze = job.chunk.kind === 'whole' && job.chunkCount === 1 && this.ctx.freezable.has(tableKey(job.table));
+    // A whole-table job owns its table: truncating it in this transaction makes a retry start
+    // clean and lets COPY FREEZE write the rows frozen (no second write of every page later).
+    if (freeze) await target.query(`TRUNCATE ONLY ${qualifiedName(job.table.schema, job.table.name)}`);
+    const result = await copyStream(source, target, {
+      table: job.table,
+      columns: plan.columns,
+      chunk: job.chunk,
+      format: job.copyFormat === 'binary' && plan.format === 'binary' ? 'binary' : 'text',
+      freeze,
+      onBytes: (n) => this.ctx.onEvent({ type: 'bytes', n }),
+    });
+    const seconds = (Date.now() - started) / 1000;
+    await this.ctx.ledger.complete(target, job.id, {
+      worker: this.name,
+      rows: result.rows,
+      bytes: result.bytes,
+      seconds,
+      snapshot: this.ctx.snapshotLost.value ? undefined : this.ctx.snapshot,
+    });
+    await target.query('COMMIT');
+    this.ctx.onEvent({ type: 'job-done', worker: this.name, job, rows: result.rows, bytes: result.bytes, seconds });
+  }
+
+  private async handleFailure(job: JobRow | undefined, err: unknown, consecutive: number): Promise<void> {
+    const message = errorMessage(err).split('\n')[0] ?? 'unknown error';
+    const transient = isTransient(err);
+    const attempts = (job?.attempts ?? 0) + 1;
+    const final = job !== undefined && (!transient || attempts >= this.ctx.maxAttempts);
+    if (!transient && job === undefined) throw err; // cannot even connect or claim: not ours to retry
+    if (!final && consecutive > this.ctx.maxAttempts * 3) throw err; // a server that never comes back
+    // Record the attempt on a fresh connection (the job's transaction is gone).
+    const delayMs = backoffMs(Math.min(consecutive, 8));
+    if (job) {
+      for (let i = 1; ; i++) {
+        try {
+          const { target } = await this.connect();
+          await this.ctx.ledger.recordFailure(target, job.id, message, final);
+          break;
+        } catch (again) {
+          if (!isTransient(again) || i >= this.ctx.maxAttempts * 3) throw again;
+          await this.disconnect();
+          await sleep(backoffMs(Math.min(i, 8)), this.ctx.signal);
+        }
+      }
+    }
+    if (final && job) {
+      this.ctx.onEvent({ type: 'job-failed', worker: this.name, job, error: message });
+      return;
+    }
+    this.ctx.onEvent({ type: 'job-retry', worker: this.name, job, attempt: attempts, error: message, delayMs });
+    await sleep(delayMs, this.ctx.signal);
+  }
+}

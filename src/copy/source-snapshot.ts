@@ -1,0 +1,54 @@
+/**
+ * One consistent view of the source for every copy worker: a coordinator session opens a
+ * REPEATABLE READ transaction and exports its snapshot; each worker imports it with
+ * SET TRANSACTION SNAPSHOT. The snapshot lives as long as the coordinator's transaction,
+ * so the coordinator stays open (idle in transaction) until the copy ends.
+ */
+import type pg from 'pg';
+import { openClient } from '../connect/open-client.js';
+import type { ConnectionSpec } from '../connect/resolve.js';
+import { quoteLiteral } from '../util/sql.js';
+
+export interface SnapshotHandle {
+  name: string;
+  /** Source WAL position when the snapshot was taken (undefined on a standby). */
+  lsn: string | undefined;
+  /** The coordinator session (in the snapshot): also used for sequences and large objects. */
+  client: pg.Client;
+  close(): Promise<void>;
+}
+
+export async function exportSnapshot(source: ConnectionSpec): Promise<SnapshotHandle> {
+  const client = await openClient(source, { applicationName: 'pgferry snapshot' });
+  await prepareSourceSession(client);
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  const res = await client.query<{ name: string; lsn: string | null }>(
+    `SELECT pg_catalog.pg_export_snapshot() AS name,
+            CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL ELSE pg_catalog.pg_current_wal_lsn()::text END AS lsn`,
+  );
+  const row = res.rows[0]!;
+  return {
+    name: row.name,
+    lsn: row.lsn ?? undefined,
+    client,
+    close: async () => {
+      await client.query('COMMIT').catch(() => undefined);
+      await client.end().catch(() => undefined);
+    },
+  };
+}
+
+/** Settings for every source session: no timeouts that would cut a long copy short. */
+export async function prepareSourceSession(client: pg.Client): Promise<void> {
+  await client.query(
+    `SELECT pg_catalog.set_config('statement_timeout', '0', false),
+            pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false),
+            pg_catalog.set_config('lock_timeout', '0', false)`,
+  );
+}
+
+/** Opens a worker's read transaction in the shared snapshot (or a fresh one when none is given). */
+export async function beginInSnapshot(client: pg.Client, snapshot: string | undefined): Promise<void> {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  if (snapshot) await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshot)}`);
+}

@@ -1,0 +1,183 @@
+/**
+ * Copy jobs in the ledger: a queue with leases, all in SQL (graphile-worker's pattern).
+ *
+ * A worker claims a job with FOR UPDATE SKIP LOCKED *inside the transaction that loads the
+ * job's rows*, and marks it done in that same transaction. So:
+ *  - a job is done exactly once: its rows and its mark commit together or not at all;
+ *  - a worker that dies (SIGKILL, lost connection) releases its job by rolling back;
+ *  - "running" is not stored: it is a pending job whose row is locked. Workers name their
+ *    session `pgferry copy <worker>: job <id>`, which `status` reads from pg_stat_activity.
+ */
+import type pg from 'pg';
+import type { Chunk, TableRef } from '../plan/chunk.js';
+import { qualifiedName } from '../util/sql.js';
+
+export type JobState = 'pending' | 'done' | 'failed';
+
+export interface PlannedJob {
+  table: TableRef;
+  chunk: Chunk;
+  chunkLabel: string;
+  chunkCount: number;
+  estimatedBytes: number;
+  copyFormat: 'binary' | 'text';
+}
+
+export interface JobRow {
+  id: number;
+  seq: number;
+  table: TableRef;
+  chunk: Chunk;
+  chunkLabel: string;
+  chunkCount: number;
+  estimatedBytes: number;
+  copyFormat: 'binary' | 'text';
+  state: JobState;
+  attempts: number;
+  doneBy: string | null;
+  rows: number | null;
+  bytes: number | null;
+  seconds: number | null;
+  error: string | null;
+}
+
+interface RawJob {
+  id: string;
+  seq: number;
+  table_schema: string;
+  table_name: string;
+  chunk: Chunk;
+  chunk_label: string;
+  chunk_count: number;
+  estimated_bytes: string;
+  copy_format: 'binary' | 'text';
+  state: JobState;
+  attempts: number;
+  done_by: string | null;
+  rows: string | null;
+  bytes: string | null;
+  seconds: number | null;
+  error: string | null;
+}
+
+function toJob(r: RawJob): JobRow {
+  return {
+    id: Number(r.id),
+    seq: r.seq,
+    table: { schema: r.table_schema, name: r.table_name },
+    chunk: r.chunk,
+    chunkLabel: r.chunk_label,
+    chunkCount: r.chunk_count,
+    estimatedBytes: Number(r.estimated_bytes),
+    copyFormat: r.copy_format,
+    state: r.state,
+    attempts: r.attempts,
+    doneBy: r.done_by,
+    rows: r.rows === null ? null : Number(r.rows),
+    bytes: r.bytes === null ? null : Number(r.bytes),
+    seconds: r.seconds,
+    error: r.error,
+  };
+}
+
+export class JobLedger {
+  readonly table: string;
+  constructor(readonly schema: string) {
+    this.table = qualifiedName(schema, 'jobs');
+  }
+
+  /**
+   * Adds jobs that are not in the ledger yet (by table and chunk label); existing jobs, done
+   * or not, are kept as they are. Returns how many were added.
+   */
+  async addJobs(client: pg.Client, jobs: PlannedJob[]): Promise<number> {
+    let added = 0;
+    let seq = 0;
+    for (const job of jobs) {
+      seq++;
+      const res = await client.query(
+        `INSERT INTO ${this.table} (seq, table_schema, table_name, chunk, chunk_label, chunk_count, estimated_bytes, copy_format)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (table_schema, table_name, chunk_label) DO NOTHING`,
+        [seq, job.table.schema, job.table.name, JSON.stringify(job.chunk), job.chunkLabel, job.chunkCount, job.estimatedBytes, job.copyFormat],
+      );
+      added += res.rowCount ?? 0;
+    }
+    return added;
+  }
+
+  /** Failed jobs go back to pending: re-running the command retries them. */
+  async resetFailed(client: pg.Client): Promise<number> {
+    const res = await client.query(`UPDATE ${this.table} SET state = 'pending', error = NULL WHERE state = 'failed'`);
+    return res.rowCount ?? 0;
+  }
+
+  /** Claims the next pending job; must run inside the transaction that will load it. */
+  async claimNext(client: pg.Client): Promise<JobRow | undefined> {
+    const res = await client.query<RawJob>(
+      `SELECT * FROM ${this.table} WHERE state = 'pending' ORDER BY seq, id FOR UPDATE SKIP LOCKED LIMIT 1`,
+    );
+    const row = res.rows[0];
+    return row ? toJob(row) : undefined;
+  }
+
+  /** Claims one given job (by id) if it is pending and not held by another worker. */
+  async claim(client: pg.Client, id: number): Promise<JobRow | undefined> {
+    const res = await client.query<RawJob>(
+      `SELECT * FROM ${this.table} WHERE id = $1 AND state = 'pending' FOR UPDATE SKIP LOCKED`,
+      [id],
+    );
+    const row = res.rows[0];
+    return row ? toJob(row) : undefined;
+  }
+
+  /** Marks a claimed job done; must run in the job's own transaction, before COMMIT. */
+  async complete(client: pg.Client, id: number, result: { worker: string; rows: number; bytes: number; seconds: number; snapshot: string | undefined }): Promise<void> {
+    await client.query(
+      `UPDATE ${this.table}
+       SET state = 'done', done_by = $2, rows = $3, bytes = $4, seconds = $5, snapshot = $6, error = NULL, finished_at = pg_catalog.now(),
+           attempts = attempts + 1
+       WHERE id = $1 AND state = 'pending'`,
+      [id, result.worker, result.rows, result.bytes, result.seconds, result.snapshot ?? null],
+    );
+  }
+
+  /** Records a failed attempt (autocommit, after the job's transaction rolled back). */
+  async recordFailure(client: pg.Client, id: number, error: string, final: boolean): Promise<void> {
+    await client.query(
+      `UPDATE ${this.table} SET attempts = attempts + 1, error = $2, state = CASE WHEN $3 THEN 'failed' ELSE state END,
+              finished_at = CASE WHEN $3 THEN pg_catalog.now() ELSE finished_at END
+       WHERE id = $1 AND state = 'pending'`,
+      [id, error, final],
+    );
+  }
+
+  async list(client: pg.Client): Promise<JobRow[]> {
+    const res = await client.query<RawJob>(`SELECT * FROM ${this.table} ORDER BY seq, id`);
+    return res.rows.map(toJob);
+  }
+
+  /** Jobs whose row lock is held right now, with the worker holding them (from pg_stat_activity). */
+  async running(client: pg.Client): Promise<Map<number, string>> {
+    const res = await client.query<{ application_name: string; client_addr: string | null }>(
+      `SELECT application_name, client_addr::text AS client_addr
+       FROM pg_catalog.pg_stat_activity
+       WHERE datname = pg_catalog.current_database() AND application_name LIKE 'pgferry copy %: job %'`,
+    );
+    const out = new Map<number, string>();
+    for (const row of res.rows) {
+      const m = /^pgferry copy (.+): job (\d+)$/.exec(row.application_name);
+      if (m?.[1] && m[2]) out.set(Number(m[2]), `${m[1]}${row.client_addr ? ` from ${row.client_addr}` : ''}`);
+    }
+    return out;
+  }
+
+  /** Tables all of whose jobs are done. */
+  async tableDone(client: pg.Client, table: TableRef): Promise<boolean> {
+    const res = await client.query<{ left: string }>(
+      `SELECT pg_catalog.count(*) FILTER (WHERE state <> 'done') AS left FROM ${this.table} WHERE table_schema = $1 AND table_name = $2`,
+      [table.schema, table.name],
+    );
+    return Number(res.rows[0]?.left ?? 1) === 0;
+  }
+}

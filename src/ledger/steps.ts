@@ -1,0 +1,40 @@
+/**
+ * Steps of a run other than table copies (schema applied, a table's indexes built, sequences
+ * set, ...). A step's "done" row is written in the same transaction as the step's own work
+ * wherever the work is transactional, so a killed run never counts half a step as done.
+ */
+import type pg from 'pg';
+import { qualifiedName, quoteLiteral } from '../util/sql.js';
+
+export class Steps {
+  constructor(private readonly schema: string) {}
+
+  private get table(): string {
+    return qualifiedName(this.schema, 'steps');
+  }
+
+  /** SQL that marks a step done; run it inside the step's own transaction. */
+  markDoneSql(name: string, detail: unknown = null): { text: string; values: unknown[] } {
+    return {
+      text: `INSERT INTO ${this.table} (name, state, detail) VALUES ($1, 'done', $2)
+             ON CONFLICT (name) DO UPDATE SET state = 'done', detail = EXCLUDED.detail, finished_at = pg_catalog.now()`,
+      values: [name, JSON.stringify(detail)],
+    };
+  }
+
+  /** The same, for scripts that cannot bind parameters (psql): values as quoted literals. */
+  markDoneScript(name: string, detail: unknown = null): string {
+    return `INSERT INTO ${this.table} (name, state, detail) VALUES (${quoteLiteral(name)}, 'done', ${quoteLiteral(JSON.stringify(detail))}::jsonb)
+ON CONFLICT (name) DO UPDATE SET state = 'done', detail = EXCLUDED.detail, finished_at = pg_catalog.now();`;
+  }
+
+  async markDone(client: pg.Client, name: string, detail: unknown = null): Promise<void> {
+    const q = this.markDoneSql(name, detail);
+    await client.query(q.text, q.values);
+  }
+
+  async done(client: pg.Client): Promise<Set<string>> {
+    const res = await client.query<{ name: string }>(`SELECT name FROM ${this.table} WHERE state = 'done'`);
+    return new Set(res.rows.map((r) => r.name));
+  }
+}
