@@ -32,6 +32,10 @@ export function reportError(error: unknown, json: boolean): ExitCode {
     err(`pgferry: error: ${error.message}`);
     const server = serverErrorFields(error.cause);
     if (server?.detail) err(`  detail: ${server.detail}`);
+    const statement = error.details?.statement;
+    if (typeof statement === 'string' && statement) {
+      err(`  statement: ${statement.length > 500 ? statement.slice(0, 500) + ' …' : statement}`);
+    }
     if (error.hint) err(`  hint: ${error.hint}`);
     return error.exitCode;
   }

@@ -1,45 +1,21 @@
 /**
  * Applying parts of the schema archive to the target exactly once: the SQL of the chosen
- * TOC entries (rendered by pg_restore itself) and the ledger's "step done" statement run in
+ * TOC entries (rendered by pg_restore itself, see schemaSql) and the ledger's "step done" statement run in
  * ONE transaction through psql (`--single-transaction`, ON_ERROR_STOP). Either both commit
  * or neither does, so a killed run never leaves a step half applied or applied but not
  * counted. psql (not our own session) runs it because pg_restore's output carries psql
  * meta-commands (`\restrict`).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { describeConnection } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgferryError } from '../errors.js';
-import { childConninfo, childEnv, runTool } from '../schema/run-tool.js';
-import { restoreList } from '../schema/toc.js';
+import { childConninfo, childEnv } from '../schema/run-tool.js';
 import type { PgTools } from '../schema/pg-tools.js';
-import type { SchemaDump, TocEntryRef } from '../schema/types.js';
 import { redact } from '../util/redact.js';
-
-/** The SQL pg_restore would run for these entries. */
-export async function renderEntriesSql(tools: PgTools, dump: SchemaDump, entries: readonly TocEntryRef[], options: { noOwner: boolean; noPrivileges: boolean }): Promise<string> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgferry-list-'));
-  try {
-    const list = path.join(dir, 'restore.list');
-    writeFileSync(list, restoreList(dump.entries, entries.map((e) => e.dumpId), 'pgferry'));
-    const args = ['-f', '-', '-L', list, ...(options.noOwner ? ['--no-owner'] : []), ...(options.noPrivileges ? ['--no-privileges'] : []), dump.files.archive];
-    const res = await runTool(tools.pgRestore, args, childEnv(undefined));
-    if (res.code !== 0) {
-      throw new PgferryError(`pg_restore could not render the schema archive: ${res.stderr.trim().split('\n')[0] ?? ''}`, {
-        code: 'SCHEMA_RENDER_FAILED',
-        hint: `check ${dump.files.archive}; run the same pg_restore by hand for details`,
-      });
-    }
-    return res.stdout;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 export function psqlPath(tools: PgTools): string {
   const p = path.join(tools.dir, 'psql');
@@ -69,10 +45,25 @@ export interface ApplyOptions {
 
 export async function applySqlAtomically(o: ApplyOptions): Promise<void> {
   const psql = psqlPath(o.tools);
-  const args = ['-X', '-q', '-b', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '-d', childConninfo(o.target, o.applicationName), '-f', '-'];
+  const args = [
+    '-X',
+    '-q',
+    '-b',
+    '-v',
+    'ON_ERROR_STOP=1',
+    '--single-transaction',
+    '-d',
+    childConninfo(o.target, o.applicationName),
+    '-f',
+    '-',
+  ];
   const env = childEnv(o.target, o.settings);
   const stderr = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-    const child = spawn(psql, args, { env, stdio: ['pipe', 'ignore', 'pipe'], ...(o.signal ? { signal: o.signal } : {}) });
+    const child = spawn(psql, args, {
+      env,
+      stdio: ['pipe', 'ignore', 'pipe'],
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
     const errs: Buffer[] = [];
     child.stderr.on('data', (d: Buffer) => errs.push(d));
     child.on('error', reject);
@@ -85,12 +76,15 @@ export async function applySqlAtomically(o: ApplyOptions): Promise<void> {
   const error = /ERROR:\s+(.*)/.exec(text)?.[1] ?? text.split('\n')[0] ?? 'psql failed';
   const statement = /STATEMENT:\s+([\s\S]*)$/.exec(text)?.[1] ?? text.split('\n').slice(1).join('\n');
   const missingRole = /role "([^"]+)" does not exist/.exec(error);
-  throw new PgferryError(`applying ${o.what} to the target ${describeConnection(o.target)} failed: ${error}`, {
-    code: 'SCHEMA_APPLY_FAILED',
-    exitCode: EXIT.target,
-    hint: missingRole
-      ? `create the roles first (pg_dumpall --roles-only | psql), or pass --no-owner --no-privileges; nothing of ${o.what} was applied`
-      : `nothing of ${o.what} was applied (one transaction); fix the cause and run the same command again`,
-    details: { statement: statement.trim().slice(0, 2000), psqlOutput: text.slice(0, 4000) },
-  });
+  throw new PgferryError(
+    `applying ${o.what} to the target ${describeConnection(o.target)} failed: ${error}`,
+    {
+      code: 'SCHEMA_APPLY_FAILED',
+      exitCode: EXIT.target,
+      hint: missingRole
+        ? `create the roles first (pg_dumpall --roles-only | psql), or pass --no-owner --no-privileges; nothing of ${o.what} was applied`
+        : `nothing of ${o.what} was applied (one transaction); fix the cause and run the same command again`,
+      details: { statement: statement.trim().slice(0, 2000), psqlOutput: text.slice(0, 4000) },
+    },
+  );
 }

@@ -17,7 +17,14 @@ export interface DryRunPlan {
   target: string;
   pgDump: string | undefined;
   phases: PhaseName[];
-  jobs: { order: number; table: string; chunk: string; estimatedBytes: number; format: string; copyOut: string }[];
+  jobs: {
+    order: number;
+    table: string;
+    chunk: string;
+    estimatedBytes: number;
+    format: string;
+    copyOut: string;
+  }[];
   totalBytes: number;
   notes: string[];
 }
@@ -30,7 +37,11 @@ export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
     const inventory = await readInventory(source, o.ledgerSchema);
     let pgDump: string | undefined;
     if (o.schema === 'apply') {
-      const tools = findPgTools({ sourceMajor: info.major, ...(o.pgBin ? { pgBin: o.pgBin } : {}), ...(o.pathEnv !== undefined ? { pathEnv: o.pathEnv } : {}) });
+      const tools = findPgTools({
+        sourceMajor: info.major,
+        ...(o.pgBin ? { pgBin: o.pgBin } : {}),
+        ...(o.pathEnv !== undefined ? { pathEnv: o.pathEnv } : {}),
+      });
       pgDump = `${tools.pgDump} (${tools.version})`;
     }
     const sourceColumns = await readColumnCatalog(source);
@@ -42,7 +53,9 @@ export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
       if (fromTarget.size > 0) targetColumns = fromTarget;
       else notes.push('the target has no tables yet: COPY formats assume it will get the source schema');
     } catch (err) {
-      notes.push(`target not read (${err instanceof Error ? err.message : String(err)}): COPY formats assume the source schema`);
+      notes.push(
+        `target not read (${err instanceof Error ? err.message : String(err)}): COPY formats assume the source schema`,
+      );
     }
     const jobs: DryRunPlan['jobs'] = [];
     for (const table of copyableTables(inventory)) {
@@ -57,14 +70,33 @@ export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
           chunk: chunkLabel(chunk),
           estimatedBytes: Math.round(table.bytes / chunks.length),
           format: cols.format,
-          copyOut: copyStatements({ table, columns: cols.columns, chunk, format: cols.format, freeze: false }).out,
+          copyOut: copyStatements({ table, columns: cols.columns, chunk, format: cols.format, freeze: false })
+            .out,
         });
       }
     }
     jobs.sort((a, b) => b.estimatedBytes - a.estimatedBytes);
     jobs.forEach((j, i) => (j.order = i + 1));
-    const phases: PhaseName[] = ['connect', ...(o.schema === 'apply' ? (['schema'] as const) : []), 'plan', 'copy', ...(o.schema === 'apply' ? (['post-data'] as const) : []), 'sequences', 'large-objects', 'materialized-views', 'analyze'];
-    return { source: describeConnection(o.source), target: describeConnection(o.target), pgDump, phases, jobs, totalBytes: jobs.reduce((s, j) => s + j.estimatedBytes, 0), notes };
+    const phases: PhaseName[] = [
+      'connect',
+      ...(o.schema === 'apply' ? (['schema'] as const) : []),
+      'plan',
+      'copy',
+      ...(o.schema === 'apply' ? (['post-data'] as const) : []),
+      'sequences',
+      'large-objects',
+      'materialized-views',
+      'analyze',
+    ];
+    return {
+      source: describeConnection(o.source),
+      target: describeConnection(o.target),
+      pgDump,
+      phases,
+      jobs,
+      totalBytes: jobs.reduce((s, j) => s + j.estimatedBytes, 0),
+      notes,
+    };
   } finally {
     await source.end().catch(() => undefined);
   }

@@ -9,15 +9,26 @@ import type { Inventory, TableInfo } from '../inventory/inventory.js';
 import { qualifiedName } from '../util/sql.js';
 
 /** Reads every sequence in the source session (which is in the copy's snapshot) and sets it on the target. */
-export async function syncSequences(source: pg.Client, target: pg.Client, inventory: Inventory, steps: Steps): Promise<number> {
+export async function syncSequences(
+  source: pg.Client,
+  target: pg.Client,
+  inventory: Inventory,
+  steps: Steps,
+): Promise<number> {
   await target.query('BEGIN');
   try {
     for (const seq of inventory.sequences) {
       const name = qualifiedName(seq.schema, seq.name);
-      const res = await source.query<{ last_value: string; is_called: boolean }>(`SELECT last_value::text, is_called FROM ${name}`);
+      const res = await source.query<{ last_value: string; is_called: boolean }>(
+        `SELECT last_value::text, is_called FROM ${name}`,
+      );
       const row = res.rows[0];
       if (!row) continue;
-      await target.query('SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::int8, $3)', [name, row.last_value, row.is_called]);
+      await target.query('SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::int8, $3)', [
+        name,
+        row.last_value,
+        row.is_called,
+      ]);
     }
     await steps.markDone(target, 'sequences', { count: inventory.sequences.length });
     await target.query('COMMIT');
@@ -31,15 +42,26 @@ export async function syncSequences(source: pg.Client, target: pg.Client, invent
 const LO_PIECE = 1024 * 1024;
 
 /** Copies large objects (same OIDs) piece by piece: memory stays at one piece. */
-export async function copyLargeObjects(source: pg.Client, target: pg.Client, steps: Steps): Promise<{ count: number; bytes: number }> {
-  const oids = (await source.query<{ oid: string }>('SELECT oid::text FROM pg_catalog.pg_largeobject_metadata ORDER BY oid')).rows.map((r) => r.oid);
+export async function copyLargeObjects(
+  source: pg.Client,
+  target: pg.Client,
+  steps: Steps,
+): Promise<{ count: number; bytes: number }> {
+  const oids = (
+    await source.query<{ oid: string }>(
+      'SELECT oid::text FROM pg_catalog.pg_largeobject_metadata ORDER BY oid',
+    )
+  ).rows.map((r) => r.oid);
   let bytes = 0;
   await target.query('BEGIN');
   try {
     for (const oid of oids) {
       await target.query('SELECT pg_catalog.lo_create($1::oid)', [oid]);
       for (let offset = 0; ; offset += LO_PIECE) {
-        const res = await source.query<{ piece: Buffer }>('SELECT pg_catalog.lo_get($1::oid, $2::int8, $3) AS piece', [oid, offset, LO_PIECE]);
+        const res = await source.query<{ piece: Buffer }>(
+          'SELECT pg_catalog.lo_get($1::oid, $2::int8, $3) AS piece',
+          [oid, offset, LO_PIECE],
+        );
         const piece = res.rows[0]?.piece;
         if (!piece || piece.length === 0) break;
         await target.query('SELECT pg_catalog.lo_put($1::oid, $2::int8, $3::bytea)', [oid, offset, piece]);
@@ -57,7 +79,10 @@ export async function copyLargeObjects(source: pg.Client, target: pg.Client, ste
 }
 
 /** Materialized views that hold data on the source, in creation order (dependencies first). */
-export async function populatedMatviews(source: pg.Client, ledgerSchema: string): Promise<{ schema: string; name: string }[]> {
+export async function populatedMatviews(
+  source: pg.Client,
+  ledgerSchema: string,
+): Promise<{ schema: string; name: string }[]> {
   const res = await source.query<{ schema: string; name: string }>(
     `SELECT n.nspname AS schema, c.relname AS name
      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -68,7 +93,11 @@ export async function populatedMatviews(source: pg.Client, ledgerSchema: string)
   return res.rows;
 }
 
-export async function refreshMatviews(target: pg.Client, views: { schema: string; name: string }[], steps: Steps): Promise<void> {
+export async function refreshMatviews(
+  target: pg.Client,
+  views: { schema: string; name: string }[],
+  steps: Steps,
+): Promise<void> {
   await target.query('BEGIN');
   try {
     for (const v of views) await target.query(`REFRESH MATERIALIZED VIEW ${qualifiedName(v.schema, v.name)}`);
@@ -82,5 +111,7 @@ export async function refreshMatviews(target: pg.Client, views: { schema: string
 
 /** Tables to ANALYZE: every copied table and partitioned parent. */
 export function analyzeTargets(inventory: Inventory): TableInfo[] {
-  return inventory.tables.filter((t) => t.kind === 'table' || t.kind === 'partitioned' || t.kind === 'materialized-view');
+  return inventory.tables.filter(
+    (t) => t.kind === 'table' || t.kind === 'partitioned' || t.kind === 'materialized-view',
+  );
 }

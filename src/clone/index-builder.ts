@@ -10,7 +10,8 @@ import type { PgTools } from '../schema/pg-tools.js';
 import type { PostDataItem, SchemaDump } from '../schema/types.js';
 import { displayName } from '../util/sql.js';
 import { tableKey } from '../copy/table-columns.js';
-import { applySqlAtomically, renderEntriesSql } from './apply-sql.js';
+import { applySqlAtomically } from './apply-sql.js';
+import { schemaSql } from '../schema/index.js';
 
 export const indexStepName = (t: TableRef): string => `indexes:${tableKey(t)}`;
 
@@ -82,7 +83,13 @@ export class IndexBuilder {
     if (this.firstError) return;
     const items = this.byTable.get(tableKey(table)) ?? [];
     const started = Date.now();
-    const sql = await renderEntriesSql(this.o.tools, this.o.dump, items, this.o);
+    const sql = await schemaSql({
+      tools: this.o.tools,
+      dump: this.o.dump,
+      entries: items,
+      noOwner: this.o.noOwner,
+      noPrivileges: this.o.noPrivileges,
+    });
     await applySqlAtomically({
       tools: this.o.tools,
       target: this.o.target,
@@ -98,7 +105,10 @@ export class IndexBuilder {
 
   /** Waits for every queued build; throws the first failure. */
   async drain(): Promise<void> {
-    while (this.inFlight.size > 0 || (this.waiting.length > 0 && !this.firstError && !this.o.signal?.aborted)) {
+    while (
+      this.inFlight.size > 0 ||
+      (this.waiting.length > 0 && !this.firstError && !this.o.signal?.aborted)
+    ) {
       if (this.inFlight.size > 0) await Promise.race(this.inFlight);
       else this.pump();
     }

@@ -30,11 +30,24 @@ import { exportSnapshot, type SnapshotHandle } from '../copy/source-snapshot.js'
 import { planTableColumns, readColumnCatalog, tableKey, type ColumnCatalog } from '../copy/table-columns.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
 import { runLimited } from '../util/pool.js';
-import { applySqlAtomically, renderEntriesSql } from './apply-sql.js';
+import { applySqlAtomically } from './apply-sql.js';
+import { schemaSql } from '../schema/index.js';
 import { IndexBuilder, indexStepName } from './index-builder.js';
 import { RunFiles } from './run-files.js';
-import { analyzeTargets, copyLargeObjects, populatedMatviews, refreshMatviews, syncSequences } from './finish-steps.js';
-import { existingRowsError, loadBlockers, nonEmptyTables, referencedTables, type ExistingRowsPolicy } from './target-checks.js';
+import {
+  analyzeTargets,
+  copyLargeObjects,
+  populatedMatviews,
+  refreshMatviews,
+  syncSequences,
+} from './finish-steps.js';
+import {
+  existingRowsError,
+  loadBlockers,
+  nonEmptyTables,
+  referencedTables,
+  type ExistingRowsPolicy,
+} from './target-checks.js';
 
 export type PhaseName =
   | 'connect'
@@ -49,7 +62,13 @@ export type PhaseName =
 
 export type CloneEvent =
   | CopyEvent
-  | { type: 'phase'; phase: PhaseName; state: 'start' | 'done' | 'skipped'; detail?: string; seconds?: number }
+  | {
+      type: 'phase';
+      phase: PhaseName;
+      state: 'start' | 'done' | 'skipped';
+      detail?: string;
+      seconds?: number;
+    }
   | { type: 'planned'; jobs: JobRow[]; totalBytes: number }
   | { type: 'table-indexed'; table: TableRef; items: number; seconds: number }
   | { type: 'info'; message: string };
@@ -119,7 +138,10 @@ async function connectTarget(o: CloneOptions): Promise<pg.Client> {
     return await openClient(o.target, { applicationName: 'pgferry clone' });
   } catch (err) {
     if (!(err instanceof PgferryError) || err.code !== 'NO_DATABASE' || !o.createDatabase) throw err;
-    const admin = await openClient({ ...o.target, database: 'postgres', conninfo: { ...o.target.conninfo, dbname: 'postgres' } }, { applicationName: 'pgferry clone' });
+    const admin = await openClient(
+      { ...o.target, database: 'postgres', conninfo: { ...o.target.conninfo, dbname: 'postgres' } },
+      { applicationName: 'pgferry clone' },
+    );
     try {
       await admin.query(`CREATE DATABASE ${quoteIdent(o.target.database)}`);
     } finally {
@@ -133,7 +155,12 @@ async function connectTarget(o: CloneOptions): Promise<pg.Client> {
 class Phases {
   readonly list: CloneSummary['phases'] = [];
   constructor(private readonly onEvent: (e: CloneEvent) => void) {}
-  async run<T>(phase: PhaseName, skip: boolean, work: () => Promise<T>, skipReason = 'already done'): Promise<T | undefined> {
+  async run<T>(
+    phase: PhaseName,
+    skip: boolean,
+    work: () => Promise<T>,
+    skipReason = 'already done',
+  ): Promise<T | undefined> {
     if (skip) {
       this.list.push({ phase, seconds: 0, state: 'skipped' });
       this.onEvent({ type: 'phase', phase, state: 'skipped', detail: skipReason });
@@ -181,18 +208,44 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     let tools: PgTools | undefined;
     let dump: SchemaDump | undefined;
     if (o.schema === 'apply') {
-      tools = findPgTools({ sourceMajor: sourceInfo.major, ...(o.pgBin ? { pgBin: o.pgBin } : {}), ...(o.pathEnv !== undefined ? { pathEnv: o.pathEnv } : {}) });
+      tools = findPgTools({
+        sourceMajor: sourceInfo.major,
+        ...(o.pgBin ? { pgBin: o.pgBin } : {}),
+        ...(o.pathEnv !== undefined ? { pathEnv: o.pathEnv } : {}),
+      });
       const t = tools;
-      dump = await dumpSchema({ source: o.source, tools: t, runDir: o.runDir, excludeSchemas: [o.ledgerSchema], noOwner: o.noOwner, noPrivileges: o.noPrivileges });
+      dump = await dumpSchema({
+        source: o.source,
+        tools: t,
+        runDir: o.runDir,
+        excludeSchemas: [o.ledgerSchema],
+        noOwner: o.noOwner,
+        noPrivileges: o.noPrivileges,
+      });
       const d = dump;
       await phases.run('schema', done.has('schema'), async () => {
-        const sql = await renderEntriesSql(t, d, d.preData, o);
+        const sql = await schemaSql({
+          tools: t,
+          dump: d,
+          entries: d.preData,
+          noOwner: o.noOwner,
+          noPrivileges: o.noPrivileges,
+        });
         // --indexes before: the tables' own indexes and constraints come with the schema.
         const early = o.indexes === 'before' ? d.postData.filter((i) => i.phase === 'table' && i.table) : [];
-        const earlySql = early.length ? await renderEntriesSql(t, d, early, o) : '';
+        const earlySql = early.length
+          ? await schemaSql({
+              tools: t,
+              dump: d,
+              entries: early,
+              noOwner: o.noOwner,
+              noPrivileges: o.noPrivileges,
+            })
+          : '';
         const earlyTables = new Map(early.map((i) => [tableKey(i.table!), i.table!]));
         const marks = [steps.markDoneScript('schema', { entries: d.preData.length })];
-        for (const table of earlyTables.values()) marks.push(steps.markDoneScript(indexStepName(table), { before: true }));
+        for (const table of earlyTables.values())
+          marks.push(steps.markDoneScript(indexStepName(table), { before: true }));
         await applySqlAtomically({
           tools: t,
           target: o.target,
@@ -228,34 +281,43 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     if (!replicationRole) {
       const blockers = await loadBlockers(target);
       if (blockers.length > 0) {
-        throw new PgferryError(`the target role "${targetInfo.role.name}" may not set session_replication_role, and ${blockers[0]} would fire during the load`, {
-          code: 'TRIGGERS_WOULD_FIRE',
-          exitCode: EXIT.target,
-          hint: 'connect to the target as a superuser, or on PostgreSQL 15+ GRANT SET ON PARAMETER session_replication_role TO that role, or let pgferry create the schema (foreign keys and triggers then come after the data)',
-          details: { blockers },
-        });
+        throw new PgferryError(
+          `the target role "${targetInfo.role.name}" may not set session_replication_role, and ${blockers[0]} would fire during the load`,
+          {
+            code: 'TRIGGERS_WOULD_FIRE',
+            exitCode: EXIT.target,
+            hint: 'connect to the target as a superuser, or on PostgreSQL 15+ GRANT SET ON PARAMETER session_replication_role TO that role, or let pgferry create the schema (foreign keys and triggers then come after the data)',
+            details: { blockers },
+          },
+        );
       }
     }
 
     // Copy, building each table's indexes as soon as its rows are in.
     snapshot = o.snapshot ? undefined : await exportSnapshot(o.source);
     const snapshotName = o.snapshot ?? snapshot?.name;
-    if (snapshot) emit({ type: 'info', message: `source snapshot ${snapshot.name} at WAL ${snapshot.lsn ?? '(standby)'}` });
-    const indexBuilder = dump && tools
-      ? new IndexBuilder({
-          tools,
-          dump,
-          target: o.target,
-          steps,
-          concurrency: o.indexJobs,
-          done,
-          noOwner: o.noOwner,
-          noPrivileges: o.noPrivileges,
-          maintenanceWorkMem: o.maintenanceWorkMem,
-          signal: o.signal,
-          onBuilt: (table, items, seconds) => emit({ type: 'table-indexed', table, items: items.length, seconds }),
-        })
-      : undefined;
+    if (snapshot)
+      emit({
+        type: 'info',
+        message: `source snapshot ${snapshot.name} at WAL ${snapshot.lsn ?? '(standby)'}`,
+      });
+    const indexBuilder =
+      dump && tools
+        ? new IndexBuilder({
+            tools,
+            dump,
+            target: o.target,
+            steps,
+            concurrency: o.indexJobs,
+            done,
+            noOwner: o.noOwner,
+            noPrivileges: o.noPrivileges,
+            maintenanceWorkMem: o.maintenanceWorkMem,
+            signal: o.signal,
+            onBuilt: (table, items, seconds) =>
+              emit({ type: 'table-indexed', table, items: items.length, seconds }),
+          })
+        : undefined;
     const failedJobs: JobRow[] = [];
     await phases.run('copy', false, async () => {
       const referenced = await referencedTables(target!);
@@ -325,17 +387,23 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
       const n = await syncSequences(sourceSession, target!, inventory, steps);
       emit({ type: 'info', message: `${n} sequence(s) set to the source's values` });
     });
-    await phases.run('large-objects', done.has('large-objects') || inventory.largeObjects === 0, async () => {
-      const r = await copyLargeObjects(sourceSession, target!, steps);
-      emit({ type: 'info', message: `${r.count} large object(s), ${r.bytes} bytes` });
-    }, inventory.largeObjects === 0 ? 'none on the source' : 'already done');
+    await phases.run(
+      'large-objects',
+      done.has('large-objects') || inventory.largeObjects === 0,
+      async () => {
+        const r = await copyLargeObjects(sourceSession, target!, steps);
+        emit({ type: 'info', message: `${r.count} large object(s), ${r.bytes} bytes` });
+      },
+      inventory.largeObjects === 0 ? 'none on the source' : 'already done',
+    );
     await snapshot?.close();
     snapshot = undefined;
 
     await indexBuilder?.drain();
     const jobsAfter = await ledger.list(target);
     const unfinished = jobsAfter.filter((j) => j.state !== 'done');
-    if (unfinished.length > 0) return summarize(o, started, phases, jobsAfter, warnings, snapshotName, files, false);
+    if (unfinished.length > 0)
+      return summarize(o, started, phases, jobsAfter, warnings, snapshotName, files, false);
 
     // Everything that needs all the data: foreign keys, triggers, partitioned-parent indexes, …
     if (dump && tools && indexBuilder) {
@@ -347,7 +415,15 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
       done = await steps.done(target);
       await phases.run('post-data', done.has('post-data'), async () => {
         const final = d.postData.filter((i) => i.phase === 'final');
-        const sql = final.length ? await renderEntriesSql(t, d, final, o) : '';
+        const sql = final.length
+          ? await schemaSql({
+              tools: t,
+              dump: d,
+              entries: final,
+              noOwner: o.noOwner,
+              noPrivileges: o.noPrivileges,
+            })
+          : '';
         await applySqlAtomically({
           tools: t,
           target: o.target,
@@ -361,7 +437,12 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
       });
     }
     const views = await populatedMatviews(source, o.ledgerSchema);
-    await phases.run('materialized-views', done.has('materialized-views') || views.length === 0 || o.schema === 'skip', () => refreshMatviews(target!, views, steps), views.length === 0 ? 'none populated on the source' : 'already done');
+    await phases.run(
+      'materialized-views',
+      done.has('materialized-views') || views.length === 0 || o.schema === 'skip',
+      () => refreshMatviews(target!, views, steps),
+      views.length === 0 ? 'none populated on the source' : 'already done',
+    );
     await phases.run('analyze', done.has('analyze'), async () => {
       await analyzeTarget(o, inventory);
       await steps.markDone(target!, 'analyze');
@@ -375,7 +456,11 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
 }
 
 function interrupted(): PgferryError {
-  return new PgferryError('interrupted', { code: 'INTERRUPTED', exitCode: EXIT.interrupted, hint: 'run the same command again to resume' });
+  return new PgferryError('interrupted', {
+    code: 'INTERRUPTED',
+    exitCode: EXIT.interrupted,
+    hint: 'run the same command again to resume',
+  });
 }
 
 /** One ledger serves one source: refuse to mix two migrations into one target database. */
@@ -385,15 +470,21 @@ async function checkPlanOwner(target: pg.Client, o: CloneOptions): Promise<void>
   const res = await target.query<{ source: string }>(`SELECT source FROM ${plan} WHERE id = 1`);
   const existing = res.rows[0]?.source;
   if (existing === undefined) {
-    await target.query(`INSERT INTO ${plan} (id, source, options) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING`, [src, JSON.stringify({ jobs: o.jobs })]);
+    await target.query(
+      `INSERT INTO ${plan} (id, source, options) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING`,
+      [src, JSON.stringify({ jobs: o.jobs })],
+    );
     return;
   }
   if (existing !== src) {
-    throw new PgferryError(`the target's ledger (schema "${o.ledgerSchema}") belongs to a migration from ${existing}, not from ${src}`, {
-      code: 'LEDGER_OTHER_SOURCE',
-      exitCode: EXIT.target,
-      hint: `resume that migration with its own --source, or use another --ledger-schema (or DROP SCHEMA ${quoteIdent(o.ledgerSchema)} CASCADE to start over)`,
-    });
+    throw new PgferryError(
+      `the target's ledger (schema "${o.ledgerSchema}") belongs to a migration from ${existing}, not from ${src}`,
+      {
+        code: 'LEDGER_OTHER_SOURCE',
+        exitCode: EXIT.target,
+        hint: `resume that migration with its own --source, or use another --ledger-schema (or DROP SCHEMA ${quoteIdent(o.ledgerSchema)} CASCADE to start over)`,
+      },
+    );
   }
 }
 
@@ -410,6 +501,10 @@ async function planJobs(
 ): Promise<void> {
   const existing = await ledger.list(target);
   const started = new Set(existing.map((j) => tableKey(j.table)));
+  // Every table must exist on the target with the source's columns before anything is judged.
+  const formats = new Map(
+    tables.map((t) => [tableKey(t), planTableColumns(t, sourceColumns, targetColumns)]),
+  );
   // Rows in a table pgferry has no job for (yet) are somebody else's.
   const fresh = tables.filter((t) => !started.has(tableKey(t)));
   const occupied = await nonEmptyTables(target, fresh);
@@ -419,10 +514,16 @@ async function planJobs(
     for (const t of occupied) {
       if (o.existingRows === 'truncate') {
         await target.query(`TRUNCATE ONLY ${qualifiedName(t.schema, t.name)}`);
-        emit({ type: 'info', message: `emptied ${displayName(t.schema, t.name)} on the target (--existing-rows truncate)` });
+        emit({
+          type: 'info',
+          message: `emptied ${displayName(t.schema, t.name)} on the target (--existing-rows truncate)`,
+        });
       } else {
         skip.add(tableKey(t));
-        emit({ type: 'warning', message: `left ${displayName(t.schema, t.name)} as it is on the target: it already has rows (--existing-rows skip)` });
+        emit({
+          type: 'warning',
+          message: `left ${displayName(t.schema, t.name)} as it is on the target: it already has rows (--existing-rows skip)`,
+        });
       }
     }
   }
@@ -430,8 +531,12 @@ async function planJobs(
   for (const table of tables) {
     const key = tableKey(table);
     if (skip.has(key) || started.has(key)) continue;
-    const columns = planTableColumns(table, sourceColumns, targetColumns);
-    if (columns.reason) emit({ type: 'info', message: `${displayName(table.schema, table.name)}: text COPY (${columns.reason})` });
+    const columns = formats.get(key)!;
+    if (columns.reason)
+      emit({
+        type: 'info',
+        message: `${displayName(table.schema, table.name)}: text COPY (${columns.reason})`,
+      });
     const chunks = await o.planChunks(source, table, sourceInfo.major);
     for (const chunk of chunks) {
       planned.push({
@@ -448,14 +553,16 @@ async function planJobs(
   planned.sort((a, b) => b.estimatedBytes - a.estimatedBytes);
   await ledger.addJobs(target, planned);
   const reset = await ledger.resetFailed(target);
-  if (reset > 0) emit({ type: 'info', message: `${reset} failed job(s) from an earlier run will be retried` });
+  if (reset > 0)
+    emit({ type: 'info', message: `${reset} failed job(s) from an earlier run will be retried` });
 }
 
 async function analyzeTarget(o: CloneOptions, inventory: Inventory): Promise<void> {
   const tables = analyzeTargets(inventory);
   const sessions: pg.Client[] = [];
   try {
-    for (let i = 0; i < Math.min(o.indexJobs, tables.length); i++) sessions.push(await openClient(o.target, { applicationName: `pgferry analyze ${i + 1}` }));
+    for (let i = 0; i < Math.min(o.indexJobs, tables.length); i++)
+      sessions.push(await openClient(o.target, { applicationName: `pgferry analyze ${i + 1}` }));
     const free = [...sessions];
     await runLimited(tables, sessions.length, async (t) => {
       const client = free.pop()!;
@@ -470,12 +577,28 @@ async function analyzeTarget(o: CloneOptions, inventory: Inventory): Promise<voi
   }
 }
 
-function summarize(o: CloneOptions, started: number, phases: Phases, jobs: JobRow[], warnings: string[], snapshot: string | undefined, files: RunFiles, complete: boolean): CloneSummary {
+function summarize(
+  o: CloneOptions,
+  started: number,
+  phases: Phases,
+  jobs: JobRow[],
+  warnings: string[],
+  snapshot: string | undefined,
+  files: RunFiles,
+  complete: boolean,
+): CloneSummary {
   files.writeStatus(jobs);
   const byTable = new Map<string, TableSummary>();
   for (const j of jobs) {
     const key = tableKey(j.table);
-    const s = byTable.get(key) ?? { table: j.table, rows: 0, bytes: 0, seconds: 0, jobs: 0, state: 'done' as const };
+    const s = byTable.get(key) ?? {
+      table: j.table,
+      rows: 0,
+      bytes: 0,
+      seconds: 0,
+      jobs: 0,
+      state: 'done' as const,
+    };
     s.rows += j.rows ?? 0;
     s.bytes += j.bytes ?? 0;
     s.seconds += j.seconds ?? 0;

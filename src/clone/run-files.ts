@@ -25,7 +25,17 @@ export class RunFiles {
 
   /** Rewrites the status file from the ledger's view of every job. */
   writeStatus(jobs: readonly JobRow[]): void {
-    const header = ['table', 'chunk', 'state', 'rows', 'bytes', 'seconds', 'attempts', 'worker', 'error'].join('\t');
+    const header = [
+      'table',
+      'chunk',
+      'state',
+      'rows',
+      'bytes',
+      'seconds',
+      'attempts',
+      'worker',
+      'error',
+    ].join('\t');
     const lines = jobs.map((j) =>
       [
         displayName(j.table.schema, j.table.name),

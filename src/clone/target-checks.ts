@@ -16,7 +16,9 @@ export type ExistingRowsPolicy = 'error' | 'truncate' | 'skip';
 export async function nonEmptyTables(target: pg.Client, tables: readonly TableRef[]): Promise<TableRef[]> {
   const out: TableRef[] = [];
   for (const t of tables) {
-    const res = await target.query<{ found: boolean }>(`SELECT EXISTS (SELECT 1 FROM ONLY ${qualifiedName(t.schema, t.name)}) AS found`);
+    const res = await target.query<{ found: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM ONLY ${qualifiedName(t.schema, t.name)}) AS found`,
+    );
     if (res.rows[0]?.found) out.push(t);
   }
   return out;
@@ -24,12 +26,15 @@ export async function nonEmptyTables(target: pg.Client, tables: readonly TableRe
 
 export function existingRowsError(tables: readonly TableRef[]): PgferryError {
   const names = tables.map((t) => displayName(t.schema, t.name));
-  return new PgferryError(`the target already has rows that pgferry did not copy, in ${names.length} table(s): ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', …' : ''}`, {
-    code: 'TARGET_NOT_EMPTY',
-    exitCode: EXIT.target,
-    hint: 'nothing was copied; pass --existing-rows truncate to empty those tables first, or --existing-rows skip to leave them as they are',
-    details: { tables: names },
-  });
+  return new PgferryError(
+    `the target already has rows that pgferry did not copy, in ${names.length} table(s): ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', …' : ''}`,
+    {
+      code: 'TARGET_NOT_EMPTY',
+      exitCode: EXIT.target,
+      hint: 'nothing was copied; pass --existing-rows truncate to empty those tables first, or --existing-rows skip to leave them as they are',
+      details: { tables: names },
+    },
+  );
 }
 
 /** Tables that foreign keys on the target point at (TRUNCATE would fail on them). */

@@ -1,0 +1,157 @@
+/**
+ * The schema stage of `pgferry clone`, part one: dump the source's schema once with
+ * `pg_dump --format=custom --schema-only` into the run directory, read the archive's table
+ * of contents back with pg_restore, and sort every entry by pg_dump's own sections and
+ * entry types (never by editing SQL text: a function body may say "GRANT ALL ON ...").
+ *
+ * Writes, into the run directory, the files Flexy users know:
+ *   schema.dump                  the archive (the one source of truth for the steps after)
+ *   schema.sql                   the whole schema
+ *   schema_no_indexes.sql        pre-data: what must exist before the data
+ *   schema_indexes_only.sql      post-data: indexes, constraints, triggers, ...
+ *   schema-pre-data.list / schema-post-data.list   the restore lists behind those two files
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { ConnectionSpec } from '../connect/resolve.js';
+import { describeConnection } from '../connect/resolve.js';
+import { openClient } from '../connect/open-client.js';
+import { EXIT } from '../defaults.js';
+import { PgferryError } from '../errors.js';
+import { quoteIdent } from '../util/sql.js';
+import { classifyPostData } from './classify.js';
+import type { PgTools } from './pg-tools.js';
+import { childConninfo, childEnv, runTool, type ToolResult } from './run-tool.js';
+import { assignSections, listedIds, parseTocListing, restoreList } from './toc.js';
+import type { SchemaDump } from './types.js';
+
+export interface DumpSchemaOptions {
+  source: ConnectionSpec;
+  tools: PgTools;
+  runDir: string;
+  /** Schemas left out of the dump (pgferry's own ledger schema, say). Exact names, not patterns. */
+  excludeSchemas: string[];
+  /** Write the SQL files without ALTER ... OWNER TO (and make that the default when applying). */
+  noOwner?: boolean;
+  /** Write the SQL files without GRANT/REVOKE (and make that the default when applying). */
+  noPrivileges?: boolean;
+  signal?: AbortSignal;
+}
+
+function toolFailure(what: string, result: ToolResult, spec: ConnectionSpec, hint: string): PgferryError {
+  const stderr = result.stderr.trim();
+  const exitCode = spec.side === 'source' ? EXIT.source : EXIT.target;
+  return new PgferryError(
+    `${what} failed for the ${spec.side} ${describeConnection(spec)}` +
+      (result.signal ? ` (killed by ${result.signal})` : ` (exit code ${result.code})`) +
+      (stderr ? `: ${stderr}` : ''),
+    { code: 'SCHEMA_DUMP_FAILED', hint, exitCode, details: { stderr } },
+  );
+}
+
+async function restoreTool(tools: PgTools, args: string[], signal?: AbortSignal): Promise<string> {
+  const result = await runTool(tools.pgRestore, args, childEnv(undefined), signal);
+  if (result.code !== 0) {
+    throw new PgferryError(`pg_restore ${args.join(' ')} failed: ${result.stderr.trim()}`, {
+      code: 'SCHEMA_DUMP_FAILED',
+      hint: `check the archive and the run directory; ${tools.pgRestore} is "${tools.version}"`,
+      exitCode: EXIT.failed,
+      details: { stderr: result.stderr },
+    });
+  }
+  return result.stdout;
+}
+
+/**
+ * Dumps the source's schema and classifies its TOC.
+ *
+ * @example
+ *   const dump = await dumpSchema({ source, tools, runDir: '.pgferry', excludeSchemas: ['pgferry'] });
+ *   dump.postData.filter((i) => i.phase === 'table' && i.table?.name === 'orders');
+ */
+export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump> {
+  const { source, tools, runDir, signal } = options;
+  mkdirSync(runDir, { recursive: true });
+  const archive = path.join(runDir, 'schema.dump');
+  const dumpArgs = [
+    '--format=custom',
+    '--schema-only',
+    '--no-password',
+    `--file=${archive}`,
+    ...options.excludeSchemas.map((s) => `--exclude-schema=${quoteIdent(s)}`),
+    `--dbname=${childConninfo(source, 'pgferry pg_dump')}`,
+  ];
+  const dumped = await runTool(tools.pgDump, dumpArgs, childEnv(source), signal);
+  if (dumped.code !== 0) {
+    throw toolFailure(
+      'pg_dump --schema-only',
+      dumped,
+      source,
+      /permission denied/i.test(dumped.stderr)
+        ? 'the source role must be able to read every object it dumps: connect as the owner or a superuser'
+        : `the command was ${tools.pgDump} ${dumpArgs.slice(0, -1).join(' ')} --dbname=<source>`,
+    );
+  }
+
+  const [verbose, preListing, postListing] = await Promise.all([
+    restoreTool(tools, ['--list', '--verbose', archive], signal),
+    restoreTool(tools, ['--list', '--section=pre-data', archive], signal),
+    restoreTool(tools, ['--list', '--section=post-data', archive], signal),
+  ]);
+  const entries = parseTocListing(verbose);
+  assignSections(entries, { 'pre-data': listedIds(preListing), 'post-data': listedIds(postListing) });
+
+  const client = await openClient(source, { applicationName: 'pgferry schema' });
+  let postData;
+  try {
+    postData = await classifyPostData(client, entries);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  const preData = entries.filter((e) => e.section === 'pre-data');
+
+  const files = {
+    archive,
+    whole: path.join(runDir, 'schema.sql'),
+    preData: path.join(runDir, 'schema_no_indexes.sql'),
+    postData: path.join(runDir, 'schema_indexes_only.sql'),
+  };
+  const preList = path.join(runDir, 'schema-pre-data.list');
+  const postList = path.join(runDir, 'schema-post-data.list');
+  writeFileSync(
+    preList,
+    restoreList(
+      entries,
+      preData.map((e) => e.dumpId),
+      'pre-data',
+    ),
+  );
+  writeFileSync(
+    postList,
+    restoreList(
+      entries,
+      postData.map((e) => e.dumpId),
+      'post-data',
+    ),
+  );
+  const flags = [
+    ...(options.noOwner ? ['--no-owner'] : []),
+    ...(options.noPrivileges ? ['--no-privileges'] : []),
+  ];
+  await Promise.all([
+    restoreTool(tools, [...flags, `--file=${files.whole}`, archive], signal),
+    restoreTool(tools, [...flags, `--file=${files.preData}`, `--use-list=${preList}`, archive], signal),
+    restoreTool(tools, [...flags, `--file=${files.postData}`, `--use-list=${postList}`, archive], signal),
+  ]);
+
+  return {
+    runDir,
+    files,
+    pgDumpVersion: tools.version,
+    entries,
+    preData,
+    postData,
+    noOwner: options.noOwner ?? false,
+    noPrivileges: options.noPrivileges ?? false,
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * Running pg_dump and pg_restore as child processes. The connection goes in `--dbname` as
+ * a conninfo string WITHOUT the password (any user can read a process' argv with `ps`);
+ * the password goes only through the child's environment (PGPASSWORD). The child gets a
+ * small environment of its own, never ours: messages in English (we read them), no
+ * stray PG* variables, and session settings through PGOPTIONS.
+ */
+import { spawn } from 'node:child_process';
+import { formatConninfo } from '../connect/conninfo.js';
+import type { ConnectionSpec } from '../connect/resolve.js';
+import { redact } from '../util/redact.js';
+
+export interface ToolResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  /** Redacted. */
+  stderr: string;
+}
+
+/** `--dbname` value for a child: the resolved keywords, minus password and options. */
+export function childConninfo(spec: ConnectionSpec, applicationName: string): string {
+  const { options: _options, ...info } = spec.conninfo;
+  return formatConninfo({ ...info, fallback_application_name: applicationName });
+}
+
+/** `-c name=value` words for PGOPTIONS; spaces and backslashes escaped as libpq wants. */
+export function pgOptions(
+  base: string | undefined,
+  settings: Record<string, string> = {},
+): string | undefined {
+  const escape = (s: string) => s.replace(/\\/g, '\\\\').replace(/ /g, '\\ ');
+  const words = Object.entries(settings).map(([k, v]) => `-c ${escape(k)}=${escape(v)}`);
+  const all = [base, ...words].filter((w): w is string => Boolean(w));
+  return all.length ? all.join(' ') : undefined;
+}
+
+export function childEnv(
+  spec: ConnectionSpec | undefined,
+  settings?: Record<string, string>,
+): Record<string, string> {
+  const env: Record<string, string> = { LC_ALL: 'C', LC_MESSAGES: 'C' };
+  if (spec?.password !== undefined) env.PGPASSWORD = spec.password;
+  const options = pgOptions(spec?.options, settings);
+  if (options) env.PGOPTIONS = options;
+  return env;
+}
+
+export function runTool(
+  file: string,
+  args: string[],
+  env: Record<string, string>,
+  signal?: AbortSignal,
+): Promise<ToolResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(signal ? { signal } : {}),
+    });
+    const out: Buffer[] = [];
+    const errs: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => errs.push(d));
+    child.on('error', reject);
+    child.on('close', (code, sig) => {
+      resolve({
+        code,
+        signal: sig,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: redact(Buffer.concat(errs).toString('utf8')),
+      });
+    });
+  });
+}

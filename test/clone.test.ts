@@ -1,0 +1,273 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { LocalServer } from '../src/sandbox/local-server.js';
+import { featureDatabaseSql } from './fixtures/feature-db.js';
+import {
+  NEW_MAJOR,
+  OLD_MAJOR,
+  SYSTEM_MAJOR,
+  createDatabase,
+  runCli,
+  startServer,
+  uniqueName,
+} from './helpers/servers.js';
+import { catalogFacts, tableFacts, userTables } from './helpers/compare.js';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const runDir = () => mkdtempSync(path.join(os.tmpdir(), 'pgferry-run-'));
+
+async function assertSameData(
+  source: LocalServer,
+  sdb: string,
+  target: LocalServer,
+  tdb: string,
+): Promise<void> {
+  const tables = await userTables(source, sdb);
+  assert.deepEqual(await userTables(target, tdb), tables, 'same tables');
+  for (const t of tables) {
+    const [s, d] = await Promise.all([tableFacts(source, sdb, t), tableFacts(target, tdb, t)]);
+    assert.deepEqual(d, s, `table ${t}`);
+  }
+}
+
+for (const sourceMajor of [SYSTEM_MAJOR, OLD_MAJOR]) {
+  describe(`clone ${sourceMajor} → ${NEW_MAJOR}`, () => {
+    let source: LocalServer;
+    let target: LocalServer;
+    const template = uniqueName('feature_tpl');
+    before(async () => {
+      [source, target] = await Promise.all([startServer(sourceMajor), startServer(NEW_MAJOR)]);
+      await createDatabase(source, template);
+      await source.sql(featureDatabaseSql(1500), template);
+    });
+    after(async () => Promise.all([source?.destroy(), target?.destroy()]));
+
+    test('every table, index, constraint, trigger, sequence, view and large object arrives', async () => {
+      const db = await createDatabase(source, uniqueName('feature'), template);
+      const res = await runCli([
+        'clone',
+        '--source',
+        source.url(db),
+        '--target',
+        target.url(db),
+        '--create-database',
+        '--jobs',
+        '3',
+        '--run-dir',
+        runDir(),
+      ]);
+      assert.equal(res.code, 0, res.stderr + res.stdout);
+      assert.match(res.stdout, /clone complete/);
+      await assertSameData(source, db, target, db);
+      const [s, t] = await Promise.all([catalogFacts(source, db), catalogFacts(target, db)]);
+      assert.deepEqual(t, s);
+      assert.equal(t.indexes_valid, true);
+      assert.ok((t.triggers as string[]).includes('orders_count:O'), 'trigger present and enabled');
+      assert.ok(
+        (t.matviews as string[]).includes('sales.revenue_by_status:true'),
+        'materialized view populated',
+      );
+      assert.ok((t.sequences as string[]).includes('public.invoice_no=424242'));
+      // The trigger did not fire during the load: the counter is the source's, not doubled.
+      const counter = await target.sql<{ n: string }>('SELECT n FROM sales.order_counter', db);
+      assert.equal(counter[0]!.n, '3000');
+      // Function bodies are intact (a peer dropped every statement containing "GRANT ").
+      const fn = await target.sql<{ src: string }>(
+        `SELECT prosrc AS src FROM pg_proc WHERE proname = 'count_order'`,
+        db,
+      );
+      assert.match(fn[0]!.src, /GRANT ALL ON nothing/);
+      // Running the same command again changes nothing.
+      const again = await runCli([
+        'clone',
+        '--source',
+        source.url(db),
+        '--target',
+        target.url(db),
+        '--run-dir',
+        runDir(),
+      ]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(again.stderr, /10 already done/);
+      await assertSameData(source, db, target, db);
+    });
+  });
+}
+
+describe('clone: interruption and bad input', () => {
+  let source: LocalServer;
+  let target: LocalServer;
+  const template = uniqueName('kill_tpl');
+  before(async () => {
+    [source, target] = await Promise.all([startServer(SYSTEM_MAJOR), startServer(NEW_MAJOR)]);
+    await createDatabase(source, template);
+    await source.sql(featureDatabaseSql(1000), template);
+    // Enough rows that the copy is still going when it is killed.
+    await source.sql(
+      `CREATE TABLE public.big (id bigint PRIMARY KEY, payload text);
+       INSERT INTO public.big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 300000) g;
+       CREATE TABLE public.big2 (id bigint PRIMARY KEY, payload text);
+       INSERT INTO public.big2 SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 200000) g;
+       ANALYZE;`,
+      template,
+    );
+  });
+  after(async () => Promise.all([source?.destroy(), target?.destroy()]));
+
+  test('killed with SIGKILL in the data phase: the same command finishes, no duplicate rows', async () => {
+    const db = await createDatabase(source, uniqueName('kill'), template);
+    const dir = runDir();
+    const args = [
+      'clone',
+      '--source',
+      source.url(db),
+      '--target',
+      target.url(db),
+      '--create-database',
+      '--jobs',
+      '1',
+      '--run-dir',
+      dir,
+    ];
+    let started = 0;
+    const first = await runCli(args, {
+      onSpawn: (child) => {
+        child.stderr!.on('data', (d: Buffer) => {
+          started += (d.toString().match(/ started /g) ?? []).length;
+          if (started >= 2) child.kill('SIGKILL');
+        });
+      },
+    });
+    assert.equal(first.signal, 'SIGKILL');
+    const ledger = await target.sql<{ state: string; n: string }>(
+      `SELECT state, count(*) AS n FROM pgferry.jobs GROUP BY state ORDER BY state`,
+      db,
+    );
+    const states = Object.fromEntries(ledger.map((r) => [r.state, Number(r.n)]));
+    assert.ok(
+      (states.done ?? 0) >= 1 && (states.pending ?? 0) >= 1,
+      `killed mid-copy: ${JSON.stringify(states)}`,
+    );
+    // Nothing half-copied is visible: every table without a done job is empty.
+    const second = await runCli(args);
+    assert.equal(second.code, 0, second.stderr);
+    await assertSameData(source, db, target, db);
+    const dup = await target.sql<{ n: string }>(
+      'SELECT count(*) - count(DISTINCT id) AS n FROM public.big',
+      db,
+    );
+    assert.equal(dup[0]!.n, '0');
+  });
+
+  test('a target table holding rows pgferry did not put there is refused; nothing counted as done', async () => {
+    const db = await createDatabase(source, uniqueName('occupied'), template);
+    // The target has the schema (from an earlier clone, ledger dropped) and one table holds a row of its own.
+    const first = await runCli([
+      'clone',
+      '--source',
+      source.url(db),
+      '--target',
+      target.url(db),
+      '--create-database',
+      '--run-dir',
+      runDir(),
+    ]);
+    assert.equal(first.code, 0, first.stderr);
+    const tables = await userTables(target, db);
+    await target.sql(
+      `DROP SCHEMA pgferry CASCADE; TRUNCATE ${tables.join(', ')} CASCADE; INSERT INTO public."MixedCase" VALUES (999, 'theirs');`,
+      db,
+    );
+    const res = await runCli([
+      'clone',
+      '--source',
+      source.url(db),
+      '--target',
+      target.url(db),
+      '--schema',
+      'skip',
+      '--run-dir',
+      runDir(),
+    ]);
+    assert.equal(res.code, 5, res.stderr);
+    assert.match(
+      res.stderr,
+      /the target already has rows that pgferry did not copy, in 1 table\(s\): public\."MixedCase"/,
+    );
+    assert.match(res.stderr, /hint: .*--existing-rows truncate/);
+    const done = await target.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM pgferry.jobs WHERE state = 'done'`,
+      db,
+    );
+    assert.equal(done[0]!.n, '0');
+  });
+
+  test('a schema error stops the run with the statement and the server message; nothing half-applied', async () => {
+    const db = await createDatabase(source, uniqueName('conflict'), template);
+    await createDatabase(target, db);
+    await target.sql('CREATE SCHEMA sales', db);
+    const res = await runCli(['clone', '--source', source.url(db), '--target', target.url(db), '--run-dir', runDir()]);
+    assert.equal(res.code, 5, res.stderr);
+    assert.match(res.stderr, /applying the schema \(pre-data\) to the target .* failed: schema "sales" already exists/);
+    assert.match(res.stderr, /statement: CREATE SCHEMA sales;/);
+    const left = await target.sql<{ n: string }>(`SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('public', 'Audit Log') AND c.relkind = 'r'`, db);
+    assert.equal(left[0]!.n, '0', 'no table of the schema was created');
+    const steps = await target.sql<{ n: string }>(`SELECT count(*) AS n FROM pgferry.steps`, db);
+    assert.equal(steps[0]!.n, '0');
+  });
+
+  test('an unreachable target: a one-line error with a hint, exit 5', async () => {
+    const res = await runCli([
+      'clone',
+      '--source',
+      source.url(template),
+      '--target',
+      'postgresql://u:secret@127.0.0.1:1/x',
+      '--run-dir',
+      runDir(),
+    ]);
+    assert.equal(res.code, 5);
+    assert.match(res.stderr, /cannot connect to the target u@127\.0\.0\.1:1\/x: connection refused/);
+    assert.doesNotMatch(res.stderr + res.stdout, /secret/);
+  });
+
+  test('no pg_dump new enough for the source: a clear error naming the majors', async () => {
+    const newer = await startServer(NEW_MAJOR);
+    try {
+      const res = await runCli([
+        'clone',
+        '--source',
+        newer.url(),
+        '--target',
+        target.url(uniqueName('x')),
+        '--create-database',
+        '--run-dir',
+        runDir(),
+      ]);
+      assert.equal(res.code, 2, res.stderr);
+      assert.match(res.stderr, /pg_dump/);
+      assert.match(res.stderr, /17/);
+      assert.match(res.stderr, /hint: .*--pg-bin/);
+    } finally {
+      await newer.destroy();
+    }
+  });
+
+  test('--dry-run prints the plan and touches nothing', async () => {
+    const db = await createDatabase(source, uniqueName('dry'), template);
+    const res = await runCli(['clone', '--source', source.url(db), '--target', target.url(db), '--dry-run']);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /dry run: .*nothing will be touched/);
+    const lines = res.stdout.split('\n');
+    const first = lines.findIndex((l) => /^\s+1\s+public\.big\s/.test(l));
+    assert.ok(first > 0, 'largest table first');
+    const exists = await target.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM pg_database WHERE datname = $1`,
+      'postgres',
+      [db],
+    );
+    assert.equal(exists[0]!.n, '0');
+  });
+});
