@@ -52,10 +52,15 @@ export class CloneProgress {
         this.jobsDone = e.jobs.filter((j) => j.state === 'done').length;
         this.totalBytes = e.jobs.filter((j) => j.state !== 'done').reduce((s, j) => s + j.estimatedBytes, 0);
         this.tablesTotal = new Set(e.jobs.map((j) => name(j.table))).size;
-        this.line(`plan: ${e.jobs.length} job(s) over ${this.tablesTotal} table(s), ${this.jobsDone} already done, ~${formatBytes(this.totalBytes)} to copy`);
+        this.line(
+          `plan: ${e.jobs.length} job(s) over ${this.tablesTotal} table(s), ${this.jobsDone} already done, ~${formatBytes(this.totalBytes)} to copy`,
+        );
         break;
       case 'job-start':
-        this.inFlight.set(e.worker, `${name(e.job.table)}${e.job.chunkCount > 1 ? ` (${e.job.chunkLabel})` : ''}`);
+        this.inFlight.set(
+          e.worker,
+          `${name(e.job.table)}${e.job.chunkCount > 1 ? ` (${e.job.chunkLabel})` : ''}`,
+        );
         if (!this.live) this.line(`copy: ${e.worker} started ${this.inFlight.get(e.worker) ?? ''}`);
         break;
       case 'job-done':
@@ -66,7 +71,9 @@ export class CloneProgress {
         );
         break;
       case 'job-retry':
-        this.line(`copy: ${e.job ? name(e.job.table) : 'worker'}: transient failure (${e.error}); retry ${e.attempt} in ${formatDuration(e.delayMs)}`);
+        this.line(
+          `copy: ${e.job ? name(e.job.table) : 'worker'}: transient failure (${e.error}); retry ${e.attempt} in ${formatDuration(e.delayMs)}`,
+        );
         break;
       case 'job-failed':
         this.inFlight.delete(e.worker);
@@ -77,7 +84,9 @@ export class CloneProgress {
         break;
       case 'table-indexed':
         this.tablesDone.add(name(e.table));
-        this.line(`indexes: ${name(e.table)}: ${e.items} index(es)/constraint(s) built in ${formatDuration(e.seconds * 1000)}`);
+        this.line(
+          `indexes: ${name(e.table)}: ${e.items} index(es)/constraint(s) built in ${formatDuration(e.seconds * 1000)}`,
+        );
         break;
       case 'warning':
         this.line(`warning: ${e.message}`, true);
@@ -131,17 +140,33 @@ export class CloneProgress {
 
 export function printCloneSummary(s: CloneSummary, resumeCommand: string): void {
   out('');
-  out(`${s.ok ? 'clone complete' : 'clone NOT complete'}: ${s.source} → ${s.target} in ${formatDuration(s.seconds * 1000)}`);
+  out(
+    `${s.ok ? 'clone complete' : 'clone NOT complete'}: ${s.source} → ${s.target} in ${formatDuration(s.seconds * 1000)}`,
+  );
   out(
     `  ${formatCount(s.rows)} rows, ${formatBytes(s.bytes)} copied` +
-      (s.seconds > 0 ? `, ${formatBytes(s.bytes / Math.max(0.001, s.phases.find((p) => p.phase === 'copy')?.seconds ?? s.seconds))}/s during the copy` : ''),
+      (s.seconds > 0
+        ? `, ${formatBytes(s.bytes / Math.max(0.001, s.phases.find((p) => p.phase === 'copy')?.seconds ?? s.seconds))}/s during the copy`
+        : ''),
   );
-  out('  phases: ' + s.phases.map((p) => `${p.phase} ${p.state === 'skipped' ? 'skipped' : formatDuration(p.seconds * 1000)}`).join(', '));
+  out(
+    '  phases: ' +
+      s.phases
+        .map((p) => `${p.phase} ${p.state === 'skipped' ? 'skipped' : formatDuration(p.seconds * 1000)}`)
+        .join(', '),
+  );
   out('');
   out(
     textTable(
       ['TABLE', 'ROWS', 'BYTES', 'JOBS', 'SECONDS', 'STATE'],
-      s.tables.map((t) => [name(t.table), formatCount(t.rows), formatBytes(t.bytes), String(t.jobs), t.seconds.toFixed(1), t.state]),
+      s.tables.map((t) => [
+        name(t.table),
+        formatCount(t.rows),
+        formatBytes(t.bytes),
+        String(t.jobs),
+        t.seconds.toFixed(1),
+        t.state,
+      ]),
       '  ',
     ),
   );

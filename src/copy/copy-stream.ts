@@ -54,7 +54,11 @@ class ByteCounter extends Transform {
   }
 }
 
-export async function copyStream(source: pg.Client, target: pg.Client, o: CopyStreamOptions): Promise<CopyStreamResult> {
+export async function copyStream(
+  source: pg.Client,
+  target: pg.Client,
+  o: CopyStreamOptions,
+): Promise<CopyStreamResult> {
   const sql = copyStatements(o);
   const reader = source.query(copyTo(sql.out));
   const writer = target.query(copyFrom(sql.in));

@@ -24,7 +24,14 @@ import { backoffMs, isTransient } from './transient.js';
 export type CopyEvent =
   | { type: 'job-start'; worker: string; job: JobRow }
   | { type: 'job-done'; worker: string; job: JobRow; rows: number; bytes: number; seconds: number }
-  | { type: 'job-retry'; worker: string; job: JobRow | undefined; attempt: number; error: string; delayMs: number }
+  | {
+      type: 'job-retry';
+      worker: string;
+      job: JobRow | undefined;
+      attempt: number;
+      error: string;
+      delayMs: number;
+    }
   | { type: 'job-failed'; worker: string; job: JobRow; error: string }
   | { type: 'bytes'; n: number }
   | { type: 'warning'; message: string };
@@ -133,9 +140,13 @@ export class CopyWorker {
   private async runJob(source: pg.Client, target: pg.Client, job: JobRow): Promise<void> {
     const started = Date.now();
     this.ctx.onEvent({ type: 'job-start', worker: this.name, job });
-    await target.query('SELECT pg_catalog.set_config($1, $2, true)', ['application_name', `pgferry copy ${this.name}: job ${job.id}`]);
+    await target.query('SELECT pg_catalog.set_config($1, $2, true)', [
+      'application_name',
+      `pgferry copy ${this.name}: job ${job.id}`,
+    ]);
     const plan = planTableColumns(job.table, this.ctx.sourceColumns, this.ctx.targetColumns);
-    const freeze = job.chunk.kind === 'whole' && job.chunkCount === 1 && this.ctx.freezable.has(tableKey(job.table));
+    const freeze =
+      job.chunk.kind === 'whole' && job.chunkCount === 1 && this.ctx.freezable.has(tableKey(job.table));
     // A whole-table job owns its table: truncating it in this transaction makes a retry start
     // clean and lets COPY FREEZE write the rows frozen (no second write of every page later).
     if (freeze) await target.query(`TRUNCATE ONLY ${qualifiedName(job.table.schema, job.table.name)}`);
@@ -156,7 +167,14 @@ export class CopyWorker {
       snapshot: this.ctx.snapshotLost.value ? undefined : this.ctx.snapshot,
     });
     await target.query('COMMIT');
-    this.ctx.onEvent({ type: 'job-done', worker: this.name, job, rows: result.rows, bytes: result.bytes, seconds });
+    this.ctx.onEvent({
+      type: 'job-done',
+      worker: this.name,
+      job,
+      rows: result.rows,
+      bytes: result.bytes,
+      seconds,
+    });
   }
 
   private async handleFailure(job: JobRow | undefined, err: unknown, consecutive: number): Promise<void> {
@@ -185,7 +203,14 @@ export class CopyWorker {
       this.ctx.onEvent({ type: 'job-failed', worker: this.name, job, error: message });
       return;
     }
-    this.ctx.onEvent({ type: 'job-retry', worker: this.name, job, attempt: attempts, error: message, delayMs });
+    this.ctx.onEvent({
+      type: 'job-retry',
+      worker: this.name,
+      job,
+      attempt: attempts,
+      error: message,
+      delayMs,
+    });
     await sleep(delayMs, this.ctx.signal);
   }
 }

@@ -51,25 +51,46 @@ export type ColumnCatalog = Map<string, ColumnInfo[]>;
 export const tableKey = (t: TableRef): string => JSON.stringify([t.schema, t.name]);
 
 export async function readColumnCatalog(client: pg.Client): Promise<ColumnCatalog> {
-  const res = await client.query<{ schema: string; table: string; name: string; type: string; builtin: boolean; binary_io: boolean; generated: boolean }>(
-    COLUMNS_SQL,
-  );
+  const res = await client.query<{
+    schema: string;
+    table: string;
+    name: string;
+    type: string;
+    builtin: boolean;
+    binary_io: boolean;
+    generated: boolean;
+  }>(COLUMNS_SQL);
   const out: ColumnCatalog = new Map();
   for (const r of res.rows) {
     const key = tableKey({ schema: r.schema, name: r.table });
     let list = out.get(key);
     if (!list) out.set(key, (list = []));
-    list.push({ name: r.name, type: r.type, builtin: r.builtin, binaryIo: r.binary_io, generated: r.generated });
+    list.push({
+      name: r.name,
+      type: r.type,
+      builtin: r.builtin,
+      binaryIo: r.binary_io,
+      generated: r.generated,
+    });
   }
   return out;
 }
 
 /** Matches a source table's columns with the target's and picks the COPY format. */
-export function planTableColumns(table: TableRef, source: ColumnCatalog, target: ColumnCatalog): TableColumns {
+export function planTableColumns(
+  table: TableRef,
+  source: ColumnCatalog,
+  target: ColumnCatalog,
+): TableColumns {
   const name = displayName(table.schema, table.name);
   const src = source.get(tableKey(table));
   const dst = target.get(tableKey(table));
-  if (!src) throw new PgferryError(`table ${name} is not on the source`, { code: 'NO_SOURCE_TABLE', exitCode: EXIT.source, hint: 'check the table name' });
+  if (!src)
+    throw new PgferryError(`table ${name} is not on the source`, {
+      code: 'NO_SOURCE_TABLE',
+      exitCode: EXIT.source,
+      hint: 'check the table name',
+    });
   if (!dst) {
     throw new PgferryError(`table ${name} does not exist on the target`, {
       code: 'NO_TARGET_TABLE',
@@ -91,16 +112,21 @@ export function planTableColumns(table: TableRef, source: ColumnCatalog, target:
       });
     }
     if (other.generated) {
-      throw new PgferryError(`column "${col.name}" of ${name} is generated on the target but not on the source`, {
-        code: 'TARGET_COLUMN_GENERATED',
-        exitCode: EXIT.target,
-        hint: 'make the target column a plain column, or drop it',
-      });
+      throw new PgferryError(
+        `column "${col.name}" of ${name} is generated on the target but not on the source`,
+        {
+          code: 'TARGET_COLUMN_GENERATED',
+          exitCode: EXIT.target,
+          hint: 'make the target column a plain column, or drop it',
+        },
+      );
     }
     columns.push(col.name);
     if (reason) continue;
-    if (col.type !== other.type) reason = `column "${col.name}" is ${col.type} on the source and ${other.type} on the target`;
-    else if (!col.builtin || !other.builtin) reason = `column "${col.name}" has a user-defined type (${col.type})`;
+    if (col.type !== other.type)
+      reason = `column "${col.name}" is ${col.type} on the source and ${other.type} on the target`;
+    else if (!col.builtin || !other.builtin)
+      reason = `column "${col.name}" has a user-defined type (${col.type})`;
     else if (!col.binaryIo || !other.binaryIo) reason = `type ${col.type} has no binary send/receive`;
   }
   return { columns, format: reason ? 'text' : 'binary', reason };

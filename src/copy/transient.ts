@@ -8,7 +8,15 @@ import { serverErrorFields } from '../errors.js';
 import { DEFAULTS } from '../defaults.js';
 
 const TRANSIENT_SQLSTATES = new Set(['40001', '40P01', '55P03', '57P01', '57P02', '57P03', '53300', '53400']);
-const TRANSIENT_SOCKET = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTCONN']);
+const TRANSIENT_SOCKET = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTCONN',
+]);
 
 export function isTransient(err: unknown): boolean {
   const fields = serverErrorFields(err);
@@ -23,7 +31,11 @@ export function isTransient(err: unknown): boolean {
 }
 
 /** Delay before retry number `attempt` (1-based): exponential, capped, with full jitter. */
-export function backoffMs(attempt: number, base: number = DEFAULTS.retryBaseDelayMs, max: number = DEFAULTS.retryMaxDelayMs): number {
+export function backoffMs(
+  attempt: number,
+  base: number = DEFAULTS.retryBaseDelayMs,
+  max: number = DEFAULTS.retryMaxDelayMs,
+): number {
   const ceiling = Math.min(max, base * 2 ** (attempt - 1));
   return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
 }

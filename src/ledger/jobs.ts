@@ -99,7 +99,16 @@ export class JobLedger {
         `INSERT INTO ${this.table} (seq, table_schema, table_name, chunk, chunk_label, chunk_count, estimated_bytes, copy_format)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (table_schema, table_name, chunk_label) DO NOTHING`,
-        [seq, job.table.schema, job.table.name, JSON.stringify(job.chunk), job.chunkLabel, job.chunkCount, job.estimatedBytes, job.copyFormat],
+        [
+          seq,
+          job.table.schema,
+          job.table.name,
+          JSON.stringify(job.chunk),
+          job.chunkLabel,
+          job.chunkCount,
+          job.estimatedBytes,
+          job.copyFormat,
+        ],
       );
       added += res.rowCount ?? 0;
     }
@@ -108,7 +117,9 @@ export class JobLedger {
 
   /** Failed jobs go back to pending: re-running the command retries them. */
   async resetFailed(client: pg.Client): Promise<number> {
-    const res = await client.query(`UPDATE ${this.table} SET state = 'pending', error = NULL WHERE state = 'failed'`);
+    const res = await client.query(
+      `UPDATE ${this.table} SET state = 'pending', error = NULL WHERE state = 'failed'`,
+    );
     return res.rowCount ?? 0;
   }
 
@@ -132,7 +143,11 @@ export class JobLedger {
   }
 
   /** Marks a claimed job done; must run in the job's own transaction, before COMMIT. */
-  async complete(client: pg.Client, id: number, result: { worker: string; rows: number; bytes: number; seconds: number; snapshot: string | undefined }): Promise<void> {
+  async complete(
+    client: pg.Client,
+    id: number,
+    result: { worker: string; rows: number; bytes: number; seconds: number; snapshot: string | undefined },
+  ): Promise<void> {
     await client.query(
       `UPDATE ${this.table}
        SET state = 'done', done_by = $2, rows = $3, bytes = $4, seconds = $5, snapshot = $6, error = NULL, finished_at = pg_catalog.now(),
@@ -167,7 +182,8 @@ export class JobLedger {
     const out = new Map<number, string>();
     for (const row of res.rows) {
       const m = /^pgferry copy (.+): job (\d+)$/.exec(row.application_name);
-      if (m?.[1] && m[2]) out.set(Number(m[2]), `${m[1]}${row.client_addr ? ` from ${row.client_addr}` : ''}`);
+      if (m?.[1] && m[2])
+        out.set(Number(m[2]), `${m[1]}${row.client_addr ? ` from ${row.client_addr}` : ''}`);
     }
     return out;
   }

@@ -59,7 +59,9 @@ export async function ensureLedger(client: pg.Client, schema: string): Promise<v
     await client.query(
       `CREATE TABLE IF NOT EXISTS ${qualifiedName(schema, 'migrations')} (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT pg_catalog.now())`,
     );
-    const res = await client.query<{ v: number | null }>(`SELECT pg_catalog.max(version) AS v FROM ${qualifiedName(schema, 'migrations')}`);
+    const res = await client.query<{ v: number | null }>(
+      `SELECT pg_catalog.max(version) AS v FROM ${qualifiedName(schema, 'migrations')}`,
+    );
     const current = res.rows[0]?.v ?? 0;
     for (let version = current + 1; version <= MIGRATIONS.length; version++) {
       const migration = MIGRATIONS[version - 1];
@@ -67,7 +69,9 @@ export async function ensureLedger(client: pg.Client, schema: string): Promise<v
       await client.query('BEGIN');
       try {
         await client.query(migration(s));
-        await client.query(`INSERT INTO ${qualifiedName(schema, 'migrations')} (version) VALUES ($1)`, [version]);
+        await client.query(`INSERT INTO ${qualifiedName(schema, 'migrations')} (version) VALUES ($1)`, [
+          version,
+        ]);
         await client.query('COMMIT');
       } catch (err) {
         await client.query('ROLLBACK');

@@ -1,5 +1,9 @@
 /** Runs async tasks with at most `limit` at once; rejects with the first error after all settle. */
-export async function runLimited<T>(items: readonly T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+export async function runLimited<T>(
+  items: readonly T[],
+  limit: number,
+  task: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   const errors: unknown[] = [];
   const lane = async () => {

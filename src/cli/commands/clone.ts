@@ -37,7 +37,9 @@ interface CloneFlags extends ConnectionFlags {
 
 /** The command line to show for "run the same command again" (passwords are redacted on output). */
 function resumeCommand(): string {
-  return ['pgferry', ...process.argv.slice(2)].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`)).join(' ');
+  return ['pgferry', ...process.argv.slice(2)]
+    .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`))
+    .join(' ');
 }
 
 export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undefined): CloneOptions {
@@ -48,7 +50,10 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
   const runDir =
     flags.runDir ??
     (opt('run-dir') as string | undefined) ??
-    path.join(DEFAULTS.runDir, `${target.host.replace(/[^\w.-]/g, '_')}_${target.port}_${target.database.replace(/[^\w.-]/g, '_')}`);
+    path.join(
+      DEFAULTS.runDir,
+      `${target.host.replace(/[^\w.-]/g, '_')}_${target.port}_${target.database.replace(/[^\w.-]/g, '_')}`,
+    );
   return {
     source,
     target,
@@ -78,28 +83,55 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
 export function registerClone(program: Command): void {
   program
     .command('clone')
-    .description('copy a whole database to the target: schema, data with parallel workers, indexes, sequences, ANALYZE')
+    .description(
+      'copy a whole database to the target: schema, data with parallel workers, indexes, sequences, ANALYZE',
+    )
     .option('--source <conninfo>', 'source server: libpq URI or key=value string')
     .option('--target <conninfo>', 'target server: libpq URI or key=value string')
     .option('--config <file>', 'read connections and options from a config file')
     .option('-j, --jobs <n>', `copy workers (default ${DEFAULTS.jobs})`, positiveInt)
-    .option('--index-jobs <n>', `index builds at once, while the copy goes on (default ${DEFAULTS.indexJobs})`, positiveInt)
-    .addOption(new Option('--schema <mode>', 'apply: create the schema from pg_dump; skip: tables exist already').choices(['apply', 'skip']).default('apply'))
-    .addOption(new Option('--indexes <when>', 'build indexes before or after the data').choices(['before', 'after']).default('after'))
+    .option(
+      '--index-jobs <n>',
+      `index builds at once, while the copy goes on (default ${DEFAULTS.indexJobs})`,
+      positiveInt,
+    )
+    .addOption(
+      new Option('--schema <mode>', 'apply: create the schema from pg_dump; skip: tables exist already')
+        .choices(['apply', 'skip'])
+        .default('apply'),
+    )
+    .addOption(
+      new Option('--indexes <when>', 'build indexes before or after the data')
+        .choices(['before', 'after'])
+        .default('after'),
+    )
     .option('--create-database', 'create the target database when it does not exist')
     .addOption(
-      new Option('--existing-rows <policy>', 'target tables that already hold rows pgferry did not copy: error, truncate them, or skip them')
+      new Option(
+        '--existing-rows <policy>',
+        'target tables that already hold rows pgferry did not copy: error, truncate them, or skip them',
+      )
         .choices(['error', 'truncate', 'skip'])
         .default('error'),
     )
-    .option('--pg-bin <dir>', 'directory of pg_dump/pg_restore/psql (a major >= the source\'s)')
+    .option('--pg-bin <dir>', "directory of pg_dump/pg_restore/psql (a major >= the source's)")
     .option('--no-owner', 'do not set object owners on the target (roles need not exist there)')
     .option('--no-privileges', 'do not copy GRANT/REVOKE')
     .option('--retries <n>', 'retries of a job after a transient failure', positiveInt, DEFAULTS.jobRetries)
     .option('--maintenance-work-mem <size>', 'maintenance_work_mem for index builds', '512MB')
-    .option('--ledger-schema <name>', 'schema on the target that keeps pgferry\'s ledger', DEFAULTS.ledgerSchema)
-    .option('--run-dir <dir>', `where schema files, the job status file and logs go (default ${DEFAULTS.runDir}/<target>)`)
-    .option('--plan-only', 'write the plan into the ledger and stop (then run `pgferry worker` on any machines)')
+    .option(
+      '--ledger-schema <name>',
+      "schema on the target that keeps pgferry's ledger",
+      DEFAULTS.ledgerSchema,
+    )
+    .option(
+      '--run-dir <dir>',
+      `where schema files, the job status file and logs go (default ${DEFAULTS.runDir}/<target>)`,
+    )
+    .option(
+      '--plan-only',
+      'write the plan into the ledger and stop (then run `pgferry worker` on any machines)',
+    )
     .option('--dry-run', 'print the plan (phases, jobs in order, sizes) and touch nothing')
     .option('--json', 'machine-readable summary on stdout')
     .option('-q, --quiet', 'only warnings, errors and the summary')
@@ -127,7 +159,19 @@ Examples:
         if (plan.pgDump) out(`  schema from ${plan.pgDump}`);
         out(`  phases: ${plan.phases.join(' → ')}`);
         out(`  ${plan.jobs.length} job(s), ~${formatBytes(plan.totalBytes)}, ${options.jobs} workers:`);
-        out(textTable(['#', 'TABLE', 'CHUNK', 'EST. SIZE', 'FORMAT'], plan.jobs.map((j) => [String(j.order), j.table, j.chunk, formatBytes(j.estimatedBytes), j.format]), '  '));
+        out(
+          textTable(
+            ['#', 'TABLE', 'CHUNK', 'EST. SIZE', 'FORMAT'],
+            plan.jobs.map((j) => [
+              String(j.order),
+              j.table,
+              j.chunk,
+              formatBytes(j.estimatedBytes),
+              j.format,
+            ]),
+            '  ',
+          ),
+        );
         for (const n of plan.notes) out(`  note: ${n}`);
         return;
       }
@@ -142,7 +186,11 @@ Examples:
         process.off('SIGTERM', onSignal);
       }
       if (controller.signal.aborted) {
-        throw new PgferryError('interrupted', { code: 'INTERRUPTED', exitCode: EXIT.interrupted, hint: `run the same command again to resume: ${resumeCommand()}` });
+        throw new PgferryError('interrupted', {
+          code: 'INTERRUPTED',
+          exitCode: EXIT.interrupted,
+          hint: `run the same command again to resume: ${resumeCommand()}`,
+        });
       }
       if (flags.json) outJson({ ...summary, resumeCommand: summary.ok ? undefined : resumeCommand() });
       else printCloneSummary(summary, resumeCommand());
