@@ -70,15 +70,24 @@ for (const sourceMajor of [SYSTEM_MAJOR, OLD_MAJOR]) {
         'materialized view populated',
       );
       assert.ok((t.sequences as string[]).includes('public.invoice_no=424242'));
-      // The trigger did not fire during the load: the counter is the source's, not doubled.
-      const counter = await target.sql<{ n: string }>('SELECT n FROM sales.order_counter', db);
-      assert.equal(counter[0]!.n, '3000');
+      // The trigger did not fire during the load: the audit log is the source's, not doubled.
+      const audit = await target.sql<{ n: string }>('SELECT count(*) AS n FROM sales.order_audit', db);
+      assert.equal(audit[0]!.n, '3000');
       // Function bodies are intact (a peer dropped every statement containing "GRANT ").
       const fn = await target.sql<{ src: string }>(
         `SELECT prosrc AS src FROM pg_proc WHERE proname = 'count_order'`,
         db,
       );
       assert.match(fn[0]!.src, /GRANT ALL ON nothing/);
+      // Binary COPY where safe (enums, built-ins), text where the binary form carries OIDs (composites).
+      const formats = await target.sql<{ t: string; f: string }>(
+        `SELECT table_name AS t, copy_format AS f FROM pgferry.jobs`,
+        db,
+      );
+      const format = new Map(formats.map((r) => [r.t, r.f]));
+      assert.equal(format.get('orders'), 'binary');
+      assert.equal(format.get('customers'), 'text');
+      assert.equal(format.get('Order Items'), 'binary');
       // Running the same command again changes nothing.
       const again = await runCli([
         'clone',
@@ -208,14 +217,62 @@ describe('clone: interruption and bad input', () => {
     const db = await createDatabase(source, uniqueName('conflict'), template);
     await createDatabase(target, db);
     await target.sql('CREATE SCHEMA sales', db);
-    const res = await runCli(['clone', '--source', source.url(db), '--target', target.url(db), '--run-dir', runDir()]);
+    const res = await runCli([
+      'clone',
+      '--source',
+      source.url(db),
+      '--target',
+      target.url(db),
+      '--run-dir',
+      runDir(),
+    ]);
     assert.equal(res.code, 5, res.stderr);
-    assert.match(res.stderr, /applying the schema \(pre-data\) to the target .* failed: schema "sales" already exists/);
+    assert.match(
+      res.stderr,
+      /applying the schema \(pre-data\) to the target .* failed: schema "sales" already exists/,
+    );
     assert.match(res.stderr, /statement: CREATE SCHEMA sales;/);
-    const left = await target.sql<{ n: string }>(`SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('public', 'Audit Log') AND c.relkind = 'r'`, db);
+    const left = await target.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('public', 'Audit Log') AND c.relkind = 'r'`,
+      db,
+    );
     assert.equal(left[0]!.n, '0', 'no table of the schema was created');
     const steps = await target.sql<{ n: string }>(`SELECT count(*) AS n FROM pgferry.steps`, db);
     assert.equal(steps[0]!.n, '0');
+  });
+
+  test('different column types on the target (int4 → int8, timestamp → timestamptz) use text COPY and keep every value', async () => {
+    const db = await createDatabase(source, uniqueName('types'));
+    await source.sql(
+      `CREATE TABLE public.t (a integer, ts timestamp, n numeric); INSERT INTO public.t SELECT g, timestamp '2024-03-01 12:34:56.789' + g * interval '1 hour', g / 3.0 FROM generate_series(1, 500) g;`,
+      db,
+    );
+    await createDatabase(target, db);
+    await target.sql(`CREATE TABLE public.t (a bigint, ts timestamptz, n numeric)`, db);
+    const res = await runCli([
+      'clone',
+      '--source',
+      source.url(db),
+      '--target',
+      target.url(db),
+      '--schema',
+      'skip',
+      '--run-dir',
+      runDir(),
+    ]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(
+      res.stderr,
+      /public\.t: text COPY \(column "a" is integer on the source and bigint on the target\)/,
+    );
+    // Both servers run in UTC, so a timestamp read as timestamptz keeps its wall-clock value.
+    const q = `SET TimeZone = 'UTC'; SELECT count(*) AS n, md5(string_agg(a::text || to_char(ts, 'YYYY-MM-DD HH24:MI:SS.MS') || n::text, ',' ORDER BY a)) AS h FROM public.t`;
+    const [a, b] = await Promise.all([
+      source.sql<{ n: string; h: string }>(q, db),
+      target.sql<{ n: string; h: string }>(q, db),
+    ]);
+    assert.equal(b[0]!.n, '500');
+    assert.deepEqual(b[0], a[0]);
   });
 
   test('an unreachable target: a one-line error with a hint, exit 5', async () => {

@@ -5,9 +5,9 @@
  * but it is only safe when the receiving type reads exactly what the sending type wrote:
  * int4 → int8 fails, and timestamp → timestamptz is silently misread. Arrays and composites
  * also carry element type OIDs, which differ between servers for user-defined types. So a
- * table goes binary only when every column has the very same built-in type (OID below
- * 16384, the first user OID) on both sides, with binary send/receive functions; otherwise
- * text. Generated columns are left out (the target computes them). Checked on 13, 15, 17.
+ * table goes binary only when every column has the very same type name on both sides, with
+ * binary send/receive, and that type is built in (OID below 16384, the first user OID), an
+ * enum (sent as its label), or a domain over a built-in type; otherwise text. Generated columns are left out (the target computes them). Checked on 13, 15, 17.
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
@@ -35,7 +35,13 @@ export interface TableColumns {
 const COLUMNS_SQL = `
 SELECT n.nspname AS schema, c.relname AS table, a.attname AS name,
        pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
-       a.atttypid < 16384 AS builtin,
+       -- Safe for binary: built-in types (arrays of them too: their element OIDs are the same
+       -- everywhere), enums (sent as their label), domains over a built-in type (sent as it).
+       CASE
+         WHEN t.typtype = 'e' THEN true
+         WHEN t.typtype = 'd' THEN t.typbasetype < 16384
+         ELSE a.atttypid < 16384
+       END AS builtin,
        (t.typsend <> 0 AND t.typreceive <> 0) AS binary_io,
        a.attgenerated <> '' AS generated
 FROM pg_catalog.pg_attribute a
@@ -126,7 +132,7 @@ export function planTableColumns(
     if (col.type !== other.type)
       reason = `column "${col.name}" is ${col.type} on the source and ${other.type} on the target`;
     else if (!col.builtin || !other.builtin)
-      reason = `column "${col.name}" has a user-defined type (${col.type})`;
+      reason = `column "${col.name}" has a user-defined type (${col.type}) whose binary form carries server-specific OIDs`;
     else if (!col.binaryIo || !other.binaryIo) reason = `type ${col.type} has no binary send/receive`;
   }
   return { columns, format: reason ? 'text' : 'binary', reason };
