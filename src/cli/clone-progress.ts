@@ -4,7 +4,6 @@
  * which is what logs and CI want.
  */
 import type { CloneEvent, CloneSummary } from '../clone/run-clone.js';
-import type { JobRow } from '../ledger/jobs.js';
 import { formatBytes, formatCount, formatDuration } from '../util/format.js';
 import { displayName } from '../util/sql.js';
 import { err, out } from './output.js';
@@ -174,7 +173,7 @@ export function printCloneSummary(s: CloneSummary, resumeCommand: string): void 
   if (s.failed.length > 0) {
     out('');
     out(`  ${s.failed.length} job(s) failed:`);
-    for (const j of s.failed as JobRow[]) out(`    ${name(j.table)} ${j.chunkLabel}: ${j.error ?? ''}`);
+    for (const j of s.failed) out(`    ${name(j.table)} ${j.chunkLabel}: ${j.error ?? ''}`);
   }
   out(`  run files: ${s.runDir}`);
   if (!s.ok) {

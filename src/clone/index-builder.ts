@@ -36,7 +36,7 @@ export class IndexBuilder {
   private readonly waiting: TableRef[] = [];
   private running = 0;
   private readonly inFlight = new Set<Promise<void>>();
-  private firstError: unknown;
+  private firstError: Error | undefined;
 
   constructor(private readonly o: IndexBuilderOptions) {
     for (const item of o.dump.postData) {
@@ -68,7 +68,7 @@ export class IndexBuilder {
       this.running++;
       const p = this.build(table)
         .catch((err: unknown) => {
-          this.firstError ??= err;
+          this.firstError ??= err instanceof Error ? err : new Error(String(err));
         })
         .finally(() => {
           this.running--;

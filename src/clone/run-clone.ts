@@ -25,7 +25,8 @@ import { chunkLabel, type Chunk, type TableRef } from '../plan/chunk.js';
 import { findPgTools, type PgTools } from '../schema/pg-tools.js';
 import { dumpSchema } from '../schema/dump-schema.js';
 import type { SchemaDump } from '../schema/types.js';
-import { CopyWorker, type CopyEvent } from '../copy/copy-worker.js';
+import type { CopyEvent } from '../copy/copy-worker.js';
+import { runCopyPool } from '../copy/copy-pool.js';
 import { exportSnapshot, type SnapshotHandle } from '../copy/source-snapshot.js';
 import { planTableColumns, readColumnCatalog, tableKey, type ColumnCatalog } from '../copy/table-columns.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
@@ -41,13 +42,7 @@ import {
   refreshMatviews,
   syncSequences,
 } from './finish-steps.js';
-import {
-  existingRowsError,
-  loadBlockers,
-  nonEmptyTables,
-  referencedTables,
-  type ExistingRowsPolicy,
-} from './target-checks.js';
+import { existingRowsError, loadBlockers, nonEmptyTables, type ExistingRowsPolicy } from './target-checks.js';
 
 export type PhaseName =
   | 'connect'
@@ -318,65 +313,41 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
               emit({ type: 'table-indexed', table, items: items.length, seconds }),
           })
         : undefined;
-    const failedJobs: JobRow[] = [];
     await phases.run('copy', false, async () => {
-      const referenced = await referencedTables(target!);
-      const freezable = new Set(tables.map((t) => tableKey(t)).filter((k) => !referenced.has(k)));
-      const snapshotLost = { value: false };
-      const pendingTables = new Set<string>();
-      const checkTables = async (client: pg.Client) => {
-        for (const key of [...pendingTables]) {
-          const [schema, name] = JSON.parse(key) as [string, string];
-          if (await ledger.tableDone(client, { schema, name })) {
-            pendingTables.delete(key);
-            indexBuilder?.tableReady({ schema, name });
-          }
-        }
-      };
       // Tables already complete from an earlier run get their indexes first.
-      for (const t of tables) pendingTables.add(tableKey(t));
-      await checkTables(target!);
-      const workers = Array.from({ length: o.jobs }, (_, i) =>
-        new CopyWorker(`${o.workerPrefix}-${i + 1}`, {
+      const markReady = async (client: pg.Client) => {
+        for (const table of await ledger.completeTables(client)) indexBuilder?.tableReady(table);
+      };
+      await markReady(target!);
+      // Chunked tables are complete when their last chunk commits, whichever worker (or machine) did it.
+      let copying = true;
+      const poller = (async () => {
+        while (copying) {
+          await new Promise((r) => setTimeout(r, 500));
+          await markReady(target!).catch(() => undefined);
+        }
+      })();
+      try {
+        await runCopyPool({
           source: o.source,
           target: o.target,
           ledger,
           snapshot: snapshotName,
-          sourceColumns,
-          targetColumns,
-          freezable,
-          replicationRole,
+          jobs: o.jobs,
+          workerPrefix: o.workerPrefix,
           maxAttempts: o.maxAttempts,
+          replicationRole,
           signal: o.signal,
-          snapshotLost,
           onEvent: (e) => {
-            if (e.type === 'job-done') {
-              pendingTables.add(tableKey(e.job.table));
-              if (e.job.chunkCount === 1) {
-                pendingTables.delete(tableKey(e.job.table));
-                indexBuilder?.tableReady(e.job.table);
-              }
-            }
-            if (e.type === 'job-failed') failedJobs.push(e.job);
+            if (e.type === 'job-done' && e.job.chunkCount === 1) indexBuilder?.tableReady(e.job.table);
             emit(e);
           },
-        }).run(),
-      );
-      // Chunked tables are complete when their last chunk commits, whichever worker did it.
-      let copying = true;
-      const poller = (async () => {
-        while (copying) {
-          await new Promise((r) => setTimeout(r, 300));
-          await checkTables(target!).catch(() => undefined);
-        }
-      })();
-      try {
-        await Promise.all(workers);
+        });
       } finally {
         copying = false;
         await poller;
       }
-      await checkTables(target!);
+      await markReady(target!);
       files.writeStatus(await ledger.list(target!));
     });
     if (o.signal?.aborted) throw interrupted();

@@ -106,7 +106,7 @@ export class CopyWorker {
   private async disconnect(): Promise<void> {
     const clients = [this.sourceClient, this.targetClient];
     this.sourceClient = this.targetClient = undefined;
-    await Promise.all(clients.map((c) => c?.end().catch(() => undefined)));
+    await Promise.all(clients.map((c) => (c ? c.end().catch(() => undefined) : Promise.resolve())));
   }
 
   /** Works until the queue is empty (or the signal aborts). */

@@ -188,7 +188,15 @@ export class JobLedger {
     return out;
   }
 
-  /** Tables all of whose jobs are done. */
+  /** Every table all of whose jobs are done (one query, whatever the number of tables). */
+  async completeTables(client: pg.Client): Promise<TableRef[]> {
+    const res = await client.query<{ schema: string; name: string }>(
+      `SELECT table_schema AS schema, table_name AS name FROM ${this.table} GROUP BY 1, 2 HAVING pg_catalog.bool_and(state = 'done')`,
+    );
+    return res.rows;
+  }
+
+  /** Whether all of a table's jobs are done. */
   async tableDone(client: pg.Client, table: TableRef): Promise<boolean> {
     const res = await client.query<{ left: string }>(
       `SELECT pg_catalog.count(*) FILTER (WHERE state <> 'done') AS left FROM ${this.table} WHERE table_schema = $1 AND table_name = $2`,

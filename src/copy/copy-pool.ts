@@ -1,0 +1,65 @@
+/**
+ * A pool of copy workers on one machine: reads what every worker needs once (column
+ * catalogs of both sides, which tables may be truncated and frozen), then runs `jobs`
+ * workers until the ledger has no pending job left. Used by `clone` and by `worker`.
+ */
+import { openClient } from '../connect/open-client.js';
+import type { ConnectionSpec } from '../connect/resolve.js';
+import type { JobLedger } from '../ledger/jobs.js';
+import { referencedTables } from '../clone/target-checks.js';
+import { CopyWorker, type CopyEvent } from './copy-worker.js';
+import { readColumnCatalog, tableKey } from './table-columns.js';
+
+export interface CopyPoolOptions {
+  source: ConnectionSpec;
+  target: ConnectionSpec;
+  ledger: JobLedger;
+  /** Exported source snapshot all workers import; undefined: each worker reads its own. */
+  snapshot: string | undefined;
+  jobs: number;
+  workerPrefix: string;
+  maxAttempts: number;
+  /** Whether target sessions set session_replication_role = replica. */
+  replicationRole: boolean;
+  signal: AbortSignal | undefined;
+  onEvent: (e: CopyEvent) => void;
+}
+
+export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
+  const source = await openClient(o.source, { applicationName: 'pgferry copy setup' });
+  const target = await openClient(o.target, { applicationName: 'pgferry copy setup' });
+  let sourceColumns, targetColumns, referenced;
+  try {
+    [sourceColumns, targetColumns, referenced] = await Promise.all([
+      readColumnCatalog(source),
+      readColumnCatalog(target),
+      referencedTables(target),
+    ]);
+  } finally {
+    await Promise.all([source.end().catch(() => undefined), target.end().catch(() => undefined)]);
+  }
+  // TRUNCATE (and so COPY FREEZE) is refused on a table that a foreign key points at.
+  const freezable = new Set([...sourceColumns.keys()].filter((k) => !referenced.has(k)));
+  const snapshotLost = { value: false };
+  const workers = Array.from({ length: o.jobs }, (_, i) =>
+    new CopyWorker(`${o.workerPrefix}-${i + 1}`, {
+      source: o.source,
+      target: o.target,
+      ledger: o.ledger,
+      snapshot: o.snapshot,
+      sourceColumns,
+      targetColumns,
+      freezable,
+      replicationRole: o.replicationRole,
+      maxAttempts: o.maxAttempts,
+      signal: o.signal,
+      snapshotLost,
+      onEvent: o.onEvent,
+    }).run(),
+  );
+  const results = await Promise.allSettled(workers);
+  const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failure) throw failure.reason;
+}
+
+export { tableKey };
