@@ -121,7 +121,10 @@ export class CopyWorker {
           job = await this.ctx.ledger.claimNext(target);
           if (!job) {
             await target.query('ROLLBACK');
-            return;
+            // Jobs held by other workers may come back if their holder dies: wait for them.
+            if ((await this.ctx.ledger.pendingCount(target)) === 0) return;
+            await sleep(1000, this.ctx.signal);
+            continue;
           }
           await this.runJob(source, target, job);
           consecutiveFailures = 0;

@@ -188,6 +188,14 @@ export class JobLedger {
     return out;
   }
 
+  /** Jobs not done nor failed, whether or not some worker holds them. */
+  async pendingCount(client: pg.Client): Promise<number> {
+    const res = await client.query<{ n: string }>(
+      `SELECT pg_catalog.count(*) AS n FROM ${this.table} WHERE state = 'pending'`,
+    );
+    return Number(res.rows[0]?.n ?? 0);
+  }
+
   /** Every table all of whose jobs are done (one query, whatever the number of tables). */
   async completeTables(client: pg.Client): Promise<TableRef[]> {
     const res = await client.query<{ schema: string; name: string }>(

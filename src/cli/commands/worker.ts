@@ -1,0 +1,120 @@
+/**
+ * `pgferry worker`: takes copy jobs from the plan in the target's ledger until none is left.
+ * Start it on as many machines as help; each job is done once (FOR UPDATE SKIP LOCKED in the
+ * job's own transaction), and a worker that dies releases its job to the others.
+ */
+import os from 'node:os';
+import type { Command } from 'commander';
+import { DEFAULTS, EXIT } from '../../defaults.js';
+import { PgferryError } from '../../errors.js';
+import { openClient } from '../../connect/open-client.js';
+import { readServerInfo } from '../../inventory/server-info.js';
+import { ledgerExists } from '../../ledger/ledger-schema.js';
+import { JobLedger } from '../../ledger/jobs.js';
+import { runCopyPool } from '../../copy/copy-pool.js';
+import { formatBytes, formatCount, formatDuration } from '../../util/format.js';
+import { displayName } from '../../util/sql.js';
+import { err, out, outJson } from '../output.js';
+import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { loadConfig } from '../common-options.js';
+import { positiveInt } from '../parse-options.js';
+
+interface WorkerFlags extends ConnectionFlags {
+  jobs: number;
+  ledgerSchema: string;
+  retries: number;
+  name?: string;
+  json?: boolean;
+}
+
+export function registerWorker(program: Command): void {
+  program
+    .command('worker')
+    .description("take copy jobs from the plan in the target's ledger (start it on any number of machines)")
+    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
+    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option('--config <file>', 'read connections and options from a config file')
+    .option('-j, --jobs <n>', 'copy workers in this process', positiveInt, DEFAULTS.jobs)
+    .option('--retries <n>', 'retries of a job after a transient failure', positiveInt, DEFAULTS.jobRetries)
+    .option('--name <name>', 'worker name shown by `pgferry status` (default host-pid)')
+    .option('--ledger-schema <name>', "schema of pgferry's ledger on the target", DEFAULTS.ledgerSchema)
+    .option('--json', 'machine-readable summary')
+    .addHelpText(
+      'after',
+      `
+Workflow for several machines:
+  pgferry clone --source S --target T --plan-only     # schema + plan into the ledger
+  pgferry worker --source S --target T --jobs 4       # on each machine, as many as help
+  pgferry status --target T                            # from anywhere
+  pgferry clone --source S --target T                  # once: indexes, constraints, sequences, ANALYZE
+
+Each worker reads its own snapshot of the source: stop writes to the source first.`,
+    )
+    .action(async (flags: WorkerFlags) => {
+      const config = loadConfig(flags.config);
+      const source = connectionFor('source', flags, config)!;
+      const target = connectionFor('target', flags, config)!;
+      const client = await openClient(target, { applicationName: 'pgferry worker' });
+      const ledger = new JobLedger(flags.ledgerSchema);
+      let replicationRole: boolean;
+      try {
+        if (!(await ledgerExists(client, flags.ledgerSchema))) {
+          throw new PgferryError(`the target has no pgferry plan (schema "${flags.ledgerSchema}")`, {
+            code: 'NO_PLAN',
+            exitCode: EXIT.target,
+            hint: 'write one first: pgferry clone --source ... --target ... --plan-only',
+          });
+        }
+        replicationRole = (await readServerInfo(client)).role.canSetReplicationRole;
+      } finally {
+        await client.end();
+      }
+      const controller = new AbortController();
+      process.once('SIGINT', () => controller.abort());
+      process.once('SIGTERM', () => controller.abort());
+      let done = 0;
+      let rows = 0;
+      let bytes = 0;
+      let failed = 0;
+      const started = Date.now();
+      await runCopyPool({
+        source,
+        target,
+        ledger,
+        snapshot: undefined,
+        jobs: flags.jobs,
+        workerPrefix: flags.name ?? `${os.hostname()}-${process.pid}`,
+        maxAttempts: flags.retries + 1,
+        replicationRole,
+        signal: controller.signal,
+        onEvent: (e) => {
+          if (e.type === 'job-done') {
+            done++;
+            rows += e.rows;
+            bytes += e.bytes;
+            if (!flags.json)
+              err(
+                `${e.worker}: ${displayName(e.job.table.schema, e.job.table.name)} ${e.job.chunkLabel}: ${formatCount(e.rows)} rows, ${formatBytes(e.bytes)}`,
+              );
+          } else if (e.type === 'job-failed') {
+            failed++;
+            err(
+              `${e.worker}: ${displayName(e.job.table.schema, e.job.table.name)} ${e.job.chunkLabel}: FAILED: ${e.error}`,
+            );
+          } else if (e.type === 'job-retry' || e.type === 'warning') {
+            err(
+              `${'worker' in e ? e.worker + ': ' : ''}${e.type === 'warning' ? e.message : `retry ${e.attempt}: ${e.error}`}`,
+            );
+          }
+        },
+      });
+      const seconds = (Date.now() - started) / 1000;
+      if (flags.json) outJson({ ok: failed === 0, jobsDone: done, jobsFailed: failed, rows, bytes, seconds });
+      else
+        out(
+          `worker finished: ${done} job(s), ${formatCount(rows)} rows, ${formatBytes(bytes)} in ${formatDuration(seconds * 1000)}${failed ? `, ${failed} failed` : ''}; no pending job left`,
+        );
+      if (controller.signal.aborted) process.exitCode = EXIT.interrupted;
+      else if (failed > 0) process.exitCode = EXIT.failed;
+    });
+}
