@@ -170,6 +170,36 @@ describe('clone: interruption and bad input', () => {
     assert.equal(dup[0]!.n, '0');
   });
 
+  test('the target server restarts in the middle of the copy: the run recovers by itself', async () => {
+    const db = await createDatabase(source, uniqueName('restart'), template);
+    let restarted: Promise<void> | undefined;
+    const res = await runCli(
+      [
+        'clone',
+        '--source',
+        source.url(db),
+        '--target',
+        target.url(db),
+        '--create-database',
+        '--jobs',
+        '2',
+        '--run-dir',
+        runDir(),
+      ],
+      {
+        onSpawn: (child) =>
+          child.stderr!.on('data', (d: Buffer) => {
+            if (!restarted && / started public\.big/.test(d.toString())) restarted = target.restart('fast');
+          }),
+      },
+    );
+    await restarted;
+    assert.ok(restarted, 'the target was restarted during the copy');
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stderr, /transient failure/);
+    await assertSameData(source, db, target, db);
+  });
+
   test('a target table holding rows pgferry did not put there is refused; nothing counted as done', async () => {
     const db = await createDatabase(source, uniqueName('occupied'), template);
     // The target has the schema (from an earlier clone, ledger dropped) and one table holds a row of its own.

@@ -10,7 +10,8 @@ import type { PgTools } from '../schema/pg-tools.js';
 import type { PostDataItem, SchemaDump } from '../schema/types.js';
 import { displayName } from '../util/sql.js';
 import { tableKey } from '../copy/table-columns.js';
-import { applySqlAtomically } from './apply-sql.js';
+import { applySqlAtomically, isLostConnection } from './apply-sql.js';
+import { backoffMs } from '../copy/transient.js';
 import { schemaSql } from '../schema/index.js';
 
 export const indexStepName = (t: TableRef): string => `indexes:${tableKey(t)}`;
@@ -26,6 +27,8 @@ export interface IndexBuilderOptions {
   noOwner: boolean;
   noPrivileges: boolean;
   maintenanceWorkMem: string;
+  /** Attempts of a build cut short by a lost connection. */
+  maxAttempts: number;
   onBuilt: (table: TableRef, items: PostDataItem[], seconds: number) => void;
   signal: AbortSignal | undefined;
 }
@@ -90,16 +93,25 @@ export class IndexBuilder {
       noOwner: this.o.noOwner,
       noPrivileges: this.o.noPrivileges,
     });
-    await applySqlAtomically({
-      tools: this.o.tools,
-      target: this.o.target,
-      sql,
-      ledgerSql: this.o.steps.markDoneScript(indexStepName(table), { items: items.length }),
-      settings: { maintenance_work_mem: this.o.maintenanceWorkMem },
-      what: `the indexes and constraints of ${displayName(table.schema, table.name)}`,
-      applicationName: 'pgferry index',
-      ...(this.o.signal ? { signal: this.o.signal } : {}),
-    });
+    // One transaction: a build cut short by a lost connection left nothing, so it is simply run again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await applySqlAtomically({
+          tools: this.o.tools,
+          target: this.o.target,
+          sql,
+          ledgerSql: this.o.steps.markDoneScript(indexStepName(table), { items: items.length }),
+          settings: { maintenance_work_mem: this.o.maintenanceWorkMem },
+          what: `the indexes and constraints of ${displayName(table.schema, table.name)}`,
+          applicationName: 'pgferry index',
+          ...(this.o.signal ? { signal: this.o.signal } : {}),
+        });
+        break;
+      } catch (err) {
+        if (!isLostConnection(err) || attempt >= this.o.maxAttempts || this.o.signal?.aborted) throw err;
+        await new Promise((r) => setTimeout(r, backoffMs(attempt)));
+      }
+    }
     this.o.onBuilt(table, items, (Date.now() - started) / 1000);
   }
 

@@ -27,6 +27,7 @@ import { dumpSchema } from '../schema/dump-schema.js';
 import type { SchemaDump } from '../schema/types.js';
 import type { CopyEvent } from '../copy/copy-worker.js';
 import { runCopyPool } from '../copy/copy-pool.js';
+import { backoffMs, isTransient } from '../copy/transient.js';
 import { exportSnapshot, type SnapshotHandle } from '../copy/source-snapshot.js';
 import { planTableColumns, readColumnCatalog, tableKey, type ColumnCatalog } from '../copy/table-columns.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
@@ -308,6 +309,7 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
             noOwner: o.noOwner,
             noPrivileges: o.noPrivileges,
             maintenanceWorkMem: o.maintenanceWorkMem,
+            maxAttempts: o.maxAttempts,
             signal: o.signal,
             onBuilt: (table, items, seconds) =>
               emit({ type: 'table-indexed', table, items: items.length, seconds }),
@@ -347,8 +349,10 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
         copying = false;
         await poller;
       }
-      await markReady(target!);
-      files.writeStatus(await ledger.list(target!));
+      // The target may have restarted during the copy (workers reconnect by themselves): so does this session.
+      target = await reconnectIfGone(target!, o, emit);
+      await markReady(target);
+      files.writeStatus(await ledger.list(target));
     });
     if (o.signal?.aborted) throw interrupted();
 
@@ -423,6 +427,31 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     await snapshot?.close();
     await source.end().catch(() => undefined);
     await target?.end().catch(() => undefined);
+  }
+}
+
+/** Returns a working target session: the same one, or a new one after the server came back. */
+async function reconnectIfGone(
+  client: pg.Client,
+  o: CloneOptions,
+  emit: (e: CloneEvent) => void,
+): Promise<pg.Client> {
+  try {
+    await client.query('SELECT 1');
+    return client;
+  } catch (err) {
+    if (!isTransient(err)) throw err;
+  }
+  await client.end().catch(() => undefined);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const fresh = await openClient(o.target, { applicationName: 'pgferry clone' });
+      emit({ type: 'info', message: 'reconnected to the target' });
+      return fresh;
+    } catch (err) {
+      if (!isTransient(err) || attempt >= o.maxAttempts * 3) throw err;
+      await new Promise((r) => setTimeout(r, backoffMs(Math.min(attempt, 8))));
+    }
   }
 }
 
