@@ -12,11 +12,8 @@ import {
   uniqueName,
 } from './helpers/servers.js';
 import { catalogFacts, tableFacts, userTables } from './helpers/compare.js';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 
-const runDir = () => mkdtempSync(path.join(os.tmpdir(), 'pgferry-run-'));
+const runDir = () => tempDir('pgferry-run-');
 
 async function assertSameData(
   source: LocalServer,

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { tempDir } from './helpers/servers.js';
 import path from 'node:path';
 import { parseConninfo, formatConninfo } from '../src/connect/conninfo.js';
 import { describeConnection, resolveConnection } from '../src/connect/resolve.js';
@@ -48,7 +48,7 @@ test('a malformed string never echoes the password', () => {
 });
 
 test('order of precedence: string, then service file, then environment', () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgferry-svc-'));
+  const dir = tempDir('pgferry-svc-');
   const svc = path.join(dir, 'pg_service.conf');
   writeFileSync(svc, '[shop]\nhost=svc-host\nport=7000\ndbname=svcdb\n');
   const env = { PGSERVICEFILE: svc, PGHOST: 'env-host', PGUSER: 'env-user', PGPORT: '9', HOME: dir };
@@ -64,7 +64,7 @@ test('order of precedence: string, then service file, then environment', () => {
 });
 
 test('password file: matched by host, port, database, user; ignored when others can read it', () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgferry-pass-'));
+  const dir = tempDir('pgferry-pass-');
   const passfile = path.join(dir, 'pgpass');
   writeFileSync(
     passfile,

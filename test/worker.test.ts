@@ -1,8 +1,5 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { LocalServer } from '../src/sandbox/local-server.js';
 import {
   NEW_MAJOR,
@@ -14,7 +11,7 @@ import {
 } from './helpers/servers.js';
 import { tableFacts, userTables } from './helpers/compare.js';
 
-const runDir = () => mkdtempSync(path.join(os.tmpdir(), 'pgferry-run-'));
+const runDir = () => tempDir('pgferry-run-');
 
 describe('plan-only, workers on several machines, status', () => {
   let source: LocalServer;

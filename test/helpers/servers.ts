@@ -3,6 +3,8 @@
  * (made from a template database, which is fast), and a way to run the built CLI.
  */
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalServer, type LocalServerOptions } from '../../src/sandbox/local-server.js';
@@ -70,4 +72,16 @@ export function runCli(args: string[], options: CliOptions = {}): Promise<CliRes
       resolve({ code, signal, stdout, stderr });
     });
   });
+}
+
+const tempDirs: string[] = [];
+process.once('exit', () => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A temporary directory removed when the test process exits. */
+export function tempDir(prefix = 'pgferry-test-'): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
 }
