@@ -10,6 +10,7 @@ import {
   runCli,
   startServer,
   uniqueName,
+  tempDir,
 } from './helpers/servers.js';
 import { catalogFacts, tableFacts, userTables } from './helpers/compare.js';
 

@@ -8,6 +8,7 @@ import {
   runCli,
   startServer,
   uniqueName,
+  tempDir,
 } from './helpers/servers.js';
 import { tableFacts, userTables } from './helpers/compare.js';
 
