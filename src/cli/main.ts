@@ -7,6 +7,12 @@ import { Command, CommanderError } from 'commander';
 import { EXIT } from '../defaults.js';
 import { reportError } from './output.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerClone } from './commands/clone.js';
+import { registerDemo } from './commands/demo.js';
+import { registerWorker } from './commands/worker.js';
+import { registerStatus } from './commands/status.js';
+import { registerPrecheck } from './commands/precheck.js';
+import { registerTeardown } from './commands/teardown.js';
 
 const program = new Command();
 program
@@ -27,6 +33,12 @@ Exit codes: 0 ok, 1 failed (resumable), 2 usage, 3 config, 4 source, 5 target,
   );
 
 registerInspect(program);
+registerClone(program);
+registerDemo(program);
+registerWorker(program);
+registerStatus(program);
+registerPrecheck(program);
+registerTeardown(program);
 
 const json = process.argv.includes('--json');
 try {

@@ -1,0 +1,75 @@
+/**
+ * `pgferry teardown`: removes the publications, replication slots and subscriptions pgferry
+ * made for this database, both directions, on both servers. Safe to run again.
+ */
+import type { Command } from 'commander';
+import { openClient } from '../../connect/open-client.js';
+import { replicationNames } from '../../replicate/names.js';
+import { teardown, type RemovedObject } from '../../replicate/teardown.js';
+import { out, outJson } from '../output.js';
+import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { loadConfig } from '../common-options.js';
+
+interface TeardownFlags extends ConnectionFlags {
+  json?: boolean;
+}
+
+function describe(r: RemovedObject): string {
+  const direction = r.direction === 'forward' ? 'source → target' : 'back-replication target → source';
+  return `removed ${r.kind} "${r.name}" on the ${r.side} (${direction})`;
+}
+
+export function registerTeardown(program: Command): void {
+  program
+    .command('teardown')
+    .description(
+      "remove pgferry's replication objects (subscriptions, slots, publications) from both servers",
+    )
+    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
+    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option('--config <file>', 'read connections and options from a config file')
+    .option('--json', 'machine-readable output')
+    .addHelpText(
+      'after',
+      `
+Removes, for the source database's migration, in both directions (source → target and the
+back-replication target → source): the subscriptions (without contacting the other server),
+the replication slots (stopping a walsender still attached), and the publications. A
+forgotten slot keeps WAL on its server until the disk is full: run this when a migration is
+finished or abandoned. Running it again removes nothing and says so.
+
+Examples:
+  pgferry teardown --source postgresql://app@db1/shop --target postgresql://app@db2/shop
+  pgferry teardown --config pgferry.conf --json`,
+    )
+    .action(async (flags: TeardownFlags) => {
+      const config = loadConfig(flags.config);
+      const source = connectionFor('source', flags, config);
+      const target = connectionFor('target', flags, config);
+      if (!source || !target) return;
+      const names = replicationNames(source.database);
+      const src = await openClient(source, { applicationName: 'pgferry teardown' });
+      let removed: RemovedObject[];
+      try {
+        const tgt = await openClient(target, { applicationName: 'pgferry teardown' });
+        try {
+          removed = await teardown(src, tgt, names);
+        } finally {
+          await tgt.end().catch(() => undefined);
+        }
+      } finally {
+        await src.end().catch(() => undefined);
+      }
+      if (flags.json) {
+        outJson({ ok: true, removed });
+        return;
+      }
+      if (removed.length === 0) {
+        out(
+          `nothing to remove: no pgferry subscription, slot or publication named "${names.slot}" or "${names.backSlot}" on either server`,
+        );
+        return;
+      }
+      for (const r of removed) out(describe(r));
+    });
+}

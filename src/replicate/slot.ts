@@ -1,0 +1,193 @@
+/**
+ * The logical replication slot on the source, created together with an exported snapshot:
+ * the snapshot shows exactly the rows committed before the slot's consistent point, and
+ * the slot streams exactly the changes committed after it. Copying the tables inside that
+ * snapshot and then replaying the slot gives the target every change once: no gap, no
+ * duplicate.
+ *
+ * Checked on PostgreSQL 13, 15 and 17 (the `EXPORT_SNAPSHOT` spelling is the one all
+ * versions from 10 accept; 15+ also has `(SNAPSHOT 'export')`).
+ */
+import type pg from 'pg';
+import { EXIT } from '../defaults.js';
+import { PgferryError, serverErrorFields } from '../errors.js';
+import { openClient } from '../connect/open-client.js';
+import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
+import { quoteIdent } from '../util/sql.js';
+import { openReplicationClient } from './replication-client.js';
+
+export interface SlotWithSnapshot {
+  slotName: string;
+  /** The LSN from which the slot streams changes; the snapshot holds everything before it. */
+  consistentPoint: string;
+  /** For `SET TRANSACTION SNAPSHOT '...'` in a REPEATABLE READ transaction on the source. */
+  snapshotName: string;
+  /**
+   * Closes the replication session, which ends the exported snapshot. Call it only after
+   * every copy worker has imported the snapshot; the slot itself stays.
+   */
+  close(): Promise<void>;
+}
+
+export interface CreateSlotOptions {
+  /**
+   * A slot of that name that is left over and inactive is dropped and created anew. Its
+   * changes are worthless without the copy made from its own snapshot, so the caller must
+   * copy again from the new snapshot. Default false: a leftover slot is an error.
+   */
+  replaceInactive?: boolean;
+  /**
+   * How long to wait for the slot to become consistent: the source first waits for every
+   * transaction that is open at that moment to end. Default 10 minutes.
+   */
+  timeoutMs?: number;
+}
+
+const SLOT_SQL = `
+SELECT s.active, s.active_pid, s.database, s.plugin
+FROM pg_catalog.pg_replication_slots s
+WHERE s.slot_name = $1`; // 10+
+
+/**
+ * Creates logical replication slot `slotName` (plugin pgoutput) on the source and exports
+ * a snapshot consistent with it.
+ *
+ * The snapshot is valid only while the returned session stays open AND idle: nothing else
+ * may be sent on it (this module sends nothing). Each copy worker imports it with
+ *
+ *     BEGIN ISOLATION LEVEL REPEATABLE READ;
+ *     SET TRANSACTION SNAPSHOT '<snapshotName>';
+ *
+ * and only after the last worker has done so may the caller `close()` it. A worker that
+ * imports later gets "invalid snapshot identifier".
+ */
+export async function createSlotWithSnapshot(
+  sourceSpec: ConnectionSpec,
+  slotName: string,
+  options: CreateSlotOptions = {},
+): Promise<SlotWithSnapshot> {
+  const where = describeConnection(sourceSpec);
+  const helper = await openClient(sourceSpec, { applicationName: 'pgferry slot' });
+  try {
+    const existing = await helper.query<{
+      active: boolean;
+      active_pid: number | null;
+      database: string | null;
+    }>(SLOT_SQL, [slotName]);
+    const slot = existing.rows[0];
+    if (slot && (slot.active || !options.replaceInactive)) {
+      throw new PgferryError(
+        `replication slot "${slotName}" already exists on the source ${where}${slot.active ? ` and is in use by process ${slot.active_pid ?? '?'}` : ''}`,
+        {
+          code: 'SLOT_EXISTS',
+          hint: slot.active
+            ? 'another pgferry run (or a subscription) is streaming from it; stop that first, or run pgferry teardown'
+            : 'it is left over from an earlier run and holds WAL on the source: run pgferry teardown, then start again',
+          exitCode: EXIT.source,
+        },
+      );
+    }
+    if (slot) await dropSlot(helper, slotName);
+
+    const replication = await openReplicationClient(sourceSpec, 'pgferry slot');
+    const timeoutMs = options.timeoutMs ?? 10 * 60_000;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      // The walsender waits for open transactions; cancel it from the ordinary session.
+      helper.query('SELECT pg_catalog.pg_cancel_backend($1)', [replication.processID]).catch(() => undefined);
+    }, timeoutMs);
+    try {
+      const res = await replication.query<{ consistent_point: string; snapshot_name: string }>(
+        `CREATE_REPLICATION_SLOT ${quoteIdent(slotName)} LOGICAL pgoutput EXPORT_SNAPSHOT`,
+      );
+      const row = res.rows[0];
+      if (!row) throw new Error('CREATE_REPLICATION_SLOT returned no row');
+      return {
+        slotName,
+        consistentPoint: row.consistent_point,
+        snapshotName: row.snapshot_name,
+        close: async () => {
+          await replication.end().catch(() => undefined);
+        },
+      };
+    } catch (err) {
+      await replication.end().catch(() => undefined);
+      throw slotError(err, slotName, where, timedOut, timeoutMs);
+    } finally {
+      clearTimeout(timer);
+    }
+  } finally {
+    await helper.end().catch(() => undefined);
+  }
+}
+
+function slotError(
+  err: unknown,
+  slotName: string,
+  where: string,
+  timedOut: boolean,
+  timeoutMs: number,
+): PgferryError {
+  const fields = serverErrorFields(err);
+  if (timedOut) {
+    return new PgferryError(
+      `replication slot "${slotName}" did not become consistent within ${Math.round(timeoutMs / 1000)} s on the source ${where}`,
+      {
+        code: 'SLOT_TIMEOUT',
+        hint: 'the source waits for every transaction open when the slot is created to end: look for long-running or prepared transactions (pgferry precheck lists them)',
+        exitCode: EXIT.source,
+        cause: err,
+      },
+    );
+  }
+  if (fields?.code === '53400') {
+    return new PgferryError(`the source ${where} has no free replication slot for "${slotName}"`, {
+      code: 'NO_FREE_SLOT',
+      hint: 'raise max_replication_slots on the source (needs a restart), or drop slots nobody uses',
+      exitCode: EXIT.source,
+      cause: err,
+    });
+  }
+  return new PgferryError(
+    `could not create replication slot "${slotName}" on the source ${where}: ${err instanceof Error ? err.message : String(err)}`,
+    {
+      code: 'SLOT_FAILED',
+      hint: "check wal_level = logical and the role's REPLICATION right (pgferry precheck checks both)",
+      exitCode: EXIT.source,
+      cause: err,
+    },
+  );
+}
+
+/**
+ * Drops replication slot `slotName` on the server `client` is connected to; a walsender
+ * still streaming from it is terminated first. Returns false when there was no such slot.
+ */
+export async function dropSlot(client: pg.Client, slotName: string, timeoutMs = 30_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await client.query<{ active_pid: number | null }>(SLOT_SQL, [slotName]);
+    const slot = res.rows[0];
+    if (!slot) return false;
+    try {
+      if (slot.active_pid !== null) {
+        await client.query('SELECT pg_catalog.pg_terminate_backend($1)', [slot.active_pid]);
+      } else {
+        await client.query('SELECT pg_catalog.pg_drop_replication_slot($1)', [slotName]);
+        return true;
+      }
+    } catch (err) {
+      const code = serverErrorFields(err)?.code;
+      if (code === '42704') return false; // dropped by someone else meanwhile
+      if (code !== '55006') throw err; // 55006: became active again; terminate and retry
+    }
+    if (Date.now() > deadline) {
+      throw new PgferryError(`replication slot "${slotName}" stays in use; it could not be dropped`, {
+        code: 'SLOT_BUSY',
+        hint: `find the process with SELECT active_pid FROM pg_replication_slots WHERE slot_name = '${slotName}', stop it, and run pgferry teardown again`,
+      });
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
