@@ -16,7 +16,12 @@ export interface OpenOptions {
   applicationName?: string;
   /** Leave search_path alone (only for sessions that run pg_dump's own SQL). */
   keepSearchPath?: boolean;
+  /** A logical replication session (walsender), for CREATE_REPLICATION_SLOT and friends. */
+  replication?: 'database';
 }
+
+/** node-postgres takes `replication`; its type definitions do not say so. */
+type ClientConfigWithReplication = pg.ClientConfig & { replication?: 'database' };
 
 function sslOptions(spec: ConnectionSpec): ConnectionOptions {
   const read = (file: string | undefined) => (file ? readFileSync(file) : undefined);
@@ -43,7 +48,11 @@ function sslOptions(spec: ConnectionSpec): ConnectionOptions {
   }
 }
 
-function clientConfig(spec: ConnectionSpec, useTls: boolean, options: OpenOptions): pg.ClientConfig {
+function clientConfig(
+  spec: ConnectionSpec,
+  useTls: boolean,
+  options: OpenOptions,
+): ClientConfigWithReplication {
   return {
     host: spec.host,
     port: spec.port,
@@ -55,6 +64,7 @@ function clientConfig(spec: ConnectionSpec, useTls: boolean, options: OpenOption
     keepAlive: true,
     ...(spec.options ? { options: spec.options } : {}),
     ssl: useTls ? sslOptions(spec) : false,
+    ...(options.replication ? { replication: options.replication } : {}),
   };
 }
 
@@ -93,7 +103,8 @@ async function connectOnce(spec: ConnectionSpec, useTls: boolean, options: OpenO
     await client.end().catch(() => undefined);
     throw err;
   }
-  if (!options.keepSearchPath) await client.query("SELECT pg_catalog.set_config('search_path', '', false)");
+  if (!options.keepSearchPath && !options.replication)
+    await client.query("SELECT pg_catalog.set_config('search_path', '', false)");
   return client;
 }
 
