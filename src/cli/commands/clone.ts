@@ -20,8 +20,8 @@ interface CloneFlags extends ConnectionFlags {
   indexJobs?: number;
   ledgerSchema: string;
   runDir?: string;
-  schema: 'apply' | 'skip';
-  indexes: 'before' | 'after';
+  schema?: 'apply' | 'skip';
+  indexes?: 'before' | 'after';
   createDatabase?: boolean;
   existingRows: 'error' | 'truncate' | 'skip';
   pgBin?: string;
@@ -61,8 +61,8 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
     indexJobs: flags.indexJobs ?? (opt('index-jobs') as number | undefined) ?? DEFAULTS.indexJobs,
     ledgerSchema: flags.ledgerSchema,
     runDir,
-    schema: flags.schema,
-    indexes: flags.indexes,
+    schema: flags.schema ?? (opt('schema') as 'apply' | 'skip' | undefined) ?? 'apply',
+    indexes: flags.indexes ?? (opt('indexes') as 'before' | 'after' | undefined) ?? 'after',
     createDatabase: Boolean(flags.createDatabase),
     existingRows: flags.existingRows,
     pgBin: flags.pgBin ?? (opt('pg-bin') as string | undefined),
