@@ -96,12 +96,12 @@ export function registerClone(program: Command): void {
       positiveInt,
     )
     .addOption(
-      new Option('--schema <mode>', 'apply: create the schema from pg_dump; skip: tables exist already')
+      new Option('--schema <mode>', 'apply: create the schema from pg_dump (default); skip: tables exist already')
         .choices(['apply', 'skip'])
         .default('apply'),
     )
     .addOption(
-      new Option('--indexes <when>', 'build indexes before or after the data')
+      new Option('--indexes <when>', 'build indexes before or after (default) the data')
         .choices(['before', 'after'])
         .default('after'),
     )
