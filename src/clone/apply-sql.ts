@@ -92,7 +92,8 @@ export async function applySqlAtomically(o: ApplyOptions): Promise<void> {
 /** psql's words for a connection that went away (server restart, network): worth running again. */
 export function isLostConnection(err: unknown): boolean {
   const psqlOutput = err instanceof PgferryError ? err.details?.psqlOutput : undefined;
-  const output = typeof psqlOutput === 'string' ? psqlOutput : err instanceof Error ? err.message : String(err);
+  const output =
+    typeof psqlOutput === 'string' ? psqlOutput : err instanceof Error ? err.message : String(err);
   return /server closed the connection|terminating connection|connection to server .* failed|could not connect|the database system is (starting up|shutting down)|SSL SYSCALL|Connection refused/i.test(
     output,
   );

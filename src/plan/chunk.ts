@@ -10,7 +10,14 @@ import { qualifiedName, quoteIdent, quoteLiteral } from '../util/sql.js';
 
 export type Chunk =
   | { kind: 'whole' }
-  | { kind: 'key-range'; column: string; columnType: string; low?: string; high?: string; includeNulls: boolean }
+  | {
+      kind: 'key-range';
+      column: string;
+      columnType: string;
+      low?: string;
+      high?: string;
+      includeNulls: boolean;
+    }
   | { kind: 'block-range'; fromBlock: number; toBlock?: number }
   | { kind: 'value'; column: string; columnType: string; value: string | null };
 
@@ -44,7 +51,9 @@ export function chunkCondition(chunk: Chunk): string {
     }
     case 'value': {
       const col = quoteIdent(chunk.column);
-      return chunk.value === null ? `(${col} IS NULL)` : `(${col} = ${quoteLiteral(chunk.value)}::${chunk.columnType})`;
+      return chunk.value === null
+        ? `(${col} IS NULL)`
+        : `(${col} = ${quoteLiteral(chunk.value)}::${chunk.columnType})`;
     }
   }
 }

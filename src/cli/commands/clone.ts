@@ -96,7 +96,10 @@ export function registerClone(program: Command): void {
       positiveInt,
     )
     .addOption(
-      new Option('--schema <mode>', 'apply: create the schema from pg_dump (default); skip: tables exist already')
+      new Option(
+        '--schema <mode>',
+        'apply: create the schema from pg_dump (default); skip: tables exist already',
+      )
         .choices(['apply', 'skip'])
         .default('apply'),
     )
