@@ -44,7 +44,11 @@ test('config file errors name the file and the line', () => {
     const file = configFile(text);
     assert.throws(
       () => readConfigFile(file),
-      (err: unknown) => err instanceof PgferryError && err.exitCode === 3 && pattern.test(err.message) && err.message.startsWith(file),
+      (err: unknown) =>
+        err instanceof PgferryError &&
+        err.exitCode === 3 &&
+        pattern.test(err.message) &&
+        err.message.startsWith(file),
       text,
     );
   }

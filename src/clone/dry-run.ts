@@ -62,7 +62,9 @@ export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
       const cols = targetColumns.has(JSON.stringify([table.schema, table.name]))
         ? planTableColumns(table, sourceColumns, targetColumns)
         : planTableColumns(table, sourceColumns, sourceColumns);
-      const chunks = await o.planChunks(source, table, info.major);
+      const plan = await o.planChunks(source, table, info.major);
+      if (plan.note) notes.push(plan.note);
+      const chunks = plan.chunks;
       for (const chunk of chunks) {
         jobs.push({
           order: 0,

@@ -21,7 +21,8 @@ import { readServerInfo, type ServerInfo } from '../inventory/server-info.js';
 import { ensureLedger } from '../ledger/ledger-schema.js';
 import { JobLedger, type JobRow, type PlannedJob } from '../ledger/jobs.js';
 import { Steps } from '../ledger/steps.js';
-import { chunkLabel, type Chunk, type TableRef } from '../plan/chunk.js';
+import { chunkLabel, type TableRef } from '../plan/chunk.js';
+import { planTableChunks, scheduleJobs, type ChunkPlan } from '../plan/plan-table-chunks.js';
 import { findPgTools, type PgTools } from '../schema/pg-tools.js';
 import { dumpSchema } from '../schema/dump-schema.js';
 import type { SchemaDump } from '../schema/types.js';
@@ -70,7 +71,7 @@ export type CloneEvent =
   | { type: 'info'; message: string };
 
 /** Chooses the chunks of one table (whole, key ranges, block ranges). */
-export type ChunkPlanner = (source: pg.Client, table: TableInfo, serverMajor: number) => Promise<Chunk[]>;
+export type ChunkPlanner = (source: pg.Client, table: TableInfo, serverMajor: number) => Promise<ChunkPlan>;
 
 export interface CloneOptions {
   source: ConnectionSpec;
@@ -127,7 +128,14 @@ export interface CloneSummary {
 export const defaultWorkerPrefix = (): string => `${os.hostname()}-${process.pid}`;
 
 /** Whole tables only; the chunk planner of `plan/` replaces this for big tables. */
-export const wholeTables: ChunkPlanner = () => Promise.resolve([{ kind: 'whole' }]);
+export const wholeTables: ChunkPlanner = () =>
+  Promise.resolve({ chunks: [{ kind: 'whole' }], method: 'whole' });
+
+/** Big tables cut into chunks of about `chunkBytes` (see plan/plan-table-chunks.ts). */
+export function chunkedTables(splitLargerThan: number, chunkBytes: number): ChunkPlanner {
+  return (client, table, serverMajor) =>
+    planTableChunks(client, table, { splitLargerThan, chunkBytes, serverMajor });
+}
 
 async function connectTarget(o: CloneOptions): Promise<pg.Client> {
   try {
@@ -527,7 +535,7 @@ async function planJobs(
       }
     }
   }
-  const planned: PlannedJob[] = [];
+  const planned: (PlannedJob & { tableKey: string; ordinal: number })[] = [];
   for (const table of tables) {
     const key = tableKey(table);
     if (skip.has(key) || started.has(key)) continue;
@@ -537,21 +545,29 @@ async function planJobs(
         type: 'info',
         message: `${displayName(table.schema, table.name)}: text COPY (${columns.reason})`,
       });
-    const chunks = await o.planChunks(source, table, sourceInfo.major);
-    for (const chunk of chunks) {
+    const plan = await o.planChunks(source, table, sourceInfo.major);
+    if (plan.note) emit({ type: 'warning', message: plan.note });
+    if (plan.chunks.length > 1) {
+      emit({
+        type: 'info',
+        message: `${displayName(table.schema, table.name)}: ${plan.chunks.length} chunks by ${plan.method}`,
+      });
+    }
+    plan.chunks.forEach((chunk, i) =>
       planned.push({
         table: { schema: table.schema, name: table.name },
         chunk,
         chunkLabel: chunkLabel(chunk),
-        chunkCount: chunks.length,
-        estimatedBytes: Math.round(table.bytes / chunks.length),
+        chunkCount: plan.chunks.length,
+        estimatedBytes: Math.round(table.bytes / plan.chunks.length),
         copyFormat: columns.format,
-      });
-    }
+        tableKey: key,
+        ordinal: i,
+      }),
+    );
   }
   // Largest work first: a big table must not start last and keep one worker busy alone.
-  planned.sort((a, b) => b.estimatedBytes - a.estimatedBytes);
-  await ledger.addJobs(target, planned);
+  await ledger.addJobs(target, scheduleJobs(planned));
   const reset = await ledger.resetFailed(target);
   if (reset > 0)
     emit({ type: 'info', message: `${reset} failed job(s) from an earlier run will be retried` });

@@ -5,9 +5,9 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
 import { PgferryError } from '../../errors.js';
-import { defaultWorkerPrefix, runClone, wholeTables, type CloneOptions } from '../../clone/run-clone.js';
+import { chunkedTables, defaultWorkerPrefix, runClone, type CloneOptions } from '../../clone/run-clone.js';
 import { planDryRun } from '../../clone/dry-run.js';
-import { formatBytes } from '../../util/format.js';
+import { formatBytes, parseSize } from '../../util/format.js';
 import { textTable } from '../text-table.js';
 import { isTTY, out, outJson } from '../output.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
@@ -30,6 +30,8 @@ interface CloneFlags extends ConnectionFlags {
   retries: number;
   maintenanceWorkMem: string;
   planOnly?: boolean;
+  splitTablesLargerThan?: string;
+  chunkSize?: string;
   dryRun?: boolean;
   json?: boolean;
   quiet?: boolean;
@@ -40,6 +42,19 @@ function resumeCommand(): string {
   return ['pgferry', ...process.argv.slice(2)]
     .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`))
     .join(' ');
+}
+
+function sizeOption(text: string | undefined, fallback: number, flag: string): number {
+  if (text === undefined) return fallback;
+  const size = parseSize(text);
+  if (size === undefined || size <= 0) {
+    throw new PgferryError(`${flag} "${text}" is not a size`, {
+      code: 'BAD_SIZE',
+      exitCode: EXIT.usage,
+      hint: 'write it like 512MB, 10GB or 1TB',
+    });
+  }
+  return size;
 }
 
 export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undefined): CloneOptions {
@@ -73,7 +88,18 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
     maintenanceWorkMem: flags.maintenanceWorkMem,
     planOnly: Boolean(flags.planOnly),
     snapshot: undefined,
-    planChunks: wholeTables,
+    planChunks: chunkedTables(
+      sizeOption(
+        flags.splitTablesLargerThan ?? (opt('split-tables-larger-than') as string | undefined),
+        DEFAULTS.splitTablesLargerThan,
+        '--split-tables-larger-than',
+      ),
+      sizeOption(
+        flags.chunkSize ?? (opt('chunk-size') as string | undefined),
+        DEFAULTS.chunkSize,
+        '--chunk-size',
+      ),
+    ),
     workerPrefix: defaultWorkerPrefix(),
     signal,
     onEvent: () => undefined,
@@ -118,6 +144,11 @@ export function registerClone(program: Command): void {
         .default('error'),
     )
     .option('--pg-bin <dir>', "directory of pg_dump/pg_restore/psql (a major >= the source's)")
+    .option(
+      '--split-tables-larger-than <size>',
+      `cut tables bigger than this into chunks copied in parallel (default ${formatBytes(DEFAULTS.splitTablesLargerThan)})`,
+    )
+    .option('--chunk-size <size>', `about this much per chunk (default ${formatBytes(DEFAULTS.chunkSize)})`)
     .option('--no-owner', 'do not set object owners on the target (roles need not exist there)')
     .option('--no-privileges', 'do not copy GRANT/REVOKE')
     .option('--retries <n>', 'retries of a job after a transient failure', positiveInt, DEFAULTS.jobRetries)
