@@ -168,6 +168,38 @@ describe('clone: interruption and bad input', () => {
     assert.equal(dup[0]!.n, '0');
   });
 
+  test('Ctrl-C (SIGINT) stops the copy at once: exit 130, the resume hint, the job left pending', async () => {
+    const db = await createDatabase(source, uniqueName('sigint'), template);
+    const args = [
+      'clone',
+      '--source',
+      source.url(db),
+      '--target',
+      target.url(db),
+      '--create-database',
+      '--jobs',
+      '1',
+      '--run-dir',
+      runDir(),
+    ];
+    const res = await runCli(args, {
+      onSpawn: (child) =>
+        child.stderr!.on('data', (d: Buffer) => {
+          if (/ started public\.big/.test(d.toString())) child.kill('SIGINT');
+        }),
+    });
+    assert.equal(res.code, 130, res.stderr);
+    assert.match(res.stderr, /pgferry: error: interrupted\n\s+hint: run the same command again to resume/);
+    const big = await target.sql<{ state: string }>(
+      `SELECT state FROM pgferry.jobs WHERE table_name = 'big'`,
+      db,
+    );
+    assert.equal(big[0]!.state, 'pending');
+    const again = await runCli(args);
+    assert.equal(again.code, 0, again.stderr);
+    await assertSameData(source, db, target, db);
+  });
+
   test('the target server restarts in the middle of the copy: the run recovers by itself', async () => {
     const db = await createDatabase(source, uniqueName('restart'), template);
     let restarted: Promise<void> | undefined;

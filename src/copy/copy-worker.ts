@@ -112,6 +112,9 @@ export class CopyWorker {
   /** Works until the queue is empty (or the signal aborts). */
   async run(): Promise<void> {
     let consecutiveFailures = 0;
+    // Interrupted: close both sessions now, which aborts an in-flight COPY (its transaction rolls back).
+    const onAbort = () => void this.disconnect();
+    this.ctx.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       while (!this.ctx.signal?.aborted) {
         let job: JobRow | undefined;
@@ -136,6 +139,7 @@ export class CopyWorker {
         }
       }
     } finally {
+      this.ctx.signal?.removeEventListener('abort', onAbort);
       await this.disconnect();
     }
   }
