@@ -12,23 +12,9 @@ import {
   uniqueName,
   tempDir,
 } from './helpers/servers.js';
-import { catalogFacts, tableFacts, userTables } from './helpers/compare.js';
+import { assertSameData, catalogFacts, userTables } from './helpers/compare.js';
 
 const runDir = () => tempDir('pgferry-run-');
-
-async function assertSameData(
-  source: LocalServer,
-  sdb: string,
-  target: LocalServer,
-  tdb: string,
-): Promise<void> {
-  const tables = await userTables(source, sdb);
-  assert.deepEqual(await userTables(target, tdb), tables, 'same tables');
-  for (const t of tables) {
-    const [s, d] = await Promise.all([tableFacts(source, sdb, t), tableFacts(target, tdb, t)]);
-    assert.deepEqual(d, s, `table ${t}`);
-  }
-}
 
 for (const sourceMajor of [SYSTEM_MAJOR, OLD_MAJOR]) {
   describe(`clone ${sourceMajor} → ${NEW_MAJOR}`, () => {

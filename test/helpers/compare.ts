@@ -2,6 +2,7 @@
  * Test-side truth: per-table row counts and content checksums computed independently of
  * pgferry's own verify code (md5 of each row's text, sorted, hashed), and catalog facts.
  */
+import assert from 'node:assert/strict';
 import type { LocalServer } from '../../src/sandbox/local-server.js';
 
 const PIN = `SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET bytea_output = 'hex';`;
@@ -48,4 +49,19 @@ export async function catalogFacts(server: LocalServer, db: string): Promise<Rec
     db,
   );
   return rows[0]!;
+}
+
+/** Same tables, and per table the same row count and content checksum, on both sides. */
+export async function assertSameData(
+  source: LocalServer,
+  sdb: string,
+  target: LocalServer,
+  tdb: string,
+): Promise<void> {
+  const tables = await userTables(source, sdb);
+  assert.deepEqual(await userTables(target, tdb), tables, 'same tables');
+  for (const t of tables) {
+    const [s, d] = await Promise.all([tableFacts(source, sdb, t), tableFacts(target, tdb, t)]);
+    assert.deepEqual(d, s, `table ${t}`);
+  }
 }
