@@ -355,6 +355,7 @@ process.once('exit', cleanupAll);
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.once(signal, () => {
     cleanupAll();
-    process.kill(process.pid, signal);
+    // Others listening (a command's own Ctrl-C handling) decide how to end; otherwise end as the signal would.
+    if (process.listenerCount(signal) === 0) process.exit(128 + os.constants.signals[signal]);
   });
 }

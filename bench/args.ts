@@ -1,0 +1,91 @@
+/**
+ * The benchmark's command line (`npm run bench -- --size 300MB --runs 3`), parsed into
+ * plain options so that the run itself never reads process.argv.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { parseSize } from '../src/util/format.js';
+import { positiveInt } from '../src/cli/parse-options.js';
+import { METHOD_KEYS, type MethodKey } from './method.js';
+
+export interface BenchOptions {
+  sizeBytes: number;
+  jobs: number;
+  runs: number;
+  only: Set<MethodKey>;
+  singleTable: boolean;
+  sourceMajor: number;
+  /** undefined: the newest available of 17 and 15. */
+  targetMajor: number | undefined;
+}
+
+function size(value: string): number {
+  const bytes = parseSize(value);
+  if (bytes === undefined || bytes < 1024 ** 2)
+    throw new InvalidArgumentError('expected a size of 1MB or more, such as 300MB or 1GB');
+  return bytes;
+}
+
+function methodList(value: string): Set<MethodKey> {
+  const keys = value
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean);
+  const unknown = keys.filter((k) => !(METHOD_KEYS as readonly string[]).includes(k));
+  if (unknown.length || keys.length === 0)
+    throw new InvalidArgumentError(`expected a comma-separated list of ${METHOD_KEYS.join(', ')}`);
+  return new Set(keys as MethodKey[]);
+}
+
+/**
+ * Parses `args` (without node and the script); throws CommanderError on bad input after
+ * writing the message to `writeErr` (stderr by default).
+ */
+export function parseBenchArgs(
+  args: string[],
+  writeErr: (text: string) => void = (text) => process.stderr.write(text),
+): BenchOptions {
+  const program = new Command('npm run bench --')
+    .description(
+      'time pgferry clone against pg_dump/pg_restore and a psql \\copy floor on throwaway local servers',
+    )
+    .exitOverride()
+    .configureOutput({ writeErr })
+    .option('--size <size>', 'approximate on-disk size of the generated database', size, 1024 ** 3)
+    .option('-j, --jobs <n>', 'parallel jobs / streams of every method', positiveInt, 2)
+    .option('--runs <n>', 'interleaved rounds (every method once per round)', positiveInt, 5)
+    .addOption(
+      new Option('--only <methods>', `comma-separated subset of: ${METHOD_KEYS.join(', ')}`).argParser(
+        methodList,
+      ),
+    )
+    .option('--single-table', 'one table of about --size, pgferry with --jobs 1, 2 and 4 against pg_dump -t')
+    .option('--source-major <n>', 'source server major (pg_dump must be at least this)', positiveInt, 15)
+    .option('--target-major <n>', 'target server major (default 17 when available, else 15)', positiveInt)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  npm run bench                                   # about 1 GB, --jobs 2, 5 rounds
+  npm run bench -- --size 50MB --runs 1           # a quick check
+  npm run bench -- --size 1GB --single-table --only clone,dump`,
+    );
+  program.parse(args, { from: 'user' });
+  const o = program.opts<{
+    size: number;
+    jobs: number;
+    runs: number;
+    only?: Set<MethodKey>;
+    singleTable?: boolean;
+    sourceMajor: number;
+    targetMajor?: number;
+  }>();
+  return {
+    sizeBytes: o.size,
+    jobs: o.jobs,
+    runs: o.runs,
+    only: o.only ?? new Set(METHOD_KEYS),
+    singleTable: Boolean(o.singleTable),
+    sourceMajor: o.sourceMajor,
+    targetMajor: o.targetMajor,
+  };
+}
