@@ -23,6 +23,7 @@ import { JobLedger, type JobRow, type PlannedJob } from '../ledger/jobs.js';
 import { Steps } from '../ledger/steps.js';
 import { chunkLabel, type TableRef } from '../plan/chunk.js';
 import { planTableChunks, scheduleJobs, type ChunkPlan } from '../plan/plan-table-chunks.js';
+import { resolveQueueFile } from '../plan/queue-plan.js';
 import { findPgTools, type PgTools } from '../schema/pg-tools.js';
 import { dumpSchema } from '../schema/dump-schema.js';
 import type { SchemaDump } from '../schema/types.js';
@@ -95,6 +96,8 @@ export interface CloneOptions {
   /** Use this exported snapshot instead of exporting one (online start). */
   snapshot: string | undefined;
   planChunks: ChunkPlanner;
+  /** Flexy's queue file: only the tables it lists, cut as it says (see plan/queue-plan.ts). */
+  queueFile?: { text: string; fileName: string; allowGaps: boolean };
   /** Names the workers of this process (`host-pid-N`). */
   workerPrefix: string;
   signal: AbortSignal | undefined;
@@ -194,10 +197,30 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
   let target: pg.Client | undefined;
   let snapshot: SnapshotHandle | undefined;
   try {
-    target = await connectTarget(o);
     const sourceInfo = await readServerInfo(source);
-    const targetInfo = await readServerInfo(target);
     const inventory = await readInventory(source, o.ledgerSchema);
+    // A queue file is checked whole, against the source, before anything is written anywhere.
+    const queue = o.queueFile
+      ? await resolveQueueFile(o.queueFile.text, o.queueFile.fileName, source, inventory, {
+          allowGaps: o.queueFile.allowGaps,
+        })
+      : undefined;
+    if (queue) {
+      for (const gap of queue.gaps) emit({ type: 'warning', message: `--allow-gaps: ${gap}` });
+      const listed = new Set(queue.tables.map((t) => tableKey(t.table)));
+      const left = copyableTables(inventory).filter((t) => !listed.has(tableKey(t)));
+      if (left.length > 0) {
+        emit({
+          type: 'warning',
+          message: `${left.length} table(s) are not in the queue file and stay empty on the target: ${left
+            .slice(0, 8)
+            .map((t) => displayName(t.schema, t.name))
+            .join(', ')}${left.length > 8 ? ', …' : ''}`,
+        });
+      }
+    }
+    target = await connectTarget(o);
+    const targetInfo = await readServerInfo(target);
     emit({
       type: 'info',
       message: `source ${describeConnection(o.source)} (PostgreSQL ${sourceInfo.version}), target ${describeConnection(o.target)} (PostgreSQL ${targetInfo.version})`,
@@ -269,9 +292,26 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     // Plan: one or more jobs per table, into the ledger (existing jobs are kept).
     const sourceColumns = await readColumnCatalog(source);
     const targetColumns = await readColumnCatalog(target);
-    const tables = copyableTables(inventory);
+    const tables = queue ? queue.tables.map((t) => t.table) : copyableTables(inventory);
+    const planChunks: ChunkPlanner = queue
+      ? (_client, table) =>
+          Promise.resolve({
+            chunks: queue.tables.find((t) => t.table.oid === table.oid)?.chunks ?? [],
+            method: 'key-range',
+          })
+      : o.planChunks;
     await phases.run('plan', false, async () => {
-      await planJobs(o, source, target!, ledger, tables, sourceInfo, sourceColumns, targetColumns, emit);
+      await planJobs(
+        { ...o, planChunks },
+        source,
+        target!,
+        ledger,
+        tables,
+        sourceInfo,
+        sourceColumns,
+        targetColumns,
+        emit,
+      );
     });
     const jobsNow = await ledger.list(target);
     emit({ type: 'planned', jobs: jobsNow, totalBytes: jobsNow.reduce((s, j) => s + j.estimatedBytes, 0) });

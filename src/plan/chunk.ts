@@ -16,6 +16,8 @@ export type Chunk =
       columnType: string;
       low?: string;
       high?: string;
+      /** `high` is included (Flexy's inclusive ranges on non-integer columns); default excluded. */
+      highInclusive?: boolean;
       includeNulls: boolean;
     }
   | { kind: 'block-range'; fromBlock: number; toBlock?: number }
@@ -39,7 +41,8 @@ export function chunkCondition(chunk: Chunk): string {
       const lit = (v: string) => `${quoteLiteral(v)}::${chunk.columnType}`;
       const parts: string[] = [];
       if (chunk.low !== undefined) parts.push(`${col} >= ${lit(chunk.low)}`);
-      if (chunk.high !== undefined) parts.push(`${col} < ${lit(chunk.high)}`);
+      if (chunk.high !== undefined)
+        parts.push(`${col} ${chunk.highInclusive ? '<=' : '<'} ${lit(chunk.high)}`);
       const range = parts.length ? parts.join(' AND ') : 'true';
       return chunk.includeNulls ? `((${range}) OR ${col} IS NULL)` : `(${range})`;
     }
@@ -71,7 +74,7 @@ export function chunkLabel(chunk: Chunk): string {
     case 'whole':
       return 'whole table';
     case 'key-range':
-      return `${chunk.column} [${chunk.low ?? '-inf'}, ${chunk.high ?? '+inf'})${chunk.includeNulls ? ' + NULL' : ''}`;
+      return `${chunk.column} [${chunk.low ?? '-inf'}, ${chunk.high ?? '+inf'}${chunk.highInclusive ? ']' : ')'}${chunk.includeNulls ? ' + NULL' : ''}`;
     case 'block-range':
       return `blocks [${chunk.fromBlock}, ${chunk.toBlock ?? 'end'})`;
     case 'value':

@@ -1,6 +1,7 @@
 /**
  * `pgferry clone`: parse options, run the library's clone, show progress and the summary.
  */
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
@@ -30,6 +31,8 @@ interface CloneFlags extends ConnectionFlags {
   retries: number;
   maintenanceWorkMem: string;
   planOnly?: boolean;
+  queueFile?: string;
+  allowGaps?: boolean;
   splitTablesLargerThan?: string;
   chunkSize?: string;
   dryRun?: boolean;
@@ -42,6 +45,19 @@ function resumeCommand(): string {
   return ['pgferry', ...process.argv.slice(2)]
     .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`))
     .join(' ');
+}
+
+function readQueueFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new PgferryError(`cannot read the queue file "${file}"`, {
+      code: 'BAD_QUEUE_FILE',
+      exitCode: EXIT.config,
+      hint: 'check the path given to --queue-file',
+      cause: err,
+    });
+  }
 }
 
 function sizeOption(text: string | undefined, fallback: number, flag: string): number {
@@ -100,6 +116,15 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
         '--chunk-size',
       ),
     ),
+    ...(flags.queueFile
+      ? {
+          queueFile: {
+            text: readQueueFile(flags.queueFile),
+            fileName: flags.queueFile,
+            allowGaps: Boolean(flags.allowGaps),
+          },
+        }
+      : {}),
     workerPrefix: defaultWorkerPrefix(),
     signal,
     onEvent: () => undefined,
@@ -149,6 +174,14 @@ export function registerClone(program: Command): void {
       `cut tables bigger than this into chunks copied in parallel (default ${formatBytes(DEFAULTS.splitTablesLargerThan)})`,
     )
     .option('--chunk-size <size>', `about this much per chunk (default ${formatBytes(DEFAULTS.chunkSize)})`)
+    .option(
+      '--queue-file <file>',
+      'copy only the tables a Flexy queue file lists, cut as it says (schema.table[|column|I|low,high] or [|column|V|value])',
+    )
+    .option(
+      '--allow-gaps',
+      'accept queue-file ranges that leave some rows uncovered (they are listed, then left out)',
+    )
     .option('--no-owner', 'do not set object owners on the target (roles need not exist there)')
     .option('--no-privileges', 'do not copy GRANT/REVOKE')
     .option('--retries <n>', 'retries of a job after a transient failure', positiveInt, DEFAULTS.jobRetries)

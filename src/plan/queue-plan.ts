@@ -1,0 +1,286 @@
+/**
+ * Checking a queue file against the source before anything runs, and turning it into chunks.
+ * Every problem is collected and reported at once, each with its line number:
+ *  - tables and columns that do not exist; partitioned parents (list their partitions);
+ *  - bounds and values that are not valid for the column's type (asked of the server);
+ *  - ranges of one table that overlap — named with the overlapping values and the fix
+ *    (Flexy's own example `1,50000000` + `50000000,` copies the row 50000000 twice);
+ *  - a table listed whole and by parts, V and I lines mixed on one table, V lines on two columns;
+ *  - gaps: rows no line covers (below, between and above the ranges, NULL keys, values not
+ *    listed), found with EXISTS queries; refused unless `allowGaps`.
+ * Checked on 13, 15, 17.
+ */
+import type pg from 'pg';
+import { EXIT } from '../defaults.js';
+import { PgferryError } from '../errors.js';
+import type { Inventory, TableInfo } from '../inventory/inventory.js';
+import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
+import type { Chunk } from './chunk.js';
+import { parseQueueFile, type QueueLine } from './queue-file.js';
+
+export interface QueueTablePlan {
+  table: TableInfo;
+  chunks: Chunk[];
+  lineNos: number[];
+}
+
+export interface QueuePlan {
+  tables: QueueTablePlan[];
+  /** Gaps found (with allowGaps: accepted, and said). */
+  gaps: string[];
+}
+
+const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint']);
+
+interface ColumnType {
+  type: string;
+  integer: boolean;
+}
+
+async function columnType(
+  client: pg.Client,
+  table: TableInfo,
+  column: string,
+): Promise<ColumnType | undefined> {
+  const res = await client.query<{ type: string }>(
+    `SELECT pg_catalog.format_type(a.atttypid, NULL) AS type FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`,
+    [table.oid, column],
+  );
+  const type = res.rows[0]?.type;
+  return type === undefined ? undefined : { type, integer: INTEGER_TYPES.has(type) };
+}
+
+/** Whether `value` is valid input for `type`, asked of the server (no SQL built from the value). */
+async function validFor(client: pg.Client, type: string, value: string): Promise<boolean> {
+  try {
+    // `type` comes from format_type() in the catalog, never from the file.
+    await client.query(`SELECT $1::text::${type}`, [value]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function resolveQueueFile(
+  text: string,
+  fileName: string,
+  client: pg.Client,
+  inventory: Inventory,
+  options: { allowGaps: boolean },
+): Promise<QueuePlan> {
+  const { lines, errors } = parseQueueFile(text);
+  const problems = errors.map((e) => ({ lineNo: e.lineNo, message: e.message }));
+  const tables = new Map(inventory.tables.map((t) => [JSON.stringify([t.schema, t.name]), t]));
+  const groups = new Map<string, { table: TableInfo; lines: QueueLine[] }>();
+  for (const line of lines) {
+    const table = tables.get(JSON.stringify([line.schema, line.table]));
+    const name = displayName(line.schema, line.table);
+    if (!table) {
+      problems.push({ lineNo: line.lineNo, message: `table ${name} does not exist on the source` });
+      continue;
+    }
+    if (table.kind === 'partitioned') {
+      problems.push({
+        lineNo: line.lineNo,
+        message: `${name} is a partitioned table: list its partitions instead`,
+      });
+      continue;
+    }
+    if (table.kind !== 'table') {
+      problems.push({
+        lineNo: line.lineNo,
+        message: `${name} is a ${table.kind}, not a table with rows to copy`,
+      });
+      continue;
+    }
+    const key = JSON.stringify([line.schema, line.table]);
+    const group = groups.get(key) ?? { table, lines: [] };
+    group.lines.push(line);
+    groups.set(key, group);
+  }
+  const plans: QueueTablePlan[] = [];
+  const gaps: string[] = [];
+  for (const { table, lines: tl } of groups.values()) {
+    const name = displayName(table.schema, table.name);
+    const whole = tl.filter((l) => !l.op);
+    const parts = tl.filter((l) => l.op);
+    if (whole.length > 0 && (whole.length > 1 || parts.length > 0)) {
+      for (const l of whole.slice(parts.length > 0 ? 0 : 1)) {
+        problems.push({
+          lineNo: l.lineNo,
+          message: `${name} is listed whole here and again on line(s) ${tl
+            .filter((x) => x !== l)
+            .map((x) => x.lineNo)
+            .join(', ')}: it would be copied twice`,
+        });
+      }
+      continue;
+    }
+    if (whole.length === 1) {
+      plans.push({ table, chunks: [{ kind: 'whole' }], lineNos: [whole[0]!.lineNo] });
+      continue;
+    }
+    const columns = new Set(parts.map((l) => l.column));
+    const ops = new Set(parts.map((l) => l.op));
+    if (columns.size > 1 || ops.size > 1) {
+      problems.push({
+        lineNo: parts[1]!.lineNo,
+        message: `the lines of ${name} must all use one column and one operator (lines ${parts.map((l) => l.lineNo).join(', ')}); mixed ones could overlap`,
+      });
+      continue;
+    }
+    const column = parts[0]!.column!;
+    const ct = await columnType(client, table, column);
+    if (!ct) {
+      for (const l of parts)
+        problems.push({ lineNo: l.lineNo, message: `column "${column}" does not exist in ${name}` });
+      continue;
+    }
+    let valid = true;
+    for (const l of parts) {
+      for (const v of [l.low, l.high, l.value]) {
+        if (v === undefined) continue;
+        const ok = ct.integer
+          ? /^[+-]?\d+$/.test(v) && (await validFor(client, ct.type, v))
+          : await validFor(client, ct.type, v);
+        if (!ok) {
+          valid = false;
+          problems.push({
+            lineNo: l.lineNo,
+            message: `"${v}" is not a valid ${ct.type} for column "${column}" of ${name}`,
+          });
+        }
+      }
+    }
+    if (!valid) continue;
+    const col = quoteIdent(column);
+    const tbl = `ONLY ${qualifiedName(table.schema, table.name)}`;
+    if (parts[0]!.op === 'V') {
+      const seen = new Map<string, number>();
+      for (const l of parts) {
+        const earlier = seen.get(l.value!);
+        if (earlier !== undefined)
+          problems.push({
+            lineNo: l.lineNo,
+            message: `the value "${l.value}" of ${name} is already on line ${earlier}: those rows would be copied twice`,
+          });
+        seen.set(l.value!, l.lineNo);
+      }
+      const values = [...seen.keys()];
+      const missing = await client.query<{ found: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM ${tbl} WHERE ${col} IS NULL OR ${col} <> ALL ($1::text[]::${ct.type}[])) AS found`,
+        [values],
+      );
+      if (missing.rows[0]?.found)
+        gaps.push(`${name}: rows whose ${column} is none of the listed values (or NULL) are in no line`);
+      plans.push({
+        table,
+        chunks: values.map((value) => ({ kind: 'value', column, columnType: ct.type, value })),
+        lineNos: parts.map((l) => l.lineNo),
+      });
+      continue;
+    }
+    // I ranges: sort and compare on the server, in the column's own type.
+    const ranges = await client.query<{ i: number; lo: string; hi: string | null }>(
+      `SELECT r.i, r.lo, r.hi FROM ROWS FROM (pg_catalog.unnest($1::int[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) AS r(i, lo, hi) ORDER BY r.lo::${ct.type}, r.i`,
+      [parts.map((_, i) => i), parts.map((l) => l.low), parts.map((l) => l.high ?? null)],
+    );
+    const overlaps = await client.query<{ a: number; b: number; from: string; to: string | null }>(
+      `WITH r(i, lo, hi) AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::int[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])))
+       SELECT a.i AS a, b.i AS b,
+              GREATEST(a.lo::${ct.type}, b.lo::${ct.type})::text AS from,
+              LEAST(a.hi::${ct.type}, b.hi::${ct.type})::text AS to
+       FROM r a JOIN r b ON a.i < b.i
+       WHERE (b.hi IS NULL OR a.lo::${ct.type} <= b.hi::${ct.type}) AND (a.hi IS NULL OR b.lo::${ct.type} <= a.hi::${ct.type})`,
+      [parts.map((_, i) => i), parts.map((l) => l.low), parts.map((l) => l.high ?? null)],
+    );
+    for (const o of overlaps.rows) {
+      const [la, lb] = [parts[o.a]!, parts[o.b]!];
+      const where = o.to === o.from ? `at ${o.from}` : `from ${o.from} to ${o.to ?? 'the end'}`;
+      const [first, second] = lowFirst(la.low!, lb.low!, ct.integer) ? [la, lb] : [lb, la];
+      const fix =
+        ct.integer && first.high !== undefined
+          ? `bounds are inclusive on both ends: start line ${second.lineNo} at ${(BigInt(first.high) + 1n).toString()} (${first.high}+1), or end line ${first.lineNo} at ${(BigInt(second.low!) - 1n).toString()}`
+          : 'bounds are inclusive on both ends: make one range end before the other starts';
+      problems.push({
+        lineNo: lb.lineNo,
+        message: `the range of line ${lb.lineNo} overlaps the range of line ${la.lineNo} ${where} in ${name}.${quoteIdent(column)}: those rows would be copied twice; ${fix}`,
+      });
+    }
+    if (overlaps.rows.length > 0) continue;
+    const sorted = ranges.rows.map((r) => parts[r.i]!);
+    const exists = async (cond: string, values: string[]) =>
+      (
+        await client.query<{ found: boolean }>(
+          `SELECT EXISTS (SELECT 1 FROM ${tbl} WHERE ${cond}) AS found`,
+          values,
+        )
+      ).rows[0]?.found ?? false;
+    const first = sorted[0]!;
+    if (await exists(`${col} < $1::text::${ct.type}`, [first.low!]))
+      gaps.push(`${name}: rows with ${column} < ${first.low} are in no line`);
+    for (let i = 1; i < sorted.length; i++) {
+      const a = sorted[i - 1]!;
+      const b = sorted[i]!;
+      if (
+        a.high !== undefined &&
+        (await exists(`${col} > $1::text::${ct.type} AND ${col} < $2::text::${ct.type}`, [a.high, b.low!]))
+      ) {
+        gaps.push(
+          `${name}: rows with ${column} between ${a.high} and ${b.low} (exclusive, lines ${a.lineNo} and ${b.lineNo}) are in no line`,
+        );
+      }
+    }
+    const last = sorted.at(-1)!;
+    if (last.high !== undefined && (await exists(`${col} > $1::text::${ct.type}`, [last.high])))
+      gaps.push(`${name}: rows with ${column} > ${last.high} are in no line`);
+    if (await exists(`${col} IS NULL`, [])) gaps.push(`${name}: rows with a NULL ${column} are in no line`);
+    plans.push({
+      table,
+      chunks: sorted.map((l): Chunk =>
+        ct.integer
+          ? {
+              kind: 'key-range',
+              column,
+              columnType: ct.type,
+              low: l.low!,
+              ...(l.high !== undefined ? { high: (BigInt(l.high) + 1n).toString() } : {}),
+              includeNulls: false,
+            }
+          : {
+              kind: 'key-range',
+              column,
+              columnType: ct.type,
+              low: l.low!,
+              ...(l.high !== undefined ? { high: l.high, highInclusive: true } : {}),
+              includeNulls: false,
+            },
+      ),
+      lineNos: sorted.map((l) => l.lineNo),
+    });
+  }
+  if (gaps.length > 0 && !options.allowGaps) {
+    for (const g of gaps) problems.push({ lineNo: 0, message: g });
+  }
+  if (problems.length > 0) {
+    problems.sort((a, b) => a.lineNo - b.lineNo);
+    const list = problems
+      .map((p) => `  ${fileName}${p.lineNo ? `:${p.lineNo}` : ''}: ${p.message}`)
+      .join('\n');
+    const onlyGaps = problems.every((p) => p.lineNo === 0);
+    throw new PgferryError(`the queue file has ${problems.length} problem(s); nothing was copied:\n${list}`, {
+      code: 'BAD_QUEUE_FILE',
+      exitCode: EXIT.config,
+      hint: onlyGaps
+        ? 'cover those rows with more lines, or pass --allow-gaps to leave them out on purpose'
+        : 'fix the lines named above and run again',
+    });
+  }
+  return { tables: plans, gaps };
+}
+
+/** Whether a's low sorts before b's (integers exactly; other types keep file order). */
+function lowFirst(a: string, b: string, integer: boolean): boolean {
+  return integer ? BigInt(a) <= BigInt(b) : true;
+}
