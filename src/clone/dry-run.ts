@@ -11,6 +11,7 @@ import { findPgTools } from '../schema/pg-tools.js';
 import { copyStatements } from '../copy/copy-stream.js';
 import { planTableColumns, readColumnCatalog, type ColumnCatalog } from '../copy/table-columns.js';
 import type { CloneOptions, PhaseName } from './run-clone.js';
+import { resolveQueueFile } from '../plan/queue-plan.js';
 
 export interface DryRunPlan {
   source: string;
@@ -57,12 +58,21 @@ export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
         `target not read (${err instanceof Error ? err.message : String(err)}): COPY formats assume the source schema`,
       );
     }
+    const queue = o.queueFile
+      ? await resolveQueueFile(o.queueFile.text, o.queueFile.fileName, source, inventory, {
+          allowGaps: o.queueFile.allowGaps,
+        })
+      : undefined;
+    for (const gap of queue?.gaps ?? []) notes.push(`--allow-gaps: ${gap}`);
     const jobs: DryRunPlan['jobs'] = [];
-    for (const table of copyableTables(inventory)) {
+    for (const table of queue ? queue.tables.map((t) => t.table) : copyableTables(inventory)) {
       const cols = targetColumns.has(JSON.stringify([table.schema, table.name]))
         ? planTableColumns(table, sourceColumns, targetColumns)
         : planTableColumns(table, sourceColumns, sourceColumns);
-      const plan = await o.planChunks(source, table, info.major);
+      const listed = queue?.tables.find((t) => t.table.oid === table.oid);
+      const plan = listed
+        ? { chunks: listed.chunks, method: 'key-range' as const }
+        : await o.planChunks(source, table, info.major);
       if (plan.note) notes.push(plan.note);
       const chunks = plan.chunks;
       for (const chunk of chunks) {
