@@ -7,7 +7,7 @@ import type { CloneEvent, CloneSummary } from '../clone/run-clone.js';
 import { formatBytes, formatCount, formatDuration } from '../util/format.js';
 import { displayName } from '../util/sql.js';
 import { err, out } from './output.js';
-import { textTable } from './text-table.js';
+import { textTable } from '../util/text-table.js';
 
 const name = (t: { schema: string; name: string }) => displayName(t.schema, t.name);
 

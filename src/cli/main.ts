@@ -13,6 +13,7 @@ import { registerWorker } from './commands/worker.js';
 import { registerStatus } from './commands/status.js';
 import { registerPrecheck } from './commands/precheck.js';
 import { registerTeardown } from './commands/teardown.js';
+import { registerVerify } from './commands/verify.js';
 
 const program = new Command();
 program
@@ -39,6 +40,7 @@ registerWorker(program);
 registerStatus(program);
 registerPrecheck(program);
 registerTeardown(program);
+registerVerify(program);
 
 const json = process.argv.includes('--json');
 try {

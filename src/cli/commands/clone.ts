@@ -9,7 +9,7 @@ import { PgferryError } from '../../errors.js';
 import { chunkedTables, defaultWorkerPrefix, runClone, type CloneOptions } from '../../clone/run-clone.js';
 import { planDryRun } from '../../clone/dry-run.js';
 import { formatBytes, parseSize } from '../../util/format.js';
-import { textTable } from '../text-table.js';
+import { textTable } from '../../util/text-table.js';
 import { isTTY, out, outJson } from '../output.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { loadConfig } from '../common-options.js';

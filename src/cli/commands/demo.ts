@@ -18,7 +18,7 @@ import { copyableTables, readInventory } from '../../inventory/inventory.js';
 import { defaultWorkerPrefix, runClone, wholeTables } from '../../clone/run-clone.js';
 import { formatBytes, formatCount, formatDuration } from '../../util/format.js';
 import { displayName, qualifiedName } from '../../util/sql.js';
-import { textTable } from '../text-table.js';
+import { textTable } from '../../util/text-table.js';
 import { isTTY, out } from '../output.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
 import { positiveInt } from '../parse-options.js';

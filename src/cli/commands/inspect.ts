@@ -9,7 +9,7 @@ import { readServerInfo, type ServerInfo } from '../../inventory/server-info.js'
 import { readInventory, tablesWithoutKey, type Inventory } from '../../inventory/inventory.js';
 import { displayIdent, displayName } from '../../util/sql.js';
 import { formatBytes, formatCount } from '../../util/format.js';
-import { textTable } from '../text-table.js';
+import { textTable } from '../../util/text-table.js';
 import { out, outJson } from '../output.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { loadConfig } from '../common-options.js';

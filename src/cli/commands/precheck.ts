@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
 import { PgferryError } from '../../errors.js';
 import { PRECHECK_DEFAULTS, runPrecheck, type PrecheckReport } from '../../replicate/precheck.js';
-import { textTable } from '../text-table.js';
+import { textTable } from '../../util/text-table.js';
 import { out, outJson } from '../output.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { loadConfig } from '../common-options.js';

@@ -1,0 +1,122 @@
+/**
+ * Which tables get their rows compared, and how: tables and populated materialized views
+ * present on both sides, over the columns both sides have, by key ranges when the source
+ * inventory found an integer split column and by hash buckets otherwise; largest first.
+ */
+import { EXIT } from '../defaults.js';
+import { PgferryError } from '../errors.js';
+import type { Inventory } from '../inventory/inventory.js';
+import { displayName } from '../util/sql.js';
+import type { Catalog, CatalogTable } from './catalog.js';
+import { tableInScope, type Scope } from './scope.js';
+import { newTableJob, type TableJob } from './table-job.js';
+import type { TableResult } from './types.js';
+
+/** Tables or schemas named in a filter must exist somewhere: a typo must not verify nothing. */
+export function checkScope(scope: Scope, source: Catalog, target: Catalog): void {
+  const all = [...source.tables, ...target.tables];
+  for (const t of scope.tables ?? []) {
+    const known = all.some(
+      (c) =>
+        (c.schema === t.schema && c.name === t.name) ||
+        (c.parent?.schema === t.schema && c.parent.name === t.name),
+    );
+    if (!known) {
+      throw new PgferryError(`table "${displayName(t.schema, t.name)}" is on neither side`, {
+        code: 'VERIFY_NO_SUCH_TABLE',
+        hint: 'check --table (schema.name; quote names with capitals or spaces); pgferry inspect lists the tables',
+        exitCode: EXIT.usage,
+      });
+    }
+  }
+  for (const s of scope.schemas ?? []) {
+    if (!source.schemas.includes(s) && !target.schemas.includes(s)) {
+      throw new PgferryError(`schema "${s}" is on neither side`, {
+        code: 'VERIFY_NO_SUCH_SCHEMA',
+        hint: 'check --schema; names are case-sensitive',
+        exitCode: EXIT.usage,
+      });
+    }
+  }
+}
+
+const key = (t: { schema: string; name: string }) => `${t.schema}\0${t.name}`;
+const hasRows = (t: CatalogTable) => t.relkind === 'r' || t.relkind === 'm';
+
+function unpaired(t: CatalogTable, status: TableResult['status']): TableResult {
+  return {
+    schema: t.schema,
+    name: t.name,
+    status,
+    method: undefined,
+    rows: { source: undefined, target: undefined },
+    chunks: { total: 0, differing: 0 },
+    columns: [],
+    seconds: 0,
+    differences: [],
+    truncated: false,
+  };
+}
+
+export interface TablePlan {
+  jobs: TableJob[];
+  /** Tables whose rows cannot be compared: only on one side, or of another kind there. */
+  unpaired: TableResult[];
+}
+
+export function buildTableJobs(input: {
+  scope: Scope;
+  source: Catalog;
+  target: Catalog;
+  inventory: Inventory;
+  maxDiffs: number;
+  convert: boolean;
+}): TablePlan {
+  const { scope, source, target, inventory } = input;
+  const targetTables = new Map(target.tables.map((t) => [key(t), t]));
+  const sourceTables = new Map(source.tables.map((t) => [key(t), t]));
+  const order = new Map(inventory.tables.map((t, i) => [key(t), i]));
+  const jobs: TableJob[] = [];
+  const others: TableResult[] = [];
+  for (const s of source.tables.filter((t) => hasRows(t) && tableInScope(scope, t))) {
+    const t = targetTables.get(key(s));
+    if (!t) {
+      others.push(unpaired(s, 'missing on target'));
+      continue;
+    }
+    if (t.relkind !== s.relkind) {
+      others.push(unpaired(s, 'differ'));
+      continue;
+    }
+    // A materialized view that is not populated has no rows to read (the schema compare says so).
+    if (s.relkind === 'm' && !(s.populated && t.populated)) continue;
+    const targetColumns = new Set(t.columns.map((c) => c.name));
+    const common = s.columns.filter((c) => targetColumns.has(c.name));
+    const typeOf = new Map(common.map((c) => [c.name, c.type]));
+    const inv = inventory.tables.find((i) => i.schema === s.schema && i.name === s.name);
+    const pk = inv?.primaryKey?.map((name) => ({ name, type: typeOf.get(name) ?? '' }));
+    const split = inv?.splitColumn && typeOf.has(inv.splitColumn.name) ? inv.splitColumn : undefined;
+    const estimated = inv?.estimatedRows ?? Math.ceil((inv?.bytes ?? 0) / 100);
+    jobs.push(
+      newTableJob(
+        { schema: s.schema, name: s.name },
+        {
+          table: { schema: s.schema, name: s.name },
+          columns: common.map((c) => c.name),
+          key: pk && pk.every((k) => k.type !== '') ? pk : undefined,
+          convert: input.convert,
+        },
+        split,
+        estimated,
+        input.maxDiffs,
+      ),
+    );
+  }
+  for (const t of target.tables.filter((x) => hasRows(x) && tableInScope(scope, x))) {
+    if (!sourceTables.has(key(t))) others.push(unpaired(t, 'missing on source'));
+  }
+  // The source inventory lists tables largest first: start the big ones first.
+  const rank = (job: TableJob) => order.get(key(job.ref)) ?? order.size;
+  jobs.sort((a, b) => rank(a) - rank(b));
+  return { jobs, unpaired: others };
+}

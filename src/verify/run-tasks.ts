@@ -1,0 +1,106 @@
+/**
+ * The work queue: each worker (a session pair) takes the next task — plan a table's key
+ * ranges, check one key-range chunk, or check a table by hash buckets — and runs it in its
+ * own short snapshot transaction on both sides. Planning a table queues its chunks ahead of
+ * smaller tables, so a big table's chunks spread over all workers. The first error stops
+ * every worker and is thrown once all have stopped.
+ */
+import { chunkLabel, type Chunk } from '../plan/chunk.js';
+import { displayName } from '../util/sql.js';
+import { verifyHashed } from './hash-buckets.js';
+import { planKeyRanges, verifyKeyRange } from './key-ranges.js';
+import { tableResult, type TableJob } from './table-job.js';
+import type { VerifyEvent } from './types.js';
+import type { WorkerPair } from './worker-pair.js';
+
+type Task =
+  | { kind: 'plan'; job: TableJob }
+  | { kind: 'chunk'; job: TableJob; chunk: Extract<Chunk, { kind: 'key-range' } | { kind: 'value' }> }
+  | { kind: 'hash'; job: TableJob };
+
+export async function runTasks(
+  pairs: WorkerPair[],
+  jobs: TableJob[],
+  options: { chunkRows: number; emit: (e: VerifyEvent) => void },
+): Promise<void> {
+  const queue: Task[] = jobs.map((job) => {
+    job.pending = 1;
+    return job.method === 'key-range' ? { kind: 'plan', job } : { kind: 'hash', job };
+  });
+  let running = 0;
+  let failure: unknown;
+  let chunksDone = 0;
+  let tablesDone = 0;
+  const waiting: (() => void)[] = [];
+  const changed = () => waiting.splice(0).forEach((wake) => wake());
+
+  const finishTask = (job: TableJob) => {
+    job.pending--;
+    if (job.pending > 0) return;
+    job.finishedAt = Date.now();
+    tablesDone++;
+    options.emit({ type: 'table-done', result: tableResult(job), tablesDone, tablesTotal: jobs.length });
+  };
+
+  const run = async (pair: WorkerPair, task: Task) => {
+    const { job } = task;
+    job.startedAt ??= Date.now();
+    const name = displayName(job.ref.schema, job.ref.name);
+    const narrowing = (chunk: string) => () => options.emit({ type: 'narrowing', table: job.ref, chunk });
+    switch (task.kind) {
+      case 'plan': {
+        const chunks = await pair.task(`the key range of ${name}`, () =>
+          planKeyRanges(pair, job, options.chunkRows),
+        );
+        job.chunksTotal = chunks.length;
+        job.pending += chunks.length;
+        queue.unshift(...chunks.map((chunk): Task => ({ kind: 'chunk', job, chunk })));
+        break;
+      }
+      case 'chunk': {
+        const label = chunkLabel(task.chunk);
+        const match = await pair.task(`${name} ${label}`, () =>
+          verifyKeyRange(pair, job, task.chunk, narrowing(label)),
+        );
+        options.emit({ type: 'chunk-done', table: job.ref, chunk: label, match, chunksDone: ++chunksDone });
+        break;
+      }
+      case 'hash': {
+        const match = await pair.task(name, () => verifyHashed(pair, job, narrowing('hash buckets')));
+        options.emit({
+          type: 'chunk-done',
+          table: job.ref,
+          chunk: 'hash buckets',
+          match,
+          chunksDone: ++chunksDone,
+        });
+        break;
+      }
+    }
+    finishTask(job);
+  };
+
+  const worker = async (pair: WorkerPair) => {
+    for (;;) {
+      if (failure !== undefined) return;
+      const task = queue.shift();
+      if (!task) {
+        if (running === 0) return;
+        await new Promise<void>((resolve) => waiting.push(resolve));
+        continue;
+      }
+      running++;
+      try {
+        await run(pair, task);
+      } catch (err) {
+        failure ??= err;
+      } finally {
+        running--;
+        changed();
+      }
+    }
+  };
+
+  await Promise.all(pairs.map(worker));
+  if (failure !== undefined) throw failure instanceof Error ? failure : new Error('verify worker failed');
+}

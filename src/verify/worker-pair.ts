@@ -1,0 +1,83 @@
+/**
+ * One verify worker: a session on each side, each reading in its side's snapshot. A task
+ * (a chunk and its narrowing) runs in one short read-only transaction per side, and every
+ * query goes to both sides at once, so each side's server does its half in parallel.
+ */
+import type pg from 'pg';
+import type { ConnectionSpec } from '../connect/resolve.js';
+import { beginTask, endTask, openVerifySession, verifyQueryError } from './session.js';
+
+export interface SideSession {
+  spec: ConnectionSpec;
+  snapshot: string;
+  client: pg.Client;
+}
+
+export class WorkerPair {
+  private constructor(
+    readonly source: SideSession,
+    readonly target: SideSession,
+  ) {}
+
+  static async open(
+    label: string,
+    source: { spec: ConnectionSpec; snapshot: string },
+    target: { spec: ConnectionSpec; snapshot: string },
+  ): Promise<WorkerPair> {
+    const [s, t] = await Promise.allSettled([
+      openVerifySession(source.spec, label),
+      openVerifySession(target.spec, label),
+    ]);
+    if (s.status === 'rejected' || t.status === 'rejected') {
+      if (s.status === 'fulfilled') await s.value.end().catch(() => undefined);
+      if (t.status === 'fulfilled') await t.value.end().catch(() => undefined);
+      throw s.status === 'rejected' ? s.reason : (t as PromiseRejectedResult).reason;
+    }
+    return new WorkerPair({ ...source, client: s.value }, { ...target, client: t.value });
+  }
+
+  /** Runs `task` inside one snapshot transaction per side; `what` names it in errors. */
+  async task<T>(what: string, task: () => Promise<T>): Promise<T> {
+    await Promise.all(
+      [this.source, this.target].map((side) =>
+        beginTask(side.client, side.snapshot).catch((err: unknown) => {
+          throw verifyQueryError(side.spec, what, err);
+        }),
+      ),
+    );
+    try {
+      const result = await task();
+      await Promise.all([endTask(this.source.client), endTask(this.target.client)]);
+      return result;
+    } catch (err) {
+      await Promise.all([
+        this.source.client.query('ROLLBACK').catch(() => undefined),
+        this.target.client.query('ROLLBACK').catch(() => undefined),
+      ]);
+      throw err;
+    }
+  }
+
+  /** The same query on both sides, concurrently: [source rows, target rows]. */
+  async both<R extends pg.QueryResultRow>(
+    what: string,
+    sql: string,
+    params: unknown[] = [],
+  ): Promise<[R[], R[]]> {
+    const run = async (side: SideSession): Promise<R[]> => {
+      try {
+        return (await side.client.query<R>(sql, params)).rows;
+      } catch (err) {
+        throw verifyQueryError(side.spec, what, err);
+      }
+    };
+    return Promise.all([run(this.source), run(this.target)]);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([
+      this.source.client.end().catch(() => undefined),
+      this.target.client.end().catch(() => undefined),
+    ]);
+  }
+}
