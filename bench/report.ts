@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { textTable } from '../src/cli/text-table.js';
+import { textTable } from '../src/util/text-table.js';
 import { formatBytes } from '../src/util/format.js';
 import type { Dataset } from './dataset.js';
 import type { MethodResult } from './method.js';

@@ -32,6 +32,7 @@ for (const sourceMajor of [SYSTEM_MAJOR, OLD_MAJOR]) {
       const db = await createDatabase(source, uniqueName('feature'), template);
       const res = await runCli([
         'clone',
+        '--verify',
         '--source',
         source.url(db),
         '--target',
@@ -44,6 +45,7 @@ for (const sourceMajor of [SYSTEM_MAJOR, OLD_MAJOR]) {
       ]);
       assert.equal(res.code, 0, res.stderr + res.stdout);
       assert.match(res.stdout, /clone complete/);
+      assert.match(res.stdout, /verify: the target equals the source/);
       await assertSameData(source, db, target, db);
       const [s, t] = await Promise.all([catalogFacts(source, db), catalogFacts(target, db)]);
       assert.deepEqual(t, s);

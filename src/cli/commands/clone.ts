@@ -8,6 +8,7 @@ import { DEFAULTS, EXIT } from '../../defaults.js';
 import { PgferryError } from '../../errors.js';
 import { chunkedTables, defaultWorkerPrefix, runClone, type CloneOptions } from '../../clone/run-clone.js';
 import { planDryRun } from '../../clone/dry-run.js';
+import { formatReport, verifyDatabases } from '../../verify/index.js';
 import { formatBytes, parseSize } from '../../util/format.js';
 import { textTable } from '../../util/text-table.js';
 import { isTTY, out, outJson } from '../output.js';
@@ -31,6 +32,7 @@ interface CloneFlags extends ConnectionFlags {
   retries: number;
   maintenanceWorkMem: string;
   planOnly?: boolean;
+  verify?: boolean;
   queueFile?: string;
   allowGaps?: boolean;
   splitTablesLargerThan?: string;
@@ -199,6 +201,10 @@ export function registerClone(program: Command): void {
       '--plan-only',
       'write the plan into the ledger and stop (then run `pgferry worker` on any machines)',
     )
+    .option(
+      '--verify',
+      'at the end, prove the target equals the source (pgferry verify): exit 6 when it does not',
+    )
     .option('--dry-run', 'print the plan (phases, jobs in order, sizes) and touch nothing')
     .option('--json', 'machine-readable summary on stdout')
     .option('-q, --quiet', 'only warnings, errors and the summary')
@@ -259,8 +265,32 @@ Examples:
           hint: `run the same command again to resume: ${resumeCommand()}`,
         });
       }
-      if (flags.json) outJson({ ...summary, resumeCommand: summary.ok ? undefined : resumeCommand() });
-      else printCloneSummary(summary, resumeCommand());
+      // Verification reads the source as it is now: on a source still being written it reports those writes.
+      const verification =
+        flags.verify && summary.ok
+          ? await verifyDatabases({
+              source: options.source,
+              target: options.target,
+              jobs: options.jobs,
+              maxDiffs: 20,
+              ledgerSchema: options.ledgerSchema,
+            })
+          : undefined;
+      if (flags.json) {
+        outJson({
+          ...summary,
+          resumeCommand: summary.ok ? undefined : resumeCommand(),
+          ...(verification ? { verification } : {}),
+        });
+      } else {
+        printCloneSummary(summary, resumeCommand());
+        if (verification) {
+          out('');
+          out(`verify: ${verification.ok ? 'the target equals the source' : 'DIFFERENCES FOUND'}`);
+          for (const line of formatReport(verification)) out(`  ${line}`);
+        }
+      }
       if (!summary.ok) process.exitCode = EXIT.failed;
+      else if (verification && !verification.ok) process.exitCode = EXIT.mismatch;
     });
 }
