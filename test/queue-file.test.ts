@@ -3,9 +3,17 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { LocalServer } from '../src/sandbox/local-server.js';
+import type pg from 'pg';
+import { openClient } from '../src/connect/open-client.js';
+import { resolveConnection } from '../src/connect/resolve.js';
+import { PgferryError } from '../src/errors.js';
+import { readInventory, type Inventory } from '../src/inventory/inventory.js';
+import { chunkCondition } from '../src/plan/chunk.js';
 import { parseQueueFile } from '../src/plan/queue-file.js';
+import { resolveQueueFile } from '../src/plan/queue-plan.js';
 import {
   NEW_MAJOR,
+  OLD_MAJOR,
   SYSTEM_MAJOR,
   createDatabase,
   runCli,
@@ -159,5 +167,93 @@ describe('clone --queue-file', () => {
       res.stderr,
       /queue\.txt:1: public\.items is listed whole here and again on line\(s\) 2: it would be copied twice/,
     );
+  });
+});
+
+describe('queue file values compared in the column type (PostgreSQL 13)', () => {
+  let server: LocalServer;
+  let client: pg.Client;
+  let inventory: Inventory;
+  before(async () => {
+    server = await startServer(OLD_MAJOR);
+    const db = await createDatabase(server, uniqueName('queue_types'));
+    await server.sql(
+      `CREATE TABLE public.codes (code char(5), flags bit(3), n integer, big bigint);
+       INSERT INTO public.codes VALUES ('abcde', '101', 1, 1), ('a', '100', 2147483647, 9223372036854775807),
+                                       ('b', '001', 5, 5);
+       CREATE TABLE public.people (name text);
+       INSERT INTO public.people VALUES ('O''Brien'), ('O''Brien'), ('Smith');`,
+      db,
+    );
+    client = await openClient(resolveConnection(server.url(db), 'source', {}), {
+      applicationName: 'pgferry test queue',
+    });
+    inventory = await readInventory(client, 'pgferry');
+  });
+  after(async () => {
+    await client?.end();
+    await server?.destroy();
+  });
+
+  /** Rows each chunk of the plan selects, in line order. */
+  async function rowsPerChunk(text: string): Promise<number[]> {
+    const plan = await resolveQueueFile(text, 'q.txt', client, inventory, { allowGaps: true });
+    const out: number[] = [];
+    for (const t of plan.tables)
+      for (const c of t.chunks) {
+        const r = await client.query<{ n: string }>(
+          `SELECT count(*) AS n FROM ONLY public.${t.table.name} WHERE ${chunkCondition(c) || 'true'}`,
+        );
+        out.push(Number(r.rows[0]!.n));
+      }
+    return out;
+  }
+  async function refusal(text: string): Promise<string> {
+    const err = await resolveQueueFile(text, 'q.txt', client, inventory, { allowGaps: true }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof PgferryError && err.code === 'BAD_QUEUE_FILE', String(err));
+    return err.message;
+  }
+
+  test('char(n) and bit(n) values are not cut to one character (which selected the wrong rows)', async () => {
+    const plan = await resolveQueueFile('public.codes|code|V|abcde\n', 'q.txt', client, inventory, {
+      allowGaps: true,
+    });
+    const chunk = plan.tables[0]!.chunks[0]!;
+    const rows = await client.query<{ code: string }>(
+      `SELECT code FROM public.codes WHERE ${chunkCondition(chunk)}`,
+    );
+    assert.deepEqual(rows.rows, [{ code: 'abcde' }]);
+    assert.deepEqual(await rowsPerChunk('public.codes|code|I|a,a\n'), [1]);
+    assert.deepEqual(await rowsPerChunk('public.codes|flags|V|101\n'), [1]);
+  });
+
+  test('a V value holding a quote selects its rows; one shaped like SQL selects none', async () => {
+    assert.deepEqual(
+      await rowsPerChunk("public.people|name|V|O'Brien\npublic.people|name|V|x' OR '1'='1\n"),
+      [2, 0],
+    );
+  });
+
+  test("a range ending at the type's largest value is open-ended (high + 1 would overflow at copy time)", async () => {
+    assert.deepEqual(await rowsPerChunk('public.codes|n|I|1,2147483647\n'), [3]);
+    assert.deepEqual(await rowsPerChunk('public.codes|big|I|1,9223372036854775807\n'), [3]);
+    assert.deepEqual(await rowsPerChunk('public.codes|n|I|1,4\npublic.codes|n|I|5,2147483647\n'), [1, 2]);
+  });
+
+  test('an inverted range, and V values equal in the column type, are refused', async () => {
+    assert.match(
+      await refusal('public.codes|n|I|10,1\n'),
+      /q\.txt:1: the range 10,1 of public\.codes is empty: its low is above its high/,
+    );
+    const message = await refusal('public.codes|n|V|1\npublic.codes|n|V|01\npublic.codes|n|V|+1\n');
+    assert.match(
+      message,
+      /q\.txt:2: the value "01" of public\.codes equals the value "1" of line 1: those rows would be copied twice/,
+    );
+    assert.match(message, /q\.txt:3: the value "\+1" of public\.codes equals the value "1" of line 1/);
+    assert.match(message, /has 2 problem\(s\)/);
   });
 });

@@ -22,7 +22,7 @@ import { ensureLedger } from '../ledger/ledger-schema.js';
 import { JobLedger, type JobRow, type PlannedJob } from '../ledger/jobs.js';
 import { Steps } from '../ledger/steps.js';
 import { chunkLabel, type TableRef } from '../plan/chunk.js';
-import { planTableChunks, scheduleJobs, type ChunkPlan } from '../plan/plan-table-chunks.js';
+import { planTableChunks, scheduleJobs, type SplitPlan as ChunkPlan } from '../plan/split-table.js';
 import { resolveQueueFile } from '../plan/queue-plan.js';
 import { findPgTools, type PgTools } from '../schema/pg-tools.js';
 import { dumpSchema } from '../schema/dump-schema.js';
@@ -134,10 +134,12 @@ export const defaultWorkerPrefix = (): string => `${os.hostname()}-${process.pid
 export const wholeTables: ChunkPlanner = () =>
   Promise.resolve({ chunks: [{ kind: 'whole' }], method: 'whole' });
 
-/** Big tables cut into chunks of about `chunkBytes` (see plan/plan-table-chunks.ts). */
+/** Tables above `splitLargerThan` cut into chunks of about `chunkBytes` (see plan/split-table.ts). */
 export function chunkedTables(splitLargerThan: number, chunkBytes: number): ChunkPlanner {
   return (client, table, serverMajor) =>
-    planTableChunks(client, table, { splitLargerThan, chunkBytes, serverMajor });
+    table.bytes <= splitLargerThan
+      ? Promise.resolve({ chunks: [{ kind: 'whole' }], method: 'whole' })
+      : planTableChunks(client, table, { chunkBytes, serverMajor });
 }
 
 async function connectTarget(o: CloneOptions): Promise<pg.Client> {
@@ -575,7 +577,7 @@ async function planJobs(
       }
     }
   }
-  const planned: (PlannedJob & { tableKey: string; ordinal: number })[] = [];
+  const planned: (PlannedJob & { tableKey: string })[] = [];
   for (const table of tables) {
     const key = tableKey(table);
     if (skip.has(key) || started.has(key)) continue;
@@ -593,7 +595,7 @@ async function planJobs(
         message: `${displayName(table.schema, table.name)}: ${plan.chunks.length} chunks by ${plan.method}`,
       });
     }
-    plan.chunks.forEach((chunk, i) =>
+    plan.chunks.forEach((chunk) =>
       planned.push({
         table: { schema: table.schema, name: table.name },
         chunk,
@@ -602,11 +604,10 @@ async function planJobs(
         estimatedBytes: Math.round(table.bytes / plan.chunks.length),
         copyFormat: columns.format,
         tableKey: key,
-        ordinal: i,
       }),
     );
   }
-  // Largest work first: a big table must not start last and keep one worker busy alone.
+  // Largest work first, chunks of big tables round-robin: see plan/schedule-jobs.ts.
   await ledger.addJobs(target, scheduleJobs(planned));
   const reset = await ledger.resetFailed(target);
   if (reset > 0)

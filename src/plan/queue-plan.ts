@@ -3,6 +3,7 @@
  * Every problem is collected and reported at once, each with its line number:
  *  - tables and columns that do not exist; partitioned parents (list their partitions);
  *  - bounds and values that are not valid for the column's type (asked of the server);
+ *  - ranges whose low is above their high, V values equal in the column's type (`1`, `01`), see queue-checks.ts;
  *  - ranges of one table that overlap — named with the overlapping values and the fix
  *    (Flexy's own example `1,50000000` + `50000000,` copies the row 50000000 twice);
  *  - a table listed whole and by parts, V and I lines mixed on one table, V lines on two columns;
@@ -16,6 +17,7 @@ import { PgferryError } from '../errors.js';
 import type { Inventory, TableInfo } from '../inventory/inventory.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
 import type { Chunk } from './chunk.js';
+import { equalValues, exclusiveIntegerHigh, invertedRanges, LITERAL_TYPE_SQL } from './queue-checks.js';
 import { parseQueueFile, type QueueLine } from './queue-file.js';
 
 export interface QueueTablePlan {
@@ -43,7 +45,7 @@ async function columnType(
   column: string,
 ): Promise<ColumnType | undefined> {
   const res = await client.query<{ type: string }>(
-    `SELECT pg_catalog.format_type(a.atttypid, NULL) AS type FROM pg_catalog.pg_attribute a
+    `SELECT ${LITERAL_TYPE_SQL} AS type FROM pg_catalog.pg_attribute a
      WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped`,
     [table.oid, column],
   );
@@ -157,17 +159,13 @@ export async function resolveQueueFile(
     const col = quoteIdent(column);
     const tbl = `ONLY ${qualifiedName(table.schema, table.name)}`;
     if (parts[0]!.op === 'V') {
-      const seen = new Map<string, number>();
-      for (const l of parts) {
-        const earlier = seen.get(l.value!);
-        if (earlier !== undefined)
-          problems.push({
-            lineNo: l.lineNo,
-            message: `the value "${l.value}" of ${name} is already on line ${earlier}: those rows would be copied twice`,
-          });
-        seen.set(l.value!, l.lineNo);
-      }
-      const values = [...seen.keys()];
+      // Equal in the column's type, not as text: `1` and `01` select the same rows.
+      for (const { earlier, later } of await equalValues(client, ct.type, parts))
+        problems.push({
+          lineNo: later.lineNo,
+          message: `the value "${later.value}" of ${name} equals the value "${earlier.value}" of line ${earlier.lineNo}: those rows would be copied twice`,
+        });
+      const values = parts.map((l) => l.value!);
       const missing = await client.query<{ found: boolean }>(
         `SELECT EXISTS (SELECT 1 FROM ${tbl} WHERE ${col} IS NULL OR ${col} <> ALL ($1::text[]::${ct.type}[])) AS found`,
         [values],
@@ -181,6 +179,13 @@ export async function resolveQueueFile(
       });
       continue;
     }
+    const inverted = await invertedRanges(client, ct.type, parts);
+    for (const l of inverted)
+      problems.push({
+        lineNo: l.lineNo,
+        message: `the range ${l.low},${l.high} of ${name} is empty: its low is above its high (write low,high with low <= high)`,
+      });
+    if (inverted.length > 0) continue;
     // I ranges: sort and compare on the server, in the column's own type.
     const ranges = await client.query<{ i: number; lo: string; hi: string | null }>(
       `SELECT r.i, r.lo, r.hi FROM ROWS FROM (pg_catalog.unnest($1::int[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) AS r(i, lo, hi) ORDER BY r.lo::${ct.type}, r.i`,
@@ -245,7 +250,10 @@ export async function resolveQueueFile(
               column,
               columnType: ct.type,
               low: l.low!,
-              ...(l.high !== undefined ? { high: (BigInt(l.high) + 1n).toString() } : {}),
+              // Inclusive high → exclusive high + 1 (no bound when high is the type's maximum).
+              ...(l.high !== undefined && exclusiveIntegerHigh(ct.type, l.high) !== undefined
+                ? { high: exclusiveIntegerHigh(ct.type, l.high) }
+                : {}),
               includeNulls: false,
             }
           : {
