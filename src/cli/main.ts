@@ -13,6 +13,10 @@ import { registerWorker } from './commands/worker.js';
 import { registerStatus } from './commands/status.js';
 import { registerPrecheck } from './commands/precheck.js';
 import { registerTeardown } from './commands/teardown.js';
+import { registerStart } from './commands/start.js';
+import { registerCutover } from './commands/cutover.js';
+import { registerStartBack } from './commands/start-back.js';
+import { registerRollback } from './commands/rollback.js';
 import { registerVerify } from './commands/verify.js';
 
 const program = new Command();
@@ -40,6 +44,10 @@ registerWorker(program);
 registerStatus(program);
 registerPrecheck(program);
 registerTeardown(program);
+registerStart(program);
+registerCutover(program);
+registerStartBack(program);
+registerRollback(program);
 registerVerify(program);
 
 const json = process.argv.includes('--json');

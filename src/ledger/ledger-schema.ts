@@ -47,6 +47,36 @@ CREATE TABLE ${s}.plan (
   options jsonb NOT NULL
 );
 `,
+  // 2: online migration (start, cutover, start-back, rollback). One row per target database.
+  // The revoked logins live here, on the target, so rollback can restore them even when
+  // every local file of the operator is lost.
+  (s) => `
+CREATE TABLE ${s}.online_state (
+  id integer PRIMARY KEY CHECK (id = 1),
+  phase text NOT NULL CHECK (phase IN ('copying', 'replicating', 'cutover', 'done', 'rolled-back')),
+  source text NOT NULL,
+  names jsonb NOT NULL,
+  published jsonb NOT NULL DEFAULT '[]',
+  start_lsn text,
+  schema_fingerprint jsonb,
+  back jsonb,
+  cutover_lsn text,
+  writes_blocked_ms bigint,
+  detail jsonb NOT NULL DEFAULT '{}',
+  started_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  replicating_at timestamptz,
+  cutover_started_at timestamptz,
+  done_at timestamptz,
+  rolled_back_at timestamptz,
+  updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE TABLE ${s}.online_revoked_roles (
+  role_name text PRIMARY KEY,
+  had_login boolean NOT NULL,
+  revoked_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  restored_at timestamptz
+);
+`,
 ];
 
 /** Creates or upgrades the ledger schema. Idempotent and safe to run concurrently. */

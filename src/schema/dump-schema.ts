@@ -77,6 +77,8 @@ export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump
     '--format=custom',
     '--schema-only',
     '--no-password',
+    // The source's own subscriptions pull from its upstreams: a copy on the target would too.
+    '--no-subscriptions',
     `--file=${archive}`,
     ...options.excludeSchemas.map((s) => `--exclude-schema=${quoteIdent(s)}`),
     `--dbname=${childConninfo(source, 'pgferry pg_dump')}`,

@@ -6,10 +6,11 @@ import { DEFAULTS } from '../../defaults.js';
 import { openClient } from '../../connect/open-client.js';
 import { describeConnection } from '../../connect/resolve.js';
 import { readLedgerStatus, type LedgerStatus } from '../../ledger/ledger-status.js';
-import { formatBytes, formatCount } from '../../util/format.js';
+import { readOnlineStatus, type OnlineStatusReport } from '../../online/online-status.js';
+import { formatBytes, formatCount, formatDuration } from '../../util/format.js';
 import { displayName } from '../../util/sql.js';
-import { textTable } from '../text-table.js';
-import { isTTY, out, outJson } from '../output.js';
+import { textTable } from '../../util/text-table.js';
+import { err, isTTY, out, outJson } from '../output.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 import { positiveInt } from '../parse-options.js';
@@ -77,11 +78,52 @@ function printStatus(target: string, s: LedgerStatus, all: boolean): void {
   }
 }
 
+/** The online migration's phase, replication lag, retained WAL and warnings. */
+function printOnline(o: OnlineStatusReport, withSource: boolean): void {
+  const s = o.state;
+  const since = {
+    copying: s.startedAt,
+    replicating: s.replicatingAt,
+    cutover: s.cutoverStartedAt,
+    done: s.doneAt,
+    'rolled-back': s.rolledBackAt,
+  }[s.phase];
+  out(
+    `  online phase: ${s.phase}${since ? ` (since ${since.toISOString()})` : ''}; slot "${s.names.slot}", start LSN ${s.startLsn ?? '-'}`,
+  );
+  const r = o.replication;
+  if (r && o.direction) {
+    const label =
+      o.direction === 'forward' ? 'replication source → target' : 'back-replication target → source';
+    const lagSeconds = r.lagSeconds === undefined ? '?' : `${r.lagSeconds.toFixed(1)} s`;
+    out(`  ${label}: lag ${r.lagBytes === undefined ? '?' : formatBytes(r.lagBytes)}, ${lagSeconds}`);
+    out(
+      `    slot ${r.slot ? `${r.slot.active ? 'active' : 'INACTIVE'}, keeps ${formatBytes(r.slot.retainedWalBytes ?? 0)} of WAL${r.slot.walStatus ? ` (${r.slot.walStatus})` : ''}` : 'missing'}; subscription ${r.subscription ? `${r.subscription.enabled ? 'enabled' : 'disabled'}, apply errors ${r.subscription.applyErrorCount ?? 'n/a before 15'}` : 'missing'}`,
+    );
+  } else if (!withSource && s.phase !== 'rolled-back') {
+    out('  (pass --source to see the replication lag and the WAL the slot keeps)');
+  }
+  if (s.back)
+    out(
+      `  back-replication: ${s.back.createdAt ? `running since ${s.back.createdAt}` : 'prepared (started at cutover)'}`,
+    );
+  if (s.writesBlockedMs !== null)
+    out(`  cutover at ${s.cutoverLsn ?? '?'}: writes were blocked for ${formatDuration(s.writesBlockedMs)}`);
+  const revoked = o.revokedRoles.filter((x) => x.restoredAt === null);
+  if (revoked.length > 0)
+    out(`  logins revoked on the source: ${revoked.map((x) => `"${x.name}"`).join(', ')}`);
+  for (const w of o.warnings) err(`  warning: ${w}`);
+}
+
 export function registerStatus(program: Command): void {
   program
     .command('status')
     .description('show where a migration stands: jobs done/running/failed/pending and who holds them')
     .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(
+      '--source <conninfo>',
+      'source server (optional): adds replication lag and retained WAL of an online migration',
+    )
     .option('--config <file>', 'read connections and options from a config file')
     .option('--ledger-schema <name>', "schema of pgferry's ledger on the target", DEFAULTS.ledgerSchema)
     .option('--all', 'list done jobs too')
@@ -90,19 +132,28 @@ export function registerStatus(program: Command): void {
     .action(async (flags: StatusFlags) => {
       const config = loadConfig(flags.config);
       const target = connectionFor('target', flags, config)!;
+      const source = connectionFor('source', flags, config, false);
       const interval = flags.watch === true ? 2 : typeof flags.watch === 'number' ? flags.watch : 0;
       for (;;) {
         const client = await openClient(target, { applicationName: 'pgferry status' });
         let status: LedgerStatus;
+        let online: OnlineStatusReport | undefined;
         try {
           status = await readLedgerStatus(client, flags.ledgerSchema);
+          const src = source ? await openClient(source, { applicationName: 'pgferry status' }) : undefined;
+          try {
+            online = await readOnlineStatus(client, src, flags.ledgerSchema);
+          } finally {
+            await src?.end();
+          }
         } finally {
           await client.end();
         }
-        if (flags.json) outJson({ ok: true, target: describeConnection(target), ...status });
+        if (flags.json) outJson({ ok: true, target: describeConnection(target), ...status, online });
         else {
           if (interval && isTTY()) process.stdout.write('\x1b[2J\x1b[H');
           printStatus(describeConnection(target), status, Boolean(flags.all));
+          if (online) printOnline(online, source !== undefined);
         }
         if (!interval) return;
         await new Promise((r) => setTimeout(r, interval * 1000));

@@ -1,0 +1,146 @@
+/**
+ * `pgferry cutover`: freeze writes on the source, let the target catch up, finish what
+ * replication does not carry, verify, and end forward replication. Calls cutover/run-cutover.ts.
+ */
+import type { Command } from 'commander';
+import { DEFAULTS, EXIT } from '../../defaults.js';
+import { PgferryError } from '../../errors.js';
+import { runCutover, type CutoverResult } from '../../cutover/run-cutover.js';
+import { formatBytes, formatCount, formatDuration, parseSize } from '../../util/format.js';
+import { displayName } from '../../util/sql.js';
+import { err, out, outJson } from '../output.js';
+import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { loadConfig } from '../common-options.js';
+import { positiveInt } from '../parse-options.js';
+
+interface CutoverFlags extends ConnectionFlags {
+  maxLag: string;
+  sequenceMargin: string;
+  timeout: number;
+  freezeCheck: number;
+  keepLogin: string[];
+  jobs?: number;
+  verify: boolean;
+  targetFromSource?: string;
+  ledgerSchema: string;
+  json?: boolean;
+}
+
+function wholeNumber(text: string, flag: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n)) {
+    throw new PgferryError(`${flag} "${text}" is not a whole number`, {
+      code: 'BAD_ARGUMENT',
+      exitCode: EXIT.usage,
+      hint: `give 0 or more, e.g. ${flag} 100`,
+    });
+  }
+  return n;
+}
+
+function printResult(r: CutoverResult): void {
+  for (const s of r.steps) out(`  ${s.step}: ${formatDuration(s.ms)}`);
+  out('');
+  out(
+    `cutover done${r.resumed ? ' (resumed)' : ''}: the target has every row the source committed up to ${r.freezeLsn}`,
+  );
+  out(`  writes were blocked for ${formatDuration(r.writesBlockedMs)}`);
+  out(
+    `  logins revoked on the source: ${r.revoked.length ? r.revoked.map((x) => `"${x}"`).join(', ') : 'none in this run'} (kept: ${r.kept.map((k) => `"${k.name}" (${k.reason})`).join(', ') || 'none'}); ${r.sessionsEnded} session(s) ended`,
+  );
+  out(`  sequences set: ${r.sequences.length}; large objects copied: ${r.largeObjects.count}`);
+  for (const t of r.copiedTables)
+    out(
+      `  copied ${displayName(t.table.schema, t.table.name)}: ${formatCount(t.rows)} rows, ${formatBytes(t.bytes)}`,
+    );
+  if (r.verify)
+    out(`  verified: ${r.verify.counts.tablesMatching} of ${r.verify.counts.tables} tables equal`);
+  else out('  not verified (--no-verify)');
+  out(
+    r.backReplication
+      ? `  back-replication to the source is running${r.backReplication.originNone ? ' (origin = none)' : ''}: pgferry rollback returns to the source without losing writes`
+      : '  no back-replication (start-back was not run): a rollback would lose writes made on the target',
+  );
+  for (const n of r.notes) out(`  note: ${n}`);
+  out('');
+  out(`point the application at the target: ${r.targetConninfo}`);
+  out('the source keeps its logins revoked; when you are sure, run pgferry teardown to remove what is left');
+}
+
+export function registerCutover(program: Command): void {
+  program
+    .command('cutover')
+    .description(
+      'switch to the target: freeze writes on the source, catch up, sync sequences, verify, end replication',
+    )
+    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
+    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option('--config <file>', 'read connections and options from a config file')
+    .option('--max-lag <bytes>', 'refuse when the target is further behind than this (e.g. 64MB)', '64MB')
+    .option('--sequence-margin <n>', 'set each sequence this many increments past the source value', '0')
+    .option('--timeout <seconds>', 'for catching up and for freezing writes, each', positiveInt, 300)
+    .option('--freeze-check <ms>', 'how long the source must stay quiet to count as frozen', positiveInt, 500)
+    .option(
+      '--keep-login <role>',
+      'a role that keeps LOGIN on the source (repeat for more)',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
+    .option('-j, --jobs <n>', `verify and ANALYZE workers (default ${DEFAULTS.jobs})`, positiveInt)
+    .option('--no-verify', 'skip verification (faster, and unproven)')
+    .option('--target-from-source <conninfo>', 'how the SOURCE server reaches the target (back-replication)')
+    .option('--ledger-schema <name>', "schema of pgferry's ledger on the target", DEFAULTS.ledgerSchema)
+    .option('--json', 'machine-readable output')
+    .addHelpText(
+      'after',
+      `
+Refuses (exit 7) when the lag is above --max-lag or the source's schema changed since start.
+Then revokes LOGIN on the source from every role except pgferry's own, the replication role
+and superusers (the roles are recorded in the target's ledger), ends the sessions connected
+to the source database, proves that no write happens any more, waits until the target has
+applied everything, sets every sequence, copies the tables without a primary key, verifies
+(exit 6 on a difference), runs ANALYZE, drops forward replication, and starts
+back-replication when pgferry start-back prepared it. Prints how long writes were blocked.
+After a failure, run cutover again to resume, or pgferry rollback to give the logins back.
+
+Examples:
+  pgferry cutover --source postgresql://app@old/shop --target postgresql://app@new/shop
+  pgferry cutover --source ... --target ... --max-lag 16MB --sequence-margin 1000 --keep-login monitoring`,
+    )
+    .action(async (flags: CutoverFlags) => {
+      const config = loadConfig(flags.config);
+      const source = connectionFor('source', flags, config);
+      const target = connectionFor('target', flags, config);
+      if (!source || !target) return;
+      const maxLag = parseSize(flags.maxLag);
+      if (maxLag === undefined) {
+        throw new PgferryError(`--max-lag "${flags.maxLag}" is not a size`, {
+          code: 'BAD_SIZE',
+          exitCode: EXIT.usage,
+          hint: 'write it like 16MB, 1GB or a number of bytes',
+        });
+      }
+      const result = await runCutover({
+        source,
+        target,
+        ledgerSchema: flags.ledgerSchema,
+        maxLagBytes: maxLag,
+        sequenceMargin: wholeNumber(flags.sequenceMargin, '--sequence-margin'),
+        timeoutMs: flags.timeout * 1000,
+        freezeCheckMs: flags.freezeCheck,
+        keepLogins: flags.keepLogin,
+        jobs: flags.jobs ?? DEFAULTS.jobs,
+        verify: flags.verify,
+        targetFromSource: flags.targetFromSource,
+        onEvent: (e) => {
+          if (flags.json) return;
+          if (e.type === 'step') {
+            if (e.state === 'start') out(`${e.step} …`);
+          } else if (e.type === 'warning') err(`warning: ${e.message}`);
+          else out(`  ${e.message}`);
+        },
+      });
+      if (flags.json) outJson({ ok: true, ...result });
+      else printResult(result);
+    });
+}

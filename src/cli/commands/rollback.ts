@@ -1,0 +1,93 @@
+/**
+ * `pgferry rollback`: return to the source after a cutover (or give the logins back after a
+ * cutover that stopped midway). Calls cutover/run-rollback.ts.
+ */
+import type { Command } from 'commander';
+import { DEFAULTS, EXIT } from '../../defaults.js';
+import { PgferryError } from '../../errors.js';
+import { runRollback } from '../../cutover/run-rollback.js';
+import { formatCount, formatDuration } from '../../util/format.js';
+import { displayName } from '../../util/sql.js';
+import { err, out, outJson } from '../output.js';
+import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { loadConfig } from '../common-options.js';
+import { positiveInt } from '../parse-options.js';
+
+interface RollbackFlags extends ConnectionFlags {
+  sequenceMargin: string;
+  timeout: number;
+  force?: boolean;
+  ledgerSchema: string;
+  json?: boolean;
+}
+
+export function registerRollback(program: Command): void {
+  program
+    .command('rollback')
+    .description(
+      'go back to the source: stop back-replication, sync sequences back, restore the revoked logins',
+    )
+    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
+    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option('--config <file>', 'read connections and options from a config file')
+    .option(
+      '--sequence-margin <n>',
+      'set each source sequence this many increments past the target value',
+      '0',
+    )
+    .option('--timeout <seconds>', 'how long back-replication may take to catch up', positiveInt, 300)
+    .option('--force', 'roll back a cutover that had no back-replication (writes on the target are lost)')
+    .option('--ledger-schema <name>', "schema of pgferry's ledger on the target", DEFAULTS.ledgerSchema)
+    .option('--json', 'machine-readable output')
+    .addHelpText(
+      'after',
+      `
+Stop the application's writes to the target first. After a finished cutover: waits until the
+source has applied every write made on the target (back-replication, see start-back), removes
+back-replication, sets the source's sequences from the target, copies the tables without a
+primary key back, and gives LOGIN back to the roles cutover revoked (read from the target's
+ledger). After a cutover that stopped midway: only gives the logins back.
+
+Examples:
+  pgferry rollback --source postgresql://app@old/shop --target postgresql://app@new/shop
+  pgferry rollback --source ... --target ... --sequence-margin 1000`,
+    )
+    .action(async (flags: RollbackFlags) => {
+      const config = loadConfig(flags.config);
+      const source = connectionFor('source', flags, config);
+      const target = connectionFor('target', flags, config);
+      if (!source || !target) return;
+      const margin = Number(flags.sequenceMargin);
+      if (!/^\d+$/.test(flags.sequenceMargin.trim()) || !Number.isSafeInteger(margin)) {
+        throw new PgferryError(`--sequence-margin "${flags.sequenceMargin}" is not a whole number`, {
+          code: 'BAD_ARGUMENT',
+          exitCode: EXIT.usage,
+          hint: 'give 0 or more',
+        });
+      }
+      const result = await runRollback({
+        source,
+        target,
+        ledgerSchema: flags.ledgerSchema,
+        sequenceMargin: margin,
+        timeoutMs: flags.timeout * 1000,
+        force: Boolean(flags.force),
+        onEvent: (e) => {
+          if (flags.json) return;
+          if (e.type === 'warning') err(`warning: ${e.message}`);
+          else out(`  ${e.message}`);
+        },
+      });
+      if (flags.json) return outJson({ ok: true, ...result });
+      for (const r of result.removed) out(`removed ${r}`);
+      if (result.sequences.length) out(`sequences set on the source: ${result.sequences.length}`);
+      if (result.largeObjects.count) out(`large objects copied back: ${result.largeObjects.count}`);
+      for (const t of result.copiedTables)
+        out(`copied back ${displayName(t.table.schema, t.table.name)}: ${formatCount(t.rows)} rows`);
+      out(
+        `logins restored on the source: ${result.restoredLogins.length ? result.restoredLogins.map((r) => `"${r}"`).join(', ') : 'none'}`,
+      );
+      out(`phase ${result.from} → ${result.phase} in ${formatDuration(result.seconds * 1000)}`);
+      if (result.phase === 'rolled-back') out('point the application back at the source');
+    });
+}

@@ -1,0 +1,175 @@
+/**
+ * `pgferry start`: begin an online migration (initial copy from a slot's snapshot, then a
+ * subscription that replays the source's changes). Parses options and calls online/start.ts.
+ */
+import { Option, type Command } from 'commander';
+import { DEFAULTS, EXIT } from '../../defaults.js';
+import { PgferryError } from '../../errors.js';
+import { startOnline, type StartResult } from '../../online/start.js';
+import { formatBytes, formatCount, formatDuration } from '../../util/format.js';
+import { displayName } from '../../util/sql.js';
+import { isTTY, out, outJson } from '../output.js';
+import { CloneProgress, printCloneSummary } from '../clone-progress.js';
+import { positiveInt } from '../parse-options.js';
+import { buildCloneOptions } from './clone.js';
+
+type CloneFlags = Parameters<typeof buildCloneOptions>[0];
+
+interface StartFlags {
+  source?: string;
+  target?: string;
+  config?: string;
+  jobs?: number;
+  indexJobs?: number;
+  ledgerSchema: string;
+  runDir?: string;
+  createDatabase?: boolean;
+  pgBin?: string;
+  owner: boolean;
+  privileges: boolean;
+  retries: number;
+  maintenanceWorkMem: string;
+  splitTablesLargerThan?: string;
+  chunkSize?: string;
+  fallback?: 'offline';
+  sourceFromTarget?: string;
+  slotTimeout: number;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+function printResult(r: StartResult): void {
+  if (r.mode === 'already-replicating') {
+    out(
+      `already replicating into this target (since ${r.state?.replicatingAt?.toISOString() ?? '?'}): nothing to start`,
+    );
+    out('  next: pgferry status --source … --target … to see the lag; pgferry cutover when ready');
+    return;
+  }
+  if (r.clone) printCloneSummary(r.clone, 'pgferry start …');
+  if (r.mode === 'offline') {
+    out('');
+    out('copied OFFLINE (--fallback offline): logical replication is not possible with this source, so the');
+    out(
+      'target holds the source as of the copy; writes made to the source since then are not on the target.',
+    );
+    return;
+  }
+  out('');
+  out(`online migration started: publication, slot and subscription "${r.names.slot}"`);
+  out(
+    `  initial copy: ${formatDuration((r.copySeconds ?? 0) * 1000)} (${formatCount(r.clone?.rows)} rows, ${formatBytes(r.clone?.bytes ?? 0)}), from the snapshot at ${r.startLsn ?? '?'}`,
+  );
+  out(`  replicated: ${r.published.length} table(s)`);
+  if (r.copiedAtCutover.length > 0) {
+    out(`  copied again at cutover (not replicated): ${r.copiedAtCutover.length} table(s)`);
+    for (const s of r.copiedAtCutover) out(`    - ${displayName(s.table.schema, s.table.name)}: ${s.reason}`);
+  }
+  out('  next: pgferry status (lag), pgferry start-back (a way back after cutover), pgferry cutover');
+}
+
+export function registerStart(program: Command): void {
+  program
+    .command('start')
+    .description(
+      'start an online migration: schema and parallel initial copy from a replication slot snapshot, then continuous replication',
+    )
+    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
+    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option('--config <file>', 'read connections and options from a config file')
+    .option('-j, --jobs <n>', `copy workers (default ${DEFAULTS.jobs})`, positiveInt)
+    .option('--index-jobs <n>', `index builds at once (default ${DEFAULTS.indexJobs})`, positiveInt)
+    .addOption(
+      new Option(
+        '--fallback <mode>',
+        'when logical replication is impossible: offline = copy offline instead',
+      ).choices(['offline']),
+    )
+    .option(
+      '--source-from-target <conninfo>',
+      'how the TARGET server reaches the source, when that differs from --source (the password of --source is used when it has none)',
+    )
+    .option('--create-database', 'create the target database when it does not exist')
+    .option('--pg-bin <dir>', "directory of pg_dump/pg_restore/psql (a major >= the source's)")
+    .option('--split-tables-larger-than <size>', 'cut tables bigger than this into chunks copied in parallel')
+    .option('--chunk-size <size>', 'about this much per chunk')
+    .option('--no-owner', 'do not set object owners on the target')
+    .option('--no-privileges', 'do not copy GRANT/REVOKE')
+    .option(
+      '--retries <n>',
+      'retries of a copy job after a transient failure',
+      positiveInt,
+      DEFAULTS.jobRetries,
+    )
+    .option('--maintenance-work-mem <size>', 'maintenance_work_mem for index builds', '512MB')
+    .option(
+      '--slot-timeout <seconds>',
+      'how long creating the slot may wait for open transactions',
+      positiveInt,
+      600,
+    )
+    .option(
+      '--ledger-schema <name>',
+      "schema on the target that keeps pgferry's ledger",
+      DEFAULTS.ledgerSchema,
+    )
+    .option('--run-dir <dir>', `where schema files and logs go (default ${DEFAULTS.runDir}/<target>)`)
+    .option('--json', 'machine-readable summary on stdout')
+    .option('-q, --quiet', 'only warnings, errors and the summary')
+    .addHelpText(
+      'after',
+      `
+Runs pgferry precheck first; when it blocks, start stops (exit 7) and says why, or with
+--fallback offline runs the offline clone instead. Otherwise: a publication on the source for
+the tables with a primary key (or replica identity); a replication slot created with an
+exported snapshot; the initial copy by pgferry's parallel engine inside that snapshot (schema,
+data, indexes per table, foreign keys); then a subscription on the target that starts exactly
+at the slot (create_slot = false, copy_data = false). Tables without a primary key are copied
+now and again at cutover. Running start again while replicating says so and exits 0. If a
+start stops during its copy, run pgferry teardown, then start again.
+
+Examples:
+  pgferry start --source postgresql://app@old/shop --target postgresql://app@new/shop --create-database
+  pgferry start --source ... --target ... --jobs 8 --source-from-target 'host=old.internal dbname=shop user=app'
+  pgferry start --source ... --target ... --fallback offline`,
+    )
+    .action(async (flags: StartFlags) => {
+      const controller = new AbortController();
+      const onSignal = () => controller.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      const cloneFlags: CloneFlags = {
+        ...flags,
+        existingRows: 'error',
+        schema: 'apply',
+        indexes: 'after',
+      };
+      const clone = buildCloneOptions(cloneFlags, controller.signal);
+      const progress = new CloneProgress(isTTY() && !flags.json, Boolean(flags.quiet));
+      clone.onEvent = (e) => progress.handle(e);
+      let result: StartResult;
+      try {
+        result = await startOnline({
+          clone,
+          sourceFromTarget: flags.sourceFromTarget,
+          fallback: flags.fallback ?? 'none',
+          slotTimeoutMs: flags.slotTimeout * 1000,
+        });
+      } finally {
+        progress.finish();
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+      if (controller.signal.aborted) {
+        throw new PgferryError('interrupted', {
+          code: 'INTERRUPTED',
+          exitCode: EXIT.interrupted,
+          hint: 'run pgferry teardown, then pgferry start again',
+        });
+      }
+      if (flags.json)
+        outJson({ ok: result.mode === 'offline' ? Boolean(result.clone?.ok) : true, ...result });
+      else printResult(result);
+      if (result.mode === 'offline' && !result.clone?.ok) process.exitCode = EXIT.failed;
+    });
+}

@@ -1,0 +1,103 @@
+/**
+ * The tables replication does not carry (no primary key or replica identity, unlogged) are
+ * copied whole while writes are frozen: at cutover from the source to the target, at
+ * rollback back again. Each table is emptied and refilled in ONE transaction on the
+ * receiving side, so a failure leaves the old rows, never half the new ones. The bytes flow
+ * through the clone engine's COPY pipe (copy/copy-stream.ts), binary where safe.
+ *
+ * Receiving sessions run with session_replication_role = replica when the role may set it:
+ * the rows are a copy, user triggers must not fire on them. A table that a foreign key
+ * references cannot be TRUNCATEd; it is emptied with DELETE instead.
+ *
+ * Checked with PostgreSQL 13 and 15 on one side and 17 on the other.
+ */
+import type pg from 'pg';
+import { openClient } from '../connect/open-client.js';
+import type { ConnectionSpec } from '../connect/resolve.js';
+import { serverErrorFields } from '../errors.js';
+import type { TableRef } from '../plan/chunk.js';
+import { copyStream } from '../copy/copy-stream.js';
+import { readReplicationTables } from '../replicate/replication-tables.js';
+import { planTableColumns, readColumnCatalog } from '../copy/table-columns.js';
+import { prepareSourceSession } from '../copy/source-snapshot.js';
+import { prepareTargetSession } from '../copy/target-session.js';
+import { qualifiedName } from '../util/sql.js';
+
+export interface CopiedTable {
+  table: TableRef;
+  rows: number;
+  bytes: number;
+  ms: number;
+}
+
+async function mayReplicaRole(client: pg.Client): Promise<boolean> {
+  try {
+    await client.query("SELECT pg_catalog.set_config('session_replication_role', 'replica', false)");
+    await client.query("SELECT pg_catalog.set_config('session_replication_role', 'origin', false)");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Replaces the rows of each table on `to` with those on `from`. */
+export async function copyWholeTables(
+  from: ConnectionSpec,
+  to: ConnectionSpec,
+  tables: TableRef[],
+  applicationName: string,
+): Promise<CopiedTable[]> {
+  if (tables.length === 0) return [];
+  const src = await openClient(from, { applicationName });
+  try {
+    const dst = await openClient(to, { applicationName });
+    try {
+      await prepareSourceSession(src);
+      await prepareTargetSession(dst, { replicationRole: await mayReplicaRole(dst) });
+      const fromColumns = await readColumnCatalog(src);
+      const toColumns = await readColumnCatalog(dst);
+      const copied: CopiedTable[] = [];
+      for (const table of tables) {
+        const started = Date.now();
+        const columns = planTableColumns(table, fromColumns, toColumns);
+        const name = qualifiedName(table.schema, table.name);
+        await dst.query('BEGIN');
+        try {
+          await dst.query('SAVEPOINT empty');
+          try {
+            await dst.query(`TRUNCATE ONLY ${name}`);
+          } catch (err) {
+            if (serverErrorFields(err)?.code !== '0A000') throw err; // referenced by a foreign key
+            await dst.query('ROLLBACK TO SAVEPOINT empty');
+            await dst.query(`DELETE FROM ONLY ${name}`);
+          }
+          const r = await copyStream(src, dst, {
+            table,
+            columns: columns.columns,
+            chunk: { kind: 'whole' },
+            format: columns.format,
+            freeze: false,
+          });
+          await dst.query('COMMIT');
+          copied.push({ table, rows: r.rows, bytes: r.bytes, ms: Date.now() - started });
+        } catch (err) {
+          await dst.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+      }
+      return copied;
+    } finally {
+      await dst.end().catch(() => undefined);
+    }
+  } finally {
+    await src.end().catch(() => undefined);
+  }
+}
+
+/** Tables with rows that the forward publication did not carry. */
+export async function unpublishedTables(source: pg.Client, published: TableRef[]): Promise<TableRef[]> {
+  const carried = new Set(published.map((t) => JSON.stringify([t.schema, t.name])));
+  return (await readReplicationTables(source))
+    .filter((t) => t.kind === 'table' && !carried.has(JSON.stringify([t.schema, t.name])))
+    .map((t) => ({ schema: t.schema, name: t.name }));
+}

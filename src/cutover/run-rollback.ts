@@ -1,0 +1,129 @@
+/**
+ * `pgferry rollback`: back to the source.
+ *
+ * After a finished cutover (phase done): the application must have stopped writing to the
+ * target. Back-replication is allowed to catch up and then removed, sequences, large
+ * objects and the tables replication does not carry are copied from the target to the source, and the
+ * logins cutover revoked (read from the target's ledger) are given back. Phase rolled-back.
+ * Without back-replication (start-back was not run) writes made on the target since
+ * cutover would be lost: refused unless `force`.
+ *
+ * After a cutover that stopped midway (phase cutover): the source still has every row and
+ * the target was never used, so only the logins are given back; when forward replication is
+ * still in place the phase returns to replicating, and cutover can be tried again.
+ *
+ * Checked with PostgreSQL 13 and 15 as the source and 17 as the target.
+ */
+import { openClient } from '../connect/open-client.js';
+import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
+import { EXIT } from '../defaults.js';
+import { PgferryError } from '../errors.js';
+import { readOnlineState, updateOnlineState, type OnlinePhase } from '../online/state.js';
+import { readSubscription } from '../replicate/subscription.js';
+import { stopBackReplication } from './back-replication.js';
+import { copyWholeTables, unpublishedTables, type CopiedTable } from './copy-tables.js';
+import { replaceLargeObjects } from './large-objects.js';
+import { copySequenceValues, type SequenceValue } from './sequences.js';
+import { restoreLogins } from './write-freeze.js';
+
+export interface RollbackOptions {
+  source: ConnectionSpec;
+  target: ConnectionSpec;
+  ledgerSchema: string;
+  sequenceMargin: number;
+  /** For back-replication to catch up. */
+  timeoutMs: number;
+  /** Roll back a finished cutover that had no back-replication (target writes are lost). */
+  force: boolean;
+  onEvent: (e: { type: 'info' | 'warning'; message: string }) => void;
+}
+
+export interface RollbackResult {
+  from: OnlinePhase;
+  phase: OnlinePhase;
+  removed: string[];
+  sequences: SequenceValue[];
+  largeObjects: { count: number; bytes: number };
+  copiedTables: CopiedTable[];
+  restoredLogins: string[];
+  seconds: number;
+}
+
+export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
+  const started = Date.now();
+  const src = await openClient(o.source, { applicationName: 'pgferry rollback' });
+  try {
+    const tgt = await openClient(o.target, { applicationName: 'pgferry rollback' });
+    try {
+      const state = await readOnlineState(tgt, o.ledgerSchema);
+      if (!state) {
+        throw new PgferryError(
+          `no online migration into ${describeConnection(o.target)}: nothing to roll back`,
+          {
+            code: 'NO_ONLINE_MIGRATION',
+            hint: 'check --target (the state lives in its ledger)',
+          },
+        );
+      }
+      const result: RollbackResult = {
+        from: state.phase,
+        phase: state.phase,
+        removed: [],
+        sequences: [],
+        largeObjects: { count: 0, bytes: 0 },
+        copiedTables: [],
+        restoredLogins: [],
+        seconds: 0,
+      };
+      if (state.phase === 'copying' || state.phase === 'replicating') {
+        throw new PgferryError(
+          `the online migration is in phase "${state.phase}": cutover has not run, nothing to roll back`,
+          {
+            code: 'NOTHING_TO_ROLL_BACK',
+            hint: 'to abandon the migration, run pgferry teardown (the source was never changed)',
+          },
+        );
+      }
+      if (state.phase === 'cutover') {
+        result.restoredLogins = await restoreLogins(src, tgt, o.ledgerSchema);
+        const forward = await readSubscription(tgt, state.names.subscription);
+        result.phase = forward ? 'replicating' : 'rolled-back';
+        await updateOnlineState(tgt, o.ledgerSchema, { phase: result.phase, cutoverLsn: null });
+        o.onEvent({
+          type: 'info',
+          message: forward
+            ? 'the cutover had not finished: logins given back, forward replication goes on (run cutover again when ready)'
+            : 'the cutover had not finished but forward replication is gone: logins given back',
+        });
+      } else if (state.phase === 'done') {
+        if (!state.back?.createdAt && !o.force) {
+          throw new PgferryError(
+            'no back-replication was set up: writes made on the target since cutover are not on the source',
+            {
+              code: 'NO_BACK_REPLICATION',
+              exitCode: EXIT.blocked,
+              hint: 'run rollback with --force to give the source its logins back anyway (sequences and tables without a primary key are still copied back; rows of replicated tables written on the target since cutover are lost)',
+            },
+          );
+        }
+        result.removed = await stopBackReplication(src, tgt, state.names, o.timeoutMs);
+        result.sequences = await copySequenceValues(tgt, src, o.ledgerSchema, o.sequenceMargin);
+        result.largeObjects = await replaceLargeObjects(tgt, src);
+        const tables = await unpublishedTables(src, state.published);
+        result.copiedTables = await copyWholeTables(o.target, o.source, tables, 'pgferry rollback copy');
+        result.restoredLogins = await restoreLogins(src, tgt, o.ledgerSchema);
+        result.phase = 'rolled-back';
+        await updateOnlineState(tgt, o.ledgerSchema, { phase: 'rolled-back' });
+      } else {
+        result.restoredLogins = await restoreLogins(src, tgt, o.ledgerSchema);
+        o.onEvent({ type: 'info', message: 'already rolled back' });
+      }
+      result.seconds = (Date.now() - started) / 1000;
+      return result;
+    } finally {
+      await tgt.end().catch(() => undefined);
+    }
+  } finally {
+    await src.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,279 @@
+/**
+ * `pgferry start`: the beginning of an online migration.
+ *
+ *   precheck → publication (tables with a primary key or replica identity) → slot with an
+ *   exported snapshot → initial copy by the clone engine inside that snapshot (schema,
+ *   parallel copy, indexes per table, foreign keys, …) → subscription on the existing slot
+ *   (create_slot = false, copy_data = false), enabled → phase "replicating"
+ *
+ * The copy shows exactly the rows committed before the slot's consistent point and the slot
+ * streams exactly the changes committed after it, so the target gets every change once.
+ * Tables that cannot be published (no replica identity, unlogged) are copied now too, and
+ * again at cutover. When the precheck blocks, `fallback: 'offline'` runs the offline clone
+ * instead (as the logical-replication doc's tool falls back to pg_dump).
+ *
+ * Checked with PostgreSQL 13 and 15 as the source and 17 as the target.
+ */
+import type pg from 'pg';
+import { openClient } from '../connect/open-client.js';
+import { describeConnection, withDatabase, type ConnectionSpec } from '../connect/resolve.js';
+import { EXIT } from '../defaults.js';
+import { PgferryError } from '../errors.js';
+import { runClone, type CloneOptions, type CloneSummary } from '../clone/run-clone.js';
+import { ensureLedger, ledgerExists } from '../ledger/ledger-schema.js';
+import type { TableRef } from '../plan/chunk.js';
+import { replicationNames, type ReplicationNames } from '../replicate/names.js';
+import { runPrecheck, type PrecheckReport } from '../replicate/precheck.js';
+import { createPublication, dropPublication } from '../replicate/publication.js';
+import { readReplicationTables } from '../replicate/replication-tables.js';
+import { createSlotWithSnapshot } from '../replicate/slot.js';
+import {
+  createSubscription,
+  enableSubscription,
+  readSubscription,
+  subscriptionConninfo,
+} from '../replicate/subscription.js';
+import { qualifiedName, quoteIdent, quoteLiteral } from '../util/sql.js';
+import { schemaFingerprint } from './fingerprint.js';
+import { resetInterruptedCopy } from './reset-copy.js';
+import { beginOnlineState, readOnlineState, updateOnlineState, type OnlineState } from './state.js';
+
+export interface StartOptions {
+  /** The clone engine's options; `snapshot` is set by start. */
+  clone: CloneOptions;
+  /** How the TARGET server reaches the source, when not as `clone.source` says (libpq string). */
+  sourceFromTarget: string | undefined;
+  /** What to do when the precheck blocks: stop (exit 7), or copy offline. */
+  fallback: 'none' | 'offline';
+  /** How long creating the slot may wait for open transactions (default 10 minutes). */
+  slotTimeoutMs?: number;
+}
+
+export interface StartResult {
+  mode: 'online' | 'offline' | 'already-replicating';
+  names: ReplicationNames;
+  precheck: PrecheckReport | undefined;
+  /** Tables in the publication. */
+  published: TableRef[];
+  /** Tables left out of it, copied again at cutover, with the reason. */
+  copiedAtCutover: { table: TableRef; reason: string }[];
+  clone: CloneSummary | undefined;
+  /** Tables emptied because an earlier start stopped during its copy. */
+  reset: TableRef[];
+  startLsn: string | undefined;
+  copySeconds: number | undefined;
+  seconds: number;
+  state: OnlineState | undefined;
+}
+
+const RESTART_HINT =
+  'run pgferry teardown with the same --source and --target, then run pgferry start again: it empties the tables the interrupted copy filled and copies them again from a new snapshot';
+
+async function openTarget(o: CloneOptions): Promise<pg.Client> {
+  try {
+    return await openClient(o.target, { applicationName: 'pgferry start' });
+  } catch (err) {
+    if (!(err instanceof PgferryError) || err.code !== 'NO_DATABASE' || !o.createDatabase) throw err;
+    const admin = await openClient(withDatabase(o.target, 'postgres'), { applicationName: 'pgferry start' });
+    try {
+      await admin.query(`CREATE DATABASE ${quoteIdent(o.target.database)}`);
+    } finally {
+      await admin.end();
+    }
+    o.onEvent({ type: 'info', message: `created database ${quoteIdent(o.target.database)} on the target` });
+    return openClient(o.target, { applicationName: 'pgferry start' });
+  }
+}
+
+/** Refuses what start cannot build on; resets an interrupted copy whose slot is gone. */
+async function checkEarlierRuns(
+  o: StartOptions,
+  tgt: pg.Client,
+  names: ReplicationNames,
+  state: OnlineState | undefined,
+): Promise<TableRef[]> {
+  const schema = o.clone.ledgerSchema;
+  if (!state) {
+    if (!(await ledgerExists(tgt, schema))) return [];
+    const jobs = await tgt.query(`SELECT 1 FROM ${qualifiedName(schema, 'jobs')} LIMIT 1`);
+    if ((jobs.rowCount ?? 0) === 0) return [];
+    throw new PgferryError(
+      `the target ${describeConnection(o.clone.target)} already holds a pgferry clone (its ledger has copy jobs)`,
+      {
+        code: 'TARGET_HAS_CLONE',
+        exitCode: EXIT.target,
+        hint: `an online migration starts from an empty target: drop and recreate the target database (or DROP SCHEMA ${quoteIdent(schema)} CASCADE and empty its tables), then run start again`,
+      },
+    );
+  }
+  if (state.phase !== 'copying') {
+    throw new PgferryError(
+      `the online migration to this target is in phase "${state.phase}": nothing to start`,
+      {
+        code: 'ONLINE_PHASE',
+        hint:
+          state.phase === 'cutover'
+            ? 'a cutover stopped midway: run pgferry cutover again to finish it, or pgferry rollback to give the source its logins back'
+            : 'this migration is over; to migrate again, run pgferry teardown and start with an empty target database',
+      },
+    );
+  }
+  const src = await openClient(o.clone.source, { applicationName: 'pgferry start' });
+  try {
+    const slot = await src.query('SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1', [
+      names.slot,
+    ]);
+    const sub = await readSubscription(tgt, names.subscription);
+    if ((slot.rowCount ?? 0) > 0 || sub) {
+      throw new PgferryError(
+        `an earlier pgferry start stopped during its initial copy (started ${state.startedAt.toISOString()}); its snapshot is gone, so the copy cannot be resumed`,
+        { code: 'START_INTERRUPTED', exitCode: EXIT.failed, hint: RESTART_HINT },
+      );
+    }
+  } finally {
+    await src.end().catch(() => undefined);
+  }
+  return resetInterruptedCopy(tgt, schema);
+}
+
+function blockedError(report: PrecheckReport): PgferryError {
+  const failed = report.rows.filter((r) => r.status === 'fail');
+  const list = failed.map((r) => `${r.side} ${r.check}: ${r.detail}`).join('; ');
+  const hints = failed.map((r) => r.hint).filter((h): h is string => Boolean(h));
+  return new PgferryError(`online migration is blocked: ${list}`, {
+    code: 'PRECHECK_BLOCKED',
+    exitCode: EXIT.blocked,
+    hint: `${hints.join('; ')}${hints.length ? '; ' : ''}or run start with --fallback offline to copy offline instead (writes to the source during that copy are not carried over)`,
+    details: { precheck: report },
+  });
+}
+
+export async function startOnline(o: StartOptions): Promise<StartResult> {
+  const started = Date.now();
+  const schema = o.clone.ledgerSchema;
+  const names = replicationNames(o.clone.source.database);
+  const emit = (message: string) => o.clone.onEvent({ type: 'info', message });
+  const base: StartResult = {
+    mode: 'online',
+    names,
+    precheck: undefined,
+    published: [],
+    copiedAtCutover: [],
+    clone: undefined,
+    reset: [],
+    startLsn: undefined,
+    copySeconds: undefined,
+    seconds: 0,
+    state: undefined,
+  };
+
+  const tgt = await openTarget(o.clone);
+  try {
+    const state = await readOnlineState(tgt, schema);
+    if (state?.phase === 'replicating') {
+      return { ...base, mode: 'already-replicating', published: state.published, state, seconds: 0 };
+    }
+    const reset = await checkEarlierRuns(o, tgt, names, state);
+    if (reset.length > 0)
+      emit(`emptied ${reset.length} table(s) the interrupted copy had filled; copying again`);
+
+    const precheck = await runPrecheck(o.clone.source, o.clone.target, {
+      ledgerSchema: schema,
+      ...(o.sourceFromTarget !== undefined ? { sourceFromTarget: o.sourceFromTarget } : {}),
+    });
+    for (const r of precheck.rows.filter((x) => x.status === 'warn'))
+      o.clone.onEvent({ type: 'warning', message: `precheck: ${r.side} ${r.check}: ${r.detail}` });
+    if (!precheck.ok) {
+      if (o.fallback !== 'offline') throw blockedError(precheck);
+      emit('logical replication is not possible here; copying offline instead (--fallback offline)');
+      const clone = await runClone({ ...o.clone, snapshot: undefined });
+      return { ...base, mode: 'offline', precheck, clone, reset, seconds: (Date.now() - started) / 1000 };
+    }
+
+    await ensureLedger(tgt, schema);
+    await beginOnlineState(tgt, schema, describeConnection(o.clone.source), names);
+    const src = await openClient(o.clone.source, { applicationName: 'pgferry start' });
+    let pub;
+    try {
+      // Every table with rows; createPublication leaves out (and says why) what cannot be published.
+      const tables = (await readReplicationTables(src)).filter((t) => t.kind === 'table');
+      pub = await createPublication(src, names.publication, tables);
+    } finally {
+      await src.end().catch(() => undefined);
+    }
+    await updateOnlineState(tgt, schema, { published: pub.published });
+    emit(`publication "${names.publication}" on the source: ${pub.published.length} table(s)`);
+
+    const slot = await createSlotWithSnapshot(o.clone.source, names.slot, {
+      ...(o.slotTimeoutMs !== undefined ? { timeoutMs: o.slotTimeoutMs } : {}),
+    });
+    let clone: CloneSummary;
+    const copyStarted = Date.now();
+    try {
+      emit(`replication slot "${names.slot}" at ${slot.consistentPoint}, snapshot ${slot.snapshotName}`);
+      const fingerprint = await fingerprintInSnapshot(o.clone.source, slot.snapshotName, schema);
+      await updateOnlineState(tgt, schema, {
+        startLsn: slot.consistentPoint,
+        schemaFingerprint: fingerprint,
+      });
+      clone = await runClone({
+        ...o.clone,
+        snapshot: slot.snapshotName,
+        existingRows: 'error',
+        planOnly: false,
+      });
+    } finally {
+      await slot.close();
+    }
+    const copySeconds = (Date.now() - copyStarted) / 1000;
+    if (!clone.ok) {
+      throw new PgferryError(
+        `the initial copy did not finish: ${clone.failed.length} job(s) failed${clone.failed[0]?.error ? ` (first: ${clone.failed[0].error})` : ''}`,
+        { code: 'COPY_INCOMPLETE', exitCode: EXIT.failed, hint: RESTART_HINT, details: { clone } },
+      );
+    }
+
+    // pg_dump copied the source's publications with the schema, ours included: not wanted on the target.
+    if (await dropPublication(tgt, names.publication))
+      emit(`dropped the copy of publication "${names.publication}" that came with the schema`);
+    await createSubscription(tgt, {
+      name: names.subscription,
+      sourceConninfo: subscriptionConninfo(o.clone.source, o.sourceFromTarget),
+      publication: names.publication,
+      slotName: names.slot,
+    });
+    await enableSubscription(tgt, names.subscription);
+    await updateOnlineState(tgt, schema, { phase: 'replicating', detail: { copySeconds } });
+    emit(
+      `subscription "${names.subscription}" enabled on the target: replicating from ${slot.consistentPoint}`,
+    );
+    return {
+      ...base,
+      precheck,
+      published: pub.published,
+      copiedAtCutover: pub.skipped,
+      clone,
+      reset,
+      startLsn: slot.consistentPoint,
+      copySeconds,
+      seconds: (Date.now() - started) / 1000,
+      state: await readOnlineState(tgt, schema),
+    };
+  } finally {
+    await tgt.end().catch(() => undefined);
+  }
+}
+
+/** The source's table shapes as the copy's snapshot sees them. */
+async function fingerprintInSnapshot(source: ConnectionSpec, snapshot: string, ledgerSchema: string) {
+  const client = await openClient(source, { applicationName: 'pgferry start' });
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshot)}`);
+    const fingerprint = await schemaFingerprint(client, ledgerSchema);
+    await client.query('COMMIT');
+    return fingerprint;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
