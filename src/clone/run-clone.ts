@@ -16,7 +16,7 @@ import { openClient } from '../connect/open-client.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgferryError } from '../errors.js';
-import { readInventory, copyableTables, type Inventory, type TableInfo } from '../inventory/inventory.js';
+import { readInventory, copyableTables, type TableInfo } from '../inventory/inventory.js';
 import { readServerInfo, type ServerInfo } from '../inventory/server-info.js';
 import { ensureLedger } from '../ledger/ledger-schema.js';
 import { JobLedger, type JobRow, type PlannedJob } from '../ledger/jobs.js';
@@ -33,10 +33,10 @@ import { backoffMs, isTransient } from '../copy/transient.js';
 import { exportSnapshot, type SnapshotHandle } from '../copy/source-snapshot.js';
 import { planTableColumns, readColumnCatalog, tableKey, type ColumnCatalog } from '../copy/table-columns.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
-import { runLimited } from '../util/pool.js';
 import { applySqlAtomically } from './apply-sql.js';
 import { schemaSql } from '../schema/index.js';
 import { IndexBuilder, indexStepName } from './index-builder.js';
+import { analyzeTables } from './analyze-tables.js';
 import { RunFiles } from './run-files.js';
 import {
   analyzeTargets,
@@ -469,7 +469,7 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
       views.length === 0 ? 'none populated on the source' : 'already done',
     );
     await phases.run('analyze', done.has('analyze'), async () => {
-      await analyzeTarget(o, inventory);
+      await analyzeTables(o.target, analyzeTargets(inventory), o.indexJobs);
       await steps.markDone(target!, 'analyze');
     });
     return summarize(o, started, phases, await ledger.list(target), warnings, snapshotName, files, true);
@@ -612,26 +612,6 @@ async function planJobs(
   const reset = await ledger.resetFailed(target);
   if (reset > 0)
     emit({ type: 'info', message: `${reset} failed job(s) from an earlier run will be retried` });
-}
-
-async function analyzeTarget(o: CloneOptions, inventory: Inventory): Promise<void> {
-  const tables = analyzeTargets(inventory);
-  const sessions: pg.Client[] = [];
-  try {
-    for (let i = 0; i < Math.min(o.indexJobs, tables.length); i++)
-      sessions.push(await openClient(o.target, { applicationName: `pgferry analyze ${i + 1}` }));
-    const free = [...sessions];
-    await runLimited(tables, sessions.length, async (t) => {
-      const client = free.pop()!;
-      try {
-        await client.query(`ANALYZE ${qualifiedName(t.schema, t.name)}`);
-      } finally {
-        free.push(client);
-      }
-    });
-  } finally {
-    await Promise.all(sessions.map((s) => s.end().catch(() => undefined)));
-  }
 }
 
 function summarize(

@@ -1,0 +1,35 @@
+/**
+ * ANALYZE on the target, several tables at once (one session each), so the planner has
+ * statistics before the application arrives. Used at the end of clone and of cutover.
+ */
+import type pg from 'pg';
+import { openClient } from '../connect/open-client.js';
+import type { ConnectionSpec } from '../connect/resolve.js';
+import type { TableRef } from '../plan/chunk.js';
+import { runLimited } from '../util/pool.js';
+import { qualifiedName } from '../util/sql.js';
+
+export async function analyzeTables(
+  target: ConnectionSpec,
+  tables: readonly TableRef[],
+  jobs: number,
+): Promise<void> {
+  const sessions: pg.Client[] = [];
+  try {
+    for (let i = 0; i < Math.max(1, Math.min(jobs, tables.length)); i++) {
+      sessions.push(await openClient(target, { applicationName: `pgferry analyze ${i + 1}` }));
+    }
+    const free = [...sessions];
+    await runLimited(tables, sessions.length, async (t) => {
+      const client = free.pop();
+      if (!client) throw new Error('no free ANALYZE session');
+      try {
+        await client.query(`ANALYZE ${qualifiedName(t.schema, t.name)}`);
+      } finally {
+        free.push(client);
+      }
+    });
+  } finally {
+    await Promise.all(sessions.map((s) => s.end().catch(() => undefined)));
+  }
+}
