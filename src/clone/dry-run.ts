@@ -94,6 +94,7 @@ export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
       ...(o.schema === 'apply' ? (['schema'] as const) : []),
       'plan',
       'copy',
+      ...(o.schema === 'apply' ? (['indexes'] as const) : []),
       ...(o.schema === 'apply' ? (['post-data'] as const) : []),
       'sequences',
       'large-objects',

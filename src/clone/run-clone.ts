@@ -52,6 +52,7 @@ export type PhaseName =
   | 'schema'
   | 'plan'
   | 'copy'
+  | 'indexes'
   | 'post-data'
   | 'sequences'
   | 'large-objects'
@@ -424,7 +425,8 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     await snapshot?.close();
     snapshot = undefined;
 
-    await indexBuilder?.drain();
+    // Index builds still running when the last row landed (a big table's last chunk, say).
+    await phases.run('indexes', !indexBuilder, async () => indexBuilder?.drain(), 'no schema step');
     const jobsAfter = await ledger.list(target);
     const unfinished = jobsAfter.filter((j) => j.state !== 'done');
     if (unfinished.length > 0)
