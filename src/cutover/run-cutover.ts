@@ -18,13 +18,13 @@
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import { formatConninfo } from '../connect/conninfo.js';
-import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
+import type { ConnectionSpec } from '../connect/resolve.js';
 import { PgferryError } from '../errors.js';
 import { dropPublication } from '../replicate/publication.js';
 import { dropSlot } from '../replicate/slot.js';
 import { waitForCatchUp } from '../replicate/status.js';
 import { dropSubscription, readSubscription } from '../replicate/subscription.js';
-import { readOnlineState, updateOnlineState } from '../online/state.js';
+import { requireOnlineState, updateOnlineState } from '../online/state.js';
 import { verifyDatabases } from '../verify/verify-databases.js';
 import type { VerifyReport } from '../verify/types.js';
 import { createBackReplication } from './back-replication.js';
@@ -94,13 +94,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
   try {
     const tgt = await openClient(o.target, { applicationName: 'pgferry cutover' });
     try {
-      const state = await readOnlineState(tgt, o.ledgerSchema);
-      if (!state) {
-        throw new PgferryError(`no online migration into ${describeConnection(o.target)}`, {
-          code: 'NO_ONLINE_MIGRATION',
-          hint: 'run pgferry start first',
-        });
-      }
+      const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
       if (state.phase !== 'replicating' && state.phase !== 'cutover') {
         throw new PgferryError(
           `the online migration is in phase "${state.phase}": cutover needs "replicating"`,

@@ -9,9 +9,9 @@
  */
 import { formatConninfo, parseConninfo } from '../connect/conninfo.js';
 import { openClient } from '../connect/open-client.js';
-import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
+import type { ConnectionSpec } from '../connect/resolve.js';
 import { PgferryError } from '../errors.js';
-import { readOnlineState, updateOnlineState } from '../online/state.js';
+import { requireOnlineState, updateOnlineState } from '../online/state.js';
 import { prepareBackReplication } from './back-replication.js';
 
 export interface StartBackOptions {
@@ -34,13 +34,7 @@ export async function runStartBack(o: StartBackOptions): Promise<StartBackResult
   try {
     const tgt = await openClient(o.target, { applicationName: 'pgferry start-back' });
     try {
-      const state = await readOnlineState(tgt, o.ledgerSchema);
-      if (!state) {
-        throw new PgferryError(`no online migration into ${describeConnection(o.target)}`, {
-          code: 'NO_ONLINE_MIGRATION',
-          hint: 'run pgferry start first',
-        });
-      }
+      const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
       if (state.phase !== 'replicating') {
         throw new PgferryError(
           `start-back needs phase "replicating", and the migration is in "${state.phase}"`,

@@ -11,6 +11,8 @@
  * Checked on PostgreSQL 13, 15 and 17 (the ledger lives on the target).
  */
 import type pg from 'pg';
+import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
+import { PgferryError } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
 import type { ReplicationNames } from '../replicate/names.js';
 import { qualifiedName } from '../util/sql.js';
@@ -214,4 +216,20 @@ export async function markRoleRestored(client: pg.Client, schema: string, name: 
   await client.query(`UPDATE ${rolesTable(schema)} SET restored_at = pg_catalog.now() WHERE role_name = $1`, [
     name,
   ]);
+}
+
+/** The online state, or an error saying that `pgferry start` has not run against this target. */
+export async function requireOnlineState(
+  client: pg.Client,
+  schema: string,
+  target: ConnectionSpec,
+): Promise<OnlineState> {
+  const state = await readOnlineState(client, schema);
+  if (!state) {
+    throw new PgferryError(`no online migration into ${describeConnection(target)}`, {
+      code: 'NO_ONLINE_MIGRATION',
+      hint: 'run pgferry start first',
+    });
+  }
+  return state;
 }
