@@ -13,6 +13,8 @@ export interface BenchOptions {
   runs: number;
   only: Set<MethodKey>;
   singleTable: boolean;
+  /** Time pgferry verify against count(*) instead of the copy methods. */
+  verify: boolean;
   sourceMajor: number;
   /** undefined: the newest available of 17 and 15. */
   targetMajor: number | undefined;
@@ -59,6 +61,7 @@ export function parseBenchArgs(
       ),
     )
     .option('--single-table', 'one table of about --size, pgferry with --jobs 1, 2 and 4 against pg_dump -t')
+    .option('--verify', 'time pgferry verify of a clone against SELECT count(*) on both sides')
     .option('--source-major <n>', 'source server major (pg_dump must be at least this)', positiveInt, 15)
     .option('--target-major <n>', 'target server major (default 17 when available, else 15)', positiveInt)
     .addHelpText(
@@ -67,7 +70,8 @@ export function parseBenchArgs(
 Examples:
   npm run bench                                   # about 1 GB, --jobs 2, 5 rounds
   npm run bench -- --size 50MB --runs 1           # a quick check
-  npm run bench -- --size 1GB --single-table --only clone,dump`,
+  npm run bench -- --size 1GB --single-table --only clone,dump
+  npm run bench -- --size 1GB --single-table --verify --runs 3`,
     );
   program.parse(args, { from: 'user' });
   const o = program.opts<{
@@ -76,6 +80,7 @@ Examples:
     runs: number;
     only?: Set<MethodKey>;
     singleTable?: boolean;
+    verify?: boolean;
     sourceMajor: number;
     targetMajor?: number;
   }>();
@@ -85,6 +90,7 @@ Examples:
     runs: o.runs,
     only: o.only ?? new Set(METHOD_KEYS),
     singleTable: Boolean(o.singleTable),
+    verify: Boolean(o.verify),
     sourceMajor: o.sourceMajor,
     targetMajor: o.targetMajor,
   };

@@ -16,7 +16,8 @@ import { LocalServer, SANDBOX_PASSWORD } from '../src/sandbox/local-server.js';
 import { findPgTools } from '../src/schema/pg-tools.js';
 import { parseBenchArgs } from './args.js';
 import { countRows, createDataset, type Dataset } from './dataset.js';
-import { chooseMethods } from './methods.js';
+import { chooseMethods, cloneMethod } from './methods.js';
+import { benchVerify } from './verify-bench.js';
 import type { BenchContext, Method, MethodResult } from './method.js';
 import { median, renderReport, stats, type BenchReport } from './report.js';
 
@@ -250,4 +251,27 @@ describe('bench dataset and methods on real servers', () => {
       await target.sql(`DROP DATABASE ${db} WITH (FORCE)`);
     });
   }
+
+  test('the verify benchmark times verify of a clone against count(*) and says by how much', async () => {
+    const db = 't_verify';
+    await target.sql(`CREATE DATABASE ${db}`);
+    const clone = await cloneMethod('clone', 2, []).run(ctx, db);
+    assert.equal(clone.ok, true, clone.error);
+    const lines: string[] = [];
+    const once = () =>
+      benchVerify({ ctx, source, target, targetDb: db, jobs: 2, runs: 1, log: (l) => lines.push(l) });
+    const result = await once();
+    assert.equal(result.ok, true, lines.join('\n'));
+    assert.match(result.text, /count\(\*\) on source \+ target +\d+\.\d\d s/);
+    assert.match(result.text, /pgferry verify --jobs 2 +\d+\.\d\d s +\(\d+\.\d\d× count\(\*\)/);
+    // A verify that finds a difference is reported as failed, not timed as if it passed.
+    await target.sql(
+      `DELETE FROM public.audit_log WHERE ctid = (SELECT min(ctid) FROM public.audit_log)`,
+      db,
+    );
+    const differing = await once();
+    assert.equal(differing.ok, false);
+    assert.match(lines.at(-1) ?? '', /FAILED, exit 6/);
+    await target.sql(`DROP DATABASE ${db} WITH (FORCE)`);
+  });
 });

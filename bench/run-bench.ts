@@ -23,7 +23,8 @@ import { findPgTools } from '../src/schema/pg-tools.js';
 import { parseBenchArgs, type BenchOptions } from './args.js';
 import { countRows, createDataset, type Dataset } from './dataset.js';
 import { killLiveChildren } from './measure.js';
-import { chooseMethods } from './methods.js';
+import { chooseMethods, cloneMethod } from './methods.js';
+import { benchVerify } from './verify-bench.js';
 import type { BenchContext, Method, MethodResult } from './method.js';
 import { renderReport, writeResults, type BenchReport, type RunRecord } from './report.js';
 
@@ -91,6 +92,24 @@ async function runOnce(
   return { round, method: method.id, targetDatabase: db, startedAt, loadAverage, result };
 }
 
+/** `--verify`: one untimed clone, then verify against count(*) (verify-bench.ts). */
+async function verifyBench(
+  o: BenchOptions,
+  ctx: BenchContext,
+  source: LocalServer,
+  target: LocalServer,
+): Promise<boolean> {
+  const db = 'bench_verify';
+  await target.sql(`CREATE DATABASE ${db}`);
+  log(`cloning into ${db} (untimed) …`);
+  const clone = await cloneMethod('clone', o.jobs, []).run(ctx, db);
+  const wrong = clone.ok ? await checkCopy(target, db, ctx.dataset) : clone.error;
+  if (wrong) throw new PgferryError(`the clone to verify failed: ${wrong}`, { code: 'BENCH_CLONE_FAILED' });
+  const result = await benchVerify({ ctx, source, target, targetDb: db, jobs: o.jobs, runs: o.runs, log });
+  process.stdout.write(result.text + '\n');
+  return result.ok;
+}
+
 async function bench(o: BenchOptions, workDir: string): Promise<boolean> {
   if (!existsSync(cliPath))
     throw new PgferryError(`"${cliPath}" does not exist`, {
@@ -153,6 +172,7 @@ async function bench(o: BenchOptions, workDir: string): Promise<boolean> {
       dataset,
       workDir,
     };
+    if (o.verify) return await verifyBench(o, ctx, source, target);
     const runs: RunRecord[] = [];
     for (let round = 1; round <= o.runs; round++)
       for (const method of methods) runs.push(await runOnce(method, round, ctx, target));

@@ -13,7 +13,9 @@ import pg from 'pg';
 import { resolveConnection } from '../src/connect/resolve.js';
 import type { LocalServer } from '../src/sandbox/local-server.js';
 import { findPgTools } from '../src/schema/pg-tools.js';
-import { checksumSql } from '../src/verify/row-sql.js';
+import { columnHash } from '../src/verify/row-hash.js';
+import { checksumSql, rowBucketSql, type RowShape } from '../src/verify/row-sql.js';
+import { quoteLiteral } from '../src/util/sql.js';
 import { parseTableName } from '../src/verify/scope.js';
 import type { RowDifference, TableResult, VerifyEvent, VerifyReport } from '../src/verify/types.js';
 import { verifyDatabases } from '../src/verify/verify-databases.js';
@@ -38,6 +40,33 @@ SELECT 'C-' || lpad(g::text, 4, '0'), CASE WHEN g % 3 = 0 THEN NULL ELSE 'label 
 FROM generate_series(1, 600) g;
 ANALYZE;
 `;
+
+const AUDIT_COLUMNS: [string, string][] = [
+  ['happened_at', 'timestamptz'],
+  ['actor', 'text'],
+  ['payload', 'jsonb'],
+];
+const CODES_COLUMNS: [string, string][] = [
+  ['code', 'text'],
+  ['label', 'text'],
+  ['weight', 'float8'],
+];
+
+/** How verify sees a table whose columns have these pg_catalog types on both sides. */
+function shapeOf(
+  schema: string,
+  name: string,
+  columns: [string, string][],
+  key: string[] | undefined,
+): RowShape {
+  return {
+    table: { schema, name },
+    columns: columns.map(([c]) => c),
+    hashed: columns.map(([c, type]) => ({ name: c, type, hash: columnHash(type, type), notNull: false })),
+    key: key?.map((k) => ({ name: k, type: columns.find(([c]) => c === k)?.[1] ?? 'text' })),
+    convert: false,
+  };
+}
 
 /** pg_dump of the source piped into psql on the target: a copy made the way people do it. */
 async function dumpInto(sourceUrl: string, targetUrl: string): Promise<void> {
@@ -326,7 +355,11 @@ describe('verify: every kind of row difference is found, with table, chunk and k
     assert.equal(d.sourceCount, 1);
     assert.equal(d.targetCount, 2);
     assert.equal(d.row, '("2024-06-01 08:20:00+00","actor 0","{""g"": 500}")');
-    const bucket = await old.sql<{ b: string }>(`SELECT substr(md5($1), 1, 1) AS b`, p.db, [d.row]);
+    const bucket = await old.sql<{ b: string }>(
+      rowBucketSql(shapeOf('Audit Log', 'events', AUDIT_COLUMNS, undefined), 1, `payload = '{"g": 500}'`),
+      p.db,
+    );
+    assert.equal(bucket.length, 1);
     assert.equal(d.chunk.label, `hash bucket ${bucket[0]?.b}`);
   });
 
@@ -341,12 +374,14 @@ describe('verify: every kind of row difference is found, with table, chunk and k
     const t = onlyDiffering(await verify(p), 'public.codes');
     assert.equal(t.method, 'hash');
     const got = t.differences.map((d) => [d.kind, 'key' in d ? d.key.code : '', d.chunk.label]);
-    const bucket = async (code: string) =>
-      `hash bucket ${(await sys.sql<{ b: string }>(`SELECT substr(md5(ROW($1::text)::text), 1, 1) AS b`, p.db, [code]))[0]?.b}`;
+    const shape = shapeOf('public', 'codes', CODES_COLUMNS, ['code']);
+    // Each key's bucket, on the side that has it.
+    const bucket = async (code: string, side: LocalServer = sys) =>
+      `hash bucket ${(await side.sql<{ b: string }>(rowBucketSql(shape, 1, `code = ${quoteLiteral(code)}`), p.db))[0]?.b}`;
     assert.deepEqual(got, [
       ['missing on target', 'C-0007', await bucket('C-0007')],
       ['changed', 'C-0300', await bucket('C-0300')],
-      ['extra on target', 'C-9999', await bucket('C-9999')],
+      ['extra on target', 'C-9999', await bucket('C-9999', target)],
     ]);
     const changed = t.differences[1];
     assert.ok(changed?.kind === 'changed');
@@ -588,33 +623,112 @@ describe('verify: scope, snapshot, row text', () => {
     }
   });
 
-  test('row text tells apart NULL, empty, trailing space, commas and quotes', async () => {
-    const db = await createDatabase(sys, uniqueName('verify_rowtext'));
+  test('a LATIN1 source and a UTF8 target compare by the characters, not the bytes', async () => {
+    const db = uniqueName('verify_latin1');
+    await sys.sql(`CREATE DATABASE ${db} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
     await sys.sql(
-      `CREATE TABLE public.t (id int PRIMARY KEY, a text, b text);
-       INSERT INTO public.t VALUES (1, NULL, NULL), (2, '', NULL), (3, NULL, ''), (4, 'a', NULL), (5, 'a ', NULL),
-         (6, 'a,b', NULL), (7, 'a', 'b'), (8, '"', NULL), (9, '""', NULL), (10, '', '')`,
+      `CREATE TABLE public.names (id int PRIMARY KEY, name text, initial char(2), note varchar(20));
+       INSERT INTO public.names SELECT g, 'Zoë Müller ' || g, 'É', 'café' FROM generate_series(1, 300) g`,
+      db,
+    );
+    await createDatabase(target, db);
+    await dumpInto(sys.url(db), target.url(db));
+    const p: Pair = { source: sys, db, sourceUrl: sys.url(db), targetUrl: target.url(db) };
+    const same = await verify(p);
+    assert.equal(same.ok, true, JSON.stringify(same.tables));
+    await target.sql(`UPDATE public.names SET name = 'Zoe Müller 42' WHERE id = 42`, db);
+    const t = onlyDiffering(await verify(p), 'public.names');
+    assert.deepEqual(
+      t.differences.map((d) => [d.kind, 'key' in d ? d.key.id : '', 'columns' in d ? d.columns : []]),
+      [['changed', '42', [{ name: 'name', source: 'Zoë Müller 42', target: 'Zoe Müller 42' }]]],
+    );
+  });
+
+  test('the row hash tells apart values that are equal but not the same', async () => {
+    const db = await createDatabase(sys, uniqueName('verify_rowhash'));
+    // Pairs of rows that compare equal (or look alike) but are not the same values; every row
+    // must hash differently. Columns: types hashed directly, as timestamp, as float, as text.
+    const columns: [string, string][] = [
+      ['id', 'int4'],
+      ['a', 'text'],
+      ['b', 'text'],
+      ['n', 'numeric'],
+      ['f', 'float8'],
+      ['i', 'interval'],
+      ['j', 'jsonb'],
+      ['c', 'bpchar'],
+      ['t', 'timestamptz'],
+      ['flag', 'bool'],
+      ['v', 'varchar'],
+      ['pf', 'float8'],
+    ];
+    // One row per value (id = its position): the named columns set, every other NULL.
+    const rows: Record<string, string>[] = [
+      {},
+      { a: `''` },
+      { b: `''` },
+      { a: `'a'` },
+      { a: `'a '` },
+      { a: `'a,b'` },
+      { a: `'a'`, b: `'b'` },
+      { a: `'b'`, b: `'a'` },
+      { a: `'"'` },
+      { a: `'""'` },
+      { a: `''`, b: `''` },
+      { n: '1.0' },
+      { n: '1.00' },
+      { f: '0' },
+      { f: `'-0'` },
+      { f: '0.1' },
+      { f: '0.10000000000000002' },
+      { i: `'1 day'` },
+      { i: `'24 hours'` },
+      { j: `'{"x": 1.0}'` },
+      { j: `'{"x": 1.00}'` },
+      { c: `'a'` },
+      { c: `'a '` },
+      { t: `'2024-01-01 00:00:00+00'` },
+      { t: `'2024-01-01 00:00:00.000001+00'` },
+      { flag: 'true' },
+      { flag: 'false' },
+      { v: `'Ab'` },
+      { v: `'ab'` },
+      { pf: '0.5' },
+      { pf: '0.25' },
+    ];
+    await sys.sql(
+      `CREATE TABLE public.t (${columns.map(([c, type]) => `${c} ${type === 'int4' ? 'int' : type}`).join(', ')});
+       INSERT INTO public.t VALUES ${rows
+         .map((r, i) => `(${[String(i + 1), ...columns.slice(1).map(([c]) => r[c] ?? 'NULL')].join(', ')})`)
+         .join(', ')};
+       -- A domain over float8 (with a CHECK that refuses 0) is hashed as its base type.
+       CREATE DOMAIN public.pos_float AS float8 CHECK (VALUE > 0);
+       ALTER TABLE public.t ALTER COLUMN pf TYPE public.pos_float`,
       db,
     );
     const client = new pg.Client(sys.clientConfig(db));
     await client.connect();
     try {
-      const sums = new Set<string>();
-      for (let id = 1; id <= 10; id++) {
-        // Each row alone, with its key changed to 0 so that only a and b can tell them apart.
+      await client.query(`SET TimeZone = 'UTC'; SET extra_float_digits = 3`);
+      const shape = shapeOf('public', 't', columns, undefined);
+      const sums = new Map<string, number>();
+      for (let id = 1; id <= rows.length; id++) {
+        // Each row alone, with its key changed to 0 so that only the other columns tell them apart.
         await client.query(`UPDATE public.t SET id = 0 WHERE id = ${id}`);
-        const shape = {
-          table: { schema: 'public', name: 't' },
-          columns: ['id', 'a', 'b'],
-          key: undefined,
-          convert: false,
-        };
-        const res = await client.query<{ n: string; s1: string; s2: string }>(checksumSql(shape, 'id = 0'));
+        const res = await client.query<{ n: string; s: string }>(checksumSql(shape, 'id = 0'));
         await client.query(`UPDATE public.t SET id = ${id} WHERE id = 0`);
         assert.equal(res.rows[0]?.n, '1');
-        sums.add(`${res.rows[0]?.s1}/${res.rows[0]?.s2}`);
+        const s = res.rows[0]?.s ?? '';
+        assert.ok(!sums.has(s), `row ${id} hashes like row ${sums.get(s)}`);
+        sums.set(s, id);
       }
-      assert.equal(sums.size, 10, 'ten different rows, ten different checksums');
+      // A duplicated row adds to the sum: it does not cancel out as XOR would.
+      const once = await client.query<{ s: string }>(checksumSql(shape, 'id = 7'));
+      await client.query(`INSERT INTO public.t SELECT 1000, a, b FROM public.t WHERE id = 7`);
+      await client.query(`UPDATE public.t SET id = 7 WHERE id = 1000`);
+      const twice = await client.query<{ n: string; s: string }>(checksumSql(shape, 'id = 7'));
+      assert.equal(twice.rows[0]?.n, '2');
+      assert.equal(BigInt(twice.rows[0]?.s ?? '0'), 2n * BigInt(once.rows[0]?.s ?? '0'));
     } finally {
       await client.end();
     }

@@ -32,7 +32,13 @@ SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind, c.rel
                   'notNull', a.attnotnull,
                   'default', pg_catalog.pg_get_expr(ad.adbin, ad.adrelid),
                   'generated', a.attgenerated::text,
-                  'identity', a.attidentity::text) ORDER BY a.attnum)
+                  'identity', a.attidentity::text,
+                  'base', (SELECT bt.typname
+                           FROM pg_catalog.pg_type ty
+                           JOIN pg_catalog.pg_type bt
+                             ON bt.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE ty.oid END
+                           WHERE ty.oid = a.atttypid AND bt.typtype = 'b'
+                             AND bt.typnamespace = 'pg_catalog'::pg_catalog.regnamespace)) ORDER BY a.attnum)
          FROM pg_catalog.pg_attribute a
          LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]'::pg_catalog.json) AS columns
@@ -110,6 +116,8 @@ export interface CatalogColumn {
   generated: string;
   /** '' or 'a' / 'd' (identity ALWAYS / BY DEFAULT). */
   identity: string;
+  /** The base type (through one domain) when it is a pg_catalog base type: how verify hashes it. */
+  base: string | null;
 }
 
 export interface CatalogTable {

@@ -1,12 +1,13 @@
 /**
  * Tables without an integer split column. Heap block ranges cannot be compared between
  * servers (each lays rows out its own way), so rows are grouped by what they are: the
- * first hex digits of md5(primary key text), or of md5(row text) when there is no key.
+ * top hex digits of the 64-bit hash of the primary key, or of the row when there is no key.
  * One pass per side gives a checksum per bucket; a changed row stays in its key's bucket on
  * both sides. Differing buckets are split further by more hex digits (one more pass over
  * only those buckets) until few rows are left, and those rows are compared (row-diff.ts).
  */
 import { diffContent, diffKeyed } from './row-diff.js';
+import { bucketNumber, MAX_BUCKET_DIGITS } from './row-hash.js';
 import { bucketSql, contentBucketRowsSql, keyedBucketRowsSql, type Checksum } from './row-sql.js';
 import { sameChecksum, type TableJob } from './table-job.js';
 import { VERIFY_DEFAULTS, type ChunkPlace } from './types.js';
@@ -30,7 +31,7 @@ async function buckets(
   const [s, t] = await pair.both<Checksum & { b: string }>(
     within ? `hash buckets of ${within.prefixes.length} bucket(s)` : 'hash buckets',
     bucketSql(job.shape, digits, within?.digits),
-    within ? [within.prefixes] : [],
+    within ? [within.prefixes.map(bucketNumber)] : [],
   );
   const map = (rows: (Checksum & { b: string })[]) => new Map(rows.map((r) => [r.b, r]));
   return [map(s), map(t)];
@@ -63,8 +64,8 @@ export async function verifyHashed(pair: WorkerPair, job: TableJob, onNarrow: ()
   let digits = top;
   let selected = topDiffering.slice(0, job.budget.remaining);
   if (selected.length < topDiffering.length) job.budget.truncated = true;
-  while (digits < 32 && rowsIn(level, selected) > VERIFY_DEFAULTS.fetchCap) {
-    const next = Math.min(32, digits + 2);
+  while (digits < MAX_BUCKET_DIGITS && rowsIn(level, selected) > VERIFY_DEFAULTS.fetchCap) {
+    const next = Math.min(MAX_BUCKET_DIGITS, digits + 2);
     level = await buckets(pair, job, next, { digits, prefixes: selected });
     digits = next;
     const found = differing(level);
@@ -77,7 +78,7 @@ export async function verifyHashed(pair: WorkerPair, job: TableJob, onNarrow: ()
   });
   const where = {
     what: `${selected.length} hash bucket(s)`,
-    params: [selected],
+    params: [selected.map(bucketNumber)],
     place,
   };
   job.differences.push(

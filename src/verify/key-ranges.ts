@@ -60,7 +60,7 @@ async function checksums(pair: WorkerPair, job: TableJob, chunk: RangeChunk): Pr
     `the checksum of ${chunkLabel(chunk)}`,
     checksumSql(job.shape, chunkCondition(chunk)),
   );
-  const zero = { n: '0', s1: '0', s2: '0' };
+  const zero = { n: '0', s: '0' };
   return [s[0] ?? zero, t[0] ?? zero];
 }
 

@@ -8,6 +8,7 @@ import { PgferryError } from '../errors.js';
 import type { Inventory } from '../inventory/inventory.js';
 import { displayName } from '../util/sql.js';
 import type { Catalog, CatalogTable } from './catalog.js';
+import { columnHash, type HashedColumn } from './row-hash.js';
 import { tableInScope, type Scope } from './scope.js';
 import { newTableJob, type TableJob } from './table-job.js';
 import type { TableResult } from './types.js';
@@ -90,8 +91,17 @@ export function buildTableJobs(input: {
     }
     // A materialized view that is not populated has no rows to read (the schema compare says so).
     if (s.relkind === 'm' && !(s.populated && t.populated)) continue;
-    const targetColumns = new Set(t.columns.map((c) => c.name));
+    const targetColumns = new Map(t.columns.map((c) => [c.name, c]));
     const common = s.columns.filter((c) => targetColumns.has(c.name));
+    const hashed = common.map((c): HashedColumn => {
+      const other = targetColumns.get(c.name);
+      return {
+        name: c.name,
+        type: c.base ?? undefined,
+        hash: columnHash(c.base ?? undefined, other?.base ?? undefined),
+        notNull: c.notNull && other?.notNull === true,
+      };
+    });
     const typeOf = new Map(common.map((c) => [c.name, c.type]));
     const inv = inventory.tables.find((i) => i.schema === s.schema && i.name === s.name);
     const pk = inv?.primaryKey?.map((name) => ({ name, type: typeOf.get(name) ?? '' }));
@@ -103,6 +113,7 @@ export function buildTableJobs(input: {
         {
           table: { schema: s.schema, name: s.name },
           columns: common.map((c) => c.name),
+          hashed,
           key: pk && pk.every((k) => k.type !== '') ? pk : undefined,
           convert: input.convert,
         },

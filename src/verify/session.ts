@@ -38,6 +38,9 @@ const OPTIONAL_SETTINGS: [string, string][] = [
   ['lc_numeric', 'C'],
   // JIT compiles each chunk's aggregate: ~100 ms per query buys nothing on a one-pass scan.
   ['jit', 'off'],
+  // --jobs sets how many chunks each server works on at once; parallel workers under each
+  // would only crowd the same cores (and a production server's other users).
+  ['max_parallel_workers_per_gather', '0'],
 ];
 
 export function sideExit(spec: ConnectionSpec): typeof EXIT.source | typeof EXIT.target {

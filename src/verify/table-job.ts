@@ -4,7 +4,7 @@
  */
 import type { TableRef } from '../plan/chunk.js';
 import { compareKeys, type DiffBudget } from './row-diff.js';
-import type { RowShape } from './row-sql.js';
+import type { Checksum, RowShape } from './row-sql.js';
 import type { RowDifference, TableResult, VerifyMethod } from './types.js';
 
 export interface TableJob {
@@ -79,7 +79,7 @@ function byPlace(a: RowDifference, b: RowDifference): number {
   return compareKeys(ka, kb);
 }
 
-/** Two checksums are equal when count and both hash sums are. */
-export function sameChecksum(a: { n: string; s1: string; s2: string } | undefined, b: typeof a): boolean {
-  return a !== undefined && b !== undefined && a.n === b.n && a.s1 === b.s1 && a.s2 === b.s2;
+/** Two checksums are equal when count and hash sum are. */
+export function sameChecksum(a: Checksum | undefined, b: Checksum | undefined): boolean {
+  return a !== undefined && b !== undefined && a.n === b.n && a.s === b.s;
 }
