@@ -8,6 +8,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
@@ -24,6 +27,7 @@ import {
   enableSubscription,
   subscriptionConninfo,
 } from '../src/replicate/subscription.js';
+import { probeSourceFromTarget } from '../src/replicate/reachability.js';
 import { replicationStatus, waitForCatchUp } from '../src/replicate/status.js';
 import {
   NEW_MAJOR,
@@ -383,3 +387,69 @@ for (const sourceMajor of [SYSTEM_MAJOR, OLD_MAJOR]) {
     });
   });
 }
+
+describe('the source password stays out of the server log', () => {
+  test('CREATE SUBSCRIPTION and the reachability probe are not logged; a role that cannot stop it is warned', async () => {
+    const src = await createDatabase(target, uniqueName('leak_src'));
+    const dst = await createDatabase(target, uniqueName('leak_dst'));
+    const secret = `Pw-${randomBytes(6).toString('hex')}`;
+    const wrong = `Wrong-${randomBytes(6).toString('hex')}`;
+    const user = uniqueName('leak_user');
+    const conninfo = (password: string) =>
+      `host=127.0.0.1 port=${target.port} dbname=${src} user=${user} password=${password}`;
+    await target.sql(`CREATE ROLE ${user} LOGIN REPLICATION PASSWORD ${quoteLiteral(secret)}`);
+    await target.sql(
+      `CREATE TABLE public.t (id int PRIMARY KEY); CREATE PUBLICATION leak_pub FOR TABLE public.t`,
+      src,
+    );
+    await target.sql(`CREATE TABLE public.t (id int PRIMARY KEY)`, dst);
+    await target.sql(`ALTER SYSTEM SET log_statement = 'all'`);
+    await target.sql('SELECT pg_catalog.pg_reload_conf()');
+    const superuser = await openClient(resolveConnection(target.url(dst), 'target', {}), {
+      applicationName: 'pgferry test',
+    });
+    try {
+      const sub = {
+        name: 'leak_sub',
+        sourceConninfo: conninfo(secret),
+        publication: 'leak_pub',
+        slotName: 'none_yet',
+      };
+      assert.deepEqual(await createSubscription(superuser, sub), { created: true });
+      const probe = await probeSourceFromTarget(superuser, conninfo(wrong), 10);
+      assert.equal(probe.status, 'unreachable');
+      assert.equal(probe.loggedBy, undefined);
+      // A statement after them is logged: the server does log statements.
+      await superuser.query(`COMMENT ON TABLE public.t IS 'leak-marker'`);
+      const settings = await superuser.query<{ v: string }>(`SELECT current_setting('log_statement') AS v`);
+      assert.equal(settings.rows[0]?.v, 'all', 'the session settings were restored');
+      await superuser.query(`ALTER SUBSCRIPTION leak_sub SET (slot_name = NONE)`);
+      await superuser.query(`DROP SUBSCRIPTION leak_sub`);
+      const log = readFileSync(path.join(target.dir, 'server.log'), 'utf8');
+      assert.match(log, /leak-marker/);
+      assert.ok(!log.includes(secret), 'the password of CREATE SUBSCRIPTION is not in the log');
+      assert.ok(!log.includes(wrong), 'the password of the failed probe is not in the log');
+
+      // A role that may create subscriptions (16+) but not change logging: told, not silent.
+      const plain = uniqueName('leak_plain');
+      await target.sql(`CREATE ROLE ${plain} LOGIN PASSWORD 'plain' IN ROLE pg_create_subscription`);
+      await target.sql(`GRANT CREATE ON DATABASE ${dst} TO ${plain}; GRANT ALL ON public.t TO ${plain}`, dst);
+      const limited = await openClient(
+        resolveConnection(`postgresql://${plain}:plain@127.0.0.1:${target.port}/${dst}`, 'target', {}),
+        { applicationName: 'pgferry test' },
+      );
+      try {
+        const made = await createSubscription(limited, { ...sub, name: 'leak_sub2' });
+        assert.deepEqual(made, { created: true, loggedBy: ['log_statement = all'] });
+        await limited.query(`ALTER SUBSCRIPTION leak_sub2 SET (slot_name = NONE)`);
+        await limited.query(`DROP SUBSCRIPTION leak_sub2`);
+      } finally {
+        await limited.end();
+      }
+    } finally {
+      await superuser.end();
+      await target.sql(`ALTER SYSTEM RESET log_statement`);
+      await target.sql('SELECT pg_catalog.pg_reload_conf()');
+    }
+  });
+});

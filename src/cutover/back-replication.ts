@@ -29,6 +29,7 @@ import { PgferryError } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
 import type { ReplicationNames } from '../replicate/names.js';
 import { createPublication, dropPublication } from '../replicate/publication.js';
+import { withoutStatementLogging } from '../replicate/quiet-logging.js';
 import { probeSourceFromTarget } from '../replicate/reachability.js';
 import { dropSlot } from '../replicate/slot.js';
 import { waitForCatchUp } from '../replicate/status.js';
@@ -48,7 +49,7 @@ export async function prepareBackReplication(
   names: ReplicationNames,
   tables: TableRef[],
   targetFromSource: string | undefined,
-): Promise<{ published: number }> {
+): Promise<{ published: number; loggedBy?: string[] }> {
   const probe = await probeSourceFromTarget(source, subscriptionConninfo(targetSpec, targetFromSource));
   if (probe.status !== 'reached') {
     throw new PgferryError(
@@ -64,7 +65,9 @@ export async function prepareBackReplication(
     );
   }
   const pub = await createPublication(target, names.backPublication, tables);
-  return { published: pub.published.length };
+  return probe.loggedBy
+    ? { published: pub.published.length, loggedBy: probe.loggedBy }
+    : { published: pub.published.length };
 }
 
 /** Slot on the target, subscription on the source, enabled. Idempotent. */
@@ -75,7 +78,7 @@ export async function createBackReplication(
   names: ReplicationNames,
   targetFromSource: string | undefined,
   sourceMajor: number,
-): Promise<{ originNone: boolean }> {
+): Promise<{ originNone: boolean; loggedBy?: string[] }> {
   const slot = await target.query('SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1', [
     names.backSlot,
   ]);
@@ -85,15 +88,19 @@ export async function createBackReplication(
     ]);
   }
   const originNone = sourceMajor >= 16;
+  let loggedBy: string[] = [];
   if (!(await readSubscription(source, names.backSubscription))) {
     const conninfo = subscriptionConninfo(targetSpec, targetFromSource);
     try {
-      await source.query(
-        `CREATE SUBSCRIPTION ${quoteIdent(names.backSubscription)}
-         CONNECTION ${quoteLiteral(conninfo)}
-         PUBLICATION ${quoteIdent(names.backPublication)}
-         WITH (create_slot = false, slot_name = ${quoteLiteral(names.backSlot)}, copy_data = false, enabled = false${originNone ? ', origin = none' : ''})`,
+      const quiet = await withoutStatementLogging(source, () =>
+        source.query(
+          `CREATE SUBSCRIPTION ${quoteIdent(names.backSubscription)}
+           CONNECTION ${quoteLiteral(conninfo)}
+           PUBLICATION ${quoteIdent(names.backPublication)}
+           WITH (create_slot = false, slot_name = ${quoteLiteral(names.backSlot)}, copy_data = false, enabled = false${originNone ? ', origin = none' : ''})`,
+        ),
       );
+      loggedBy = quiet.loggedAlways;
     } catch (err) {
       throw new PgferryError(
         `could not create the back-replication subscription "${names.backSubscription}" on the source: ${scrubPassword(err instanceof Error ? err.message : String(err), conninfo)}`,
@@ -107,7 +114,7 @@ export async function createBackReplication(
     }
   }
   await source.query(`ALTER SUBSCRIPTION ${quoteIdent(names.backSubscription)} ENABLE`);
-  return { originNone };
+  return loggedBy.length ? { originNone, loggedBy } : { originNone };
 }
 
 /**

@@ -20,6 +20,7 @@ import { openClient } from '../connect/open-client.js';
 import { formatConninfo } from '../connect/conninfo.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { PgferryError } from '../errors.js';
+import { exposedPasswordWarning } from '../replicate/quiet-logging.js';
 import { dropPublication } from '../replicate/publication.js';
 import { dropSlot } from '../replicate/slot.js';
 import { waitForCatchUp } from '../replicate/status.js';
@@ -72,7 +73,7 @@ export interface CutoverResult {
   largeObjects: { count: number; bytes: number };
   copiedTables: CopiedTable[];
   verify: VerifyReport | undefined;
-  backReplication: { originNone: boolean } | undefined;
+  backReplication: { originNone: boolean; loggedBy?: string[] } | undefined;
   /** What to point the application at: the target, without its password. */
   targetConninfo: string;
   steps: { step: string; ms: number }[];
@@ -195,6 +196,8 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
             major,
           ),
         );
+        if (backReplication.loggedBy)
+          o.onEvent({ type: 'warning', message: exposedPasswordWarning('source', backReplication.loggedBy) });
         await updateOnlineState(tgt, o.ledgerSchema, {
           back: { ...back, createdAt: new Date().toISOString(), originNone: backReplication.originNone },
         });

@@ -12,6 +12,7 @@ import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { PgferryError } from '../errors.js';
 import { requireOnlineState, updateOnlineState } from '../online/state.js';
+import { exposedPasswordWarning } from '../replicate/quiet-logging.js';
 import { prepareBackReplication } from './back-replication.js';
 
 export interface StartBackOptions {
@@ -27,6 +28,7 @@ export interface StartBackResult {
   tables: number;
   /** start-back had run before; the publication was brought up to date. */
   again: boolean;
+  warnings: string[];
 }
 
 export async function runStartBack(o: StartBackOptions): Promise<StartBackResult> {
@@ -48,7 +50,7 @@ export async function runStartBack(o: StartBackOptions): Promise<StartBackResult
         );
       }
       const override = o.targetFromSource ?? state.back?.targetFromSource;
-      const { published } = await prepareBackReplication(
+      const { published, loggedBy } = await prepareBackReplication(
         src,
         tgt,
         o.target,
@@ -64,7 +66,12 @@ export async function runStartBack(o: StartBackOptions): Promise<StartBackResult
           originNone: undefined,
         },
       });
-      return { publication: state.names.backPublication, tables: published, again: state.back !== null };
+      return {
+        publication: state.names.backPublication,
+        tables: published,
+        again: state.back !== null,
+        warnings: loggedBy ? [exposedPasswordWarning('source', loggedBy)] : [],
+      };
     } finally {
       await tgt.end().catch(() => undefined);
     }

@@ -27,6 +27,7 @@ import { runPrecheck, type PrecheckReport } from '../replicate/precheck.js';
 import { createPublication, dropPublication } from '../replicate/publication.js';
 import { readReplicationTables } from '../replicate/replication-tables.js';
 import { createSlotWithSnapshot } from '../replicate/slot.js';
+import { exposedPasswordWarning } from '../replicate/quiet-logging.js';
 import {
   createSubscription,
   enableSubscription,
@@ -236,12 +237,14 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
     // pg_dump copied the source's publications with the schema, ours included: not wanted on the target.
     if (await dropPublication(tgt, names.publication))
       emit(`dropped the copy of publication "${names.publication}" that came with the schema`);
-    await createSubscription(tgt, {
+    const subscription = await createSubscription(tgt, {
       name: names.subscription,
       sourceConninfo: subscriptionConninfo(o.clone.source, o.sourceFromTarget),
       publication: names.publication,
       slotName: names.slot,
     });
+    if (subscription.loggedBy)
+      o.clone.onEvent({ type: 'warning', message: exposedPasswordWarning('target', subscription.loggedBy) });
     await enableSubscription(tgt, names.subscription);
     await updateOnlineState(tgt, schema, { phase: 'replicating', detail: { copySeconds } });
     emit(

@@ -212,6 +212,18 @@ export function reachabilityRow(probe: ReachabilityResult | undefined, where: st
   }
 }
 
+/** The test subscription's text, password included, may be in the target's log. */
+export function passwordLoggedRow(loggedBy: string[]): PrecheckRow {
+  return row({
+    id: 'target.password_logged',
+    side: 'target',
+    check: 'password kept out of the log',
+    status: 'warn',
+    detail: `the target server may have logged the test subscription's connection string, password included (${loggedBy.join(', ')})`,
+    hint: "pgferry turns statement logging off for its own session when its role may (superuser); otherwise remove the line from the target's log, or give the target server a password file so that the connection string needs none",
+  });
+}
+
 export async function checkExtensions(source: pg.Client, target: pg.Client): Promise<PrecheckRow[]> {
   const used = await source.query<{ name: string; version: string }>(
     "SELECT e.extname AS name, e.extversion AS version FROM pg_catalog.pg_extension e WHERE e.extname <> 'plpgsql' ORDER BY 1",

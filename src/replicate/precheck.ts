@@ -16,7 +16,13 @@ import { subscriptionConninfo } from './subscription.js';
 import { readSettings, row, type CheckStatus, type PrecheckRow, type Settings } from './precheck-rows.js';
 import { checkSourceRole, checkSourceSettings, checkSourceTables } from './precheck-source.js';
 import { checkSourceActivity, leftoverSlotsRow } from './precheck-activity.js';
-import { checkExtensions, checkTargetRole, checkTargetSettings, reachabilityRow } from './precheck-target.js';
+import {
+  checkExtensions,
+  checkTargetRole,
+  checkTargetSettings,
+  passwordLoggedRow,
+  reachabilityRow,
+} from './precheck-target.js';
 
 export type { CheckStatus, PrecheckRow } from './precheck-rows.js';
 
@@ -123,6 +129,7 @@ export async function runPrecheck(
               : describeConnection(source),
           ),
         );
+        if (probe?.loggedBy) rows.push(passwordLoggedRow(probe.loggedBy));
         rows.push(await leftoverSlotsRow(tgt, 'target', names.backSlot));
       }
       rows.push(...(await checkExtensions(src, tgt)));

@@ -28,21 +28,37 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { serverErrorFields } from '../errors.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
+import { withoutStatementLogging } from './quiet-logging.js';
 import { scrubPassword } from './subscription.js';
 
-export type ReachabilityResult =
+export type ReachabilityResult = (
   | { status: 'reached' }
   /** The target could not connect (network, pg_hba.conf, password, REPLICATION right). */
   | { status: 'unreachable'; message: string }
   /** The target role may not create subscriptions, so the path was not tested. */
   | { status: 'denied'; message: string }
-  | { status: 'error'; message: string };
+  | { status: 'error'; message: string }
+) & {
+  /** Server settings that logged the test statement, password included (quiet-logging.ts). */
+  loggedBy?: string[];
+};
 
 /** Tries the connection from the target server to the source; see the module comment. */
 export async function probeSourceFromTarget(
   target: pg.Client,
   conninfo: string,
   timeoutSeconds = 60,
+): Promise<ReachabilityResult> {
+  const quiet = await withoutStatementLogging(target, () => probe(target, conninfo, timeoutSeconds));
+  const result = quiet.value;
+  const loggedBy = [...quiet.loggedAlways, ...(result.status === 'reached' ? [] : quiet.loggedOnFailure)];
+  return loggedBy.length ? { ...result, loggedBy } : result;
+}
+
+async function probe(
+  target: pg.Client,
+  conninfo: string,
+  timeoutSeconds: number,
 ): Promise<ReachabilityResult> {
   const name = `pgferry_precheck_${randomBytes(4).toString('hex')}`;
   await target.query('BEGIN');

@@ -6,8 +6,8 @@
  *
  * The connection string given to the target holds the source's password: the target
  * server needs it to connect (non-superuser subscriptions on 16+ even require one). It is
- * never logged or put in a message by pgferry; note that the target server may log the
- * statement itself when log_statement is 'ddl' or 'all'.
+ * never logged or put in a message by pgferry, and the target server is kept from logging
+ * the statement where the role may (quiet-logging.ts).
  *
  * Checked with PostgreSQL 13, 15 and 17 as the source and 17 as the target.
  */
@@ -17,6 +17,7 @@ import { PgferryError, serverErrorFields } from '../errors.js';
 import { formatConninfoWithPassword, parseConninfo, type Conninfo } from '../connect/conninfo.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
+import { withoutStatementLogging, type QuietResult } from './quiet-logging.js';
 
 export interface SubscriptionSpec {
   name: string;
@@ -76,7 +77,7 @@ export async function readSubscription(
 export async function createSubscription(
   client: pg.Client,
   spec: SubscriptionSpec,
-): Promise<{ created: boolean }> {
+): Promise<{ created: boolean; loggedBy?: string[] }> {
   const existing = await readSubscription(client, spec.name);
   if (existing) {
     if (existing.slotName !== spec.slotName) {
@@ -91,17 +92,20 @@ export async function createSubscription(
     }
     return { created: false };
   }
+  let quiet: QuietResult<unknown>;
   try {
-    await client.query(
-      `CREATE SUBSCRIPTION ${quoteIdent(spec.name)}
-       CONNECTION ${quoteLiteral(spec.sourceConninfo)}
-       PUBLICATION ${quoteIdent(spec.publication)}
-       WITH (create_slot = false, slot_name = ${quoteLiteral(spec.slotName)}, copy_data = false, enabled = false)`,
+    quiet = await withoutStatementLogging(client, () =>
+      client.query(
+        `CREATE SUBSCRIPTION ${quoteIdent(spec.name)}
+         CONNECTION ${quoteLiteral(spec.sourceConninfo)}
+         PUBLICATION ${quoteIdent(spec.publication)}
+         WITH (create_slot = false, slot_name = ${quoteLiteral(spec.slotName)}, copy_data = false, enabled = false)`,
+      ),
     );
   } catch (err) {
     throw subscriptionError(err, spec.name, spec.sourceConninfo);
   }
-  return { created: true };
+  return quiet.loggedAlways.length ? { created: true, loggedBy: quiet.loggedAlways } : { created: true };
 }
 
 /** A server message with the conninfo's password blanked out, should the server echo any of it. */

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { DEFAULTS } from '../../defaults.js';
 import { runStartBack } from '../../cutover/run-start-back.js';
-import { out, outJson } from '../output.js';
+import { err, out, outJson } from '../output.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 
@@ -61,5 +61,6 @@ Examples:
       out(
         "  cutover will start it; pgferry rollback after cutover brings the target's writes back to the source",
       );
+      for (const w of result.warnings) err(`warning: ${w}`);
     });
 }
