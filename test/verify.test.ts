@@ -30,10 +30,33 @@ import {
   uniqueName,
 } from './helpers/servers.js';
 
-// Extras on top of the feature database: a float at 0.1 exactly, and a table whose primary
-// key is text (no integer split column: compared by hash buckets, keyed).
+// Extras on top of the feature database: a float at 0.1 exactly, a table whose primary
+// key is text (no integer split column: compared by hash buckets, keyed), and a table with a
+// column of every kind verify hashes differently (row-hash.ts), with edge values: the same
+// values must hash the same on every major.
 const EXTRAS = `
 UPDATE public."select" SET ratio = 0.1 WHERE "from" = 7;
+CREATE TYPE public.mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE public.kinds (
+  id int PRIMARY KEY, b boolean, i2 smallint, i8 bigint, o oid, t text, vc varchar(20), ch char(5),
+  ts timestamp, tstz timestamptz, d date, tm time, ttz timetz, u uuid, f4 real, f8 double precision,
+  n numeric, iv interval, j jsonb, bin bytea, ip inet, arr int[], m public.mood);
+INSERT INTO public.kinds
+SELECT g, g % 3 = 0, (g % 32000)::smallint, g * 2147483659::bigint, (g * 7)::oid, 'text ' || g, 'vc ' || g,
+       'c' || (g % 100), timestamp '2020-01-01' + g * interval '1 hour 1 second',
+       timestamptz '2020-01-01 00:00+00' + g * interval '1 minute 1 microsecond', date '2000-01-01' + g,
+       time '00:00' + g * interval '1 second', timetz '12:00+02' + g * interval '1 minute', md5(g::text)::uuid,
+       (g / 7.0)::real, g / 7.0::float8, g / 7.0, g * interval '1 day 1 hour',
+       jsonb_build_object('g', g, 'x', g / 4.0), decode(md5(g::text), 'hex'),
+       ('10.0.' || (g % 256) || '.' || (g / 256 % 256))::inet, ARRAY[g, g + 1],
+       (ARRAY['sad', 'ok', 'happy']::public.mood[])[g % 3 + 1]
+FROM generate_series(1, 300) g;
+INSERT INTO public.kinds VALUES
+  (1000, false, -32768, -9223372036854775808, 0, '', '', '', '-infinity', 'infinity', '-infinity', '24:00',
+   '00:00+14', '00000000-0000-0000-0000-000000000000', '-0', 'NaN', 'NaN', '-178000000 years', '{}', '',
+   '::1', '{}', 'sad'),
+  (1001, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+   NULL, NULL, NULL, NULL, NULL);
 CREATE TABLE public.codes (code text PRIMARY KEY, label text, weight double precision);
 INSERT INTO public.codes
 SELECT 'C-' || lpad(g::text, 4, '0'), CASE WHEN g % 3 = 0 THEN NULL ELSE 'label ' || g END, g / 3.0
@@ -192,7 +215,7 @@ describe('verify: identical databases', () => {
     assert.equal(report.source.connection, `postgres@127.0.0.1:${old.port}/${p.db}`);
     assert.deepEqual(report.schema, []);
     const byName = new Map(report.tables.map((t) => [tableName(t), t]));
-    for (const name of [...FEATURE_TABLES, 'public.codes', 'sales.revenue_by_status']) {
+    for (const name of [...FEATURE_TABLES, 'public.codes', 'public.kinds', 'sales.revenue_by_status']) {
       const t = byName.get(name);
       assert.ok(t, `${name} verified`);
       assert.equal(t.status, 'match', name);
@@ -361,6 +384,59 @@ describe('verify: every kind of row difference is found, with table, chunk and k
     );
     assert.equal(bucket.length, 1);
     assert.equal(d.chunk.label, `hash bucket ${bucket[0]?.b}`);
+  });
+
+  test('a change in a column of any kind is found, and only that column is named', async () => {
+    const p = await freshPair('old');
+    // One row per column, each given another value of its type (row 1000 holds the edge values):
+    // floats one digit off, numeric with one more zero (equal, but printed differently).
+    const changes: [string, number, string][] = [
+      ['b', 3, 'false'],
+      ['i2', 4, '-4'],
+      ['i8', 5, '5'],
+      ['o', 6, '7'],
+      ['t', 7, "'text 7 '"],
+      ['vc', 8, "'VC 8'"],
+      ['ch', 9, "'c9 x'"],
+      ['ts', 10, "ts + interval '1 microsecond'"],
+      ['tstz', 11, "tstz - interval '1 microsecond'"],
+      ['d', 12, 'd + 1'],
+      ['tm', 13, "tm + interval '1 microsecond'"],
+      ['ttz', 14, "'12:14:00+03'"],
+      ['u', 15, "md5('x')::uuid"],
+      ['f4', 16, "'2.2857146'"],
+      ['f8', 17, "'2.428571428571429'"],
+      ['n', 18, '2.57142857142857140'],
+      ['iv', 19, "'19 days 19:00:00.000001'"],
+      ['j', 20, `'{"g": 20, "x": 5.00}'`],
+      ['bin', 21, "decode('00', 'hex')"],
+      ['ip', 22, "'10.0.22.0/24'"],
+      ['arr', 23, "'{24,23}'"],
+      ['m', 24, "'happy'"],
+      ['f4', 1000, "'0'"],
+      ['tstz', 1000, "'-infinity'"],
+      ['t', 1001, "''"],
+    ];
+    await target.sql(
+      changes.map(([c, id, v]) => `UPDATE public.kinds SET ${c} = ${v} WHERE id = ${id};`).join('\n'),
+      p.db,
+    );
+    const t = onlyDiffering(await verify(p, { maxDiffs: 50 }), 'public.kinds');
+    const order = ['b', 'i2', 'i8', 'o', 't', 'vc', 'ch', 'ts', 'tstz', 'd', 'tm', 'ttz', 'u', 'f4', 'f8'];
+    const expected = new Map<number, string[]>();
+    for (const [c, id] of changes) expected.set(id, [...(expected.get(id) ?? []), c]);
+    assert.deepEqual(
+      t.differences.map((d) => [
+        d.kind,
+        'key' in d ? Number(d.key.id) : 0,
+        'columns' in d ? d.columns.map((c) => c.name) : [],
+      ]),
+      [...expected].map(([id, cols]) => [
+        'changed',
+        id,
+        cols.sort((a, b) => order.indexOf(a) - order.indexOf(b)),
+      ]),
+    );
   });
 
   test('text primary key (hash buckets): changed, missing and extra, each in its bucket', async () => {
