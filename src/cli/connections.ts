@@ -18,14 +18,24 @@ export interface ConnectionFlags {
  * The libpq environment (PGHOST, PGUSER, ...) describes one server; with two servers in play
  * it applies to both unless PGFERRY_SOURCE / PGFERRY_TARGET give a conninfo per side.
  */
+/** The conninfo string given for `side`: flag, then PGFERRY_SOURCE/PGFERRY_TARGET, then the config file. */
+export function givenConninfo(
+  side: Side,
+  flags: ConnectionFlags,
+  config: PgferryConfig | undefined,
+): string | undefined {
+  return (
+    flags[side] ?? process.env[side === 'source' ? 'PGFERRY_SOURCE' : 'PGFERRY_TARGET'] ?? config?.[side]
+  );
+}
+
 export function connectionFor(
   side: Side,
   flags: ConnectionFlags,
   config: PgferryConfig | undefined,
   required = true,
 ): ConnectionSpec | undefined {
-  const given =
-    flags[side] ?? process.env[side === 'source' ? 'PGFERRY_SOURCE' : 'PGFERRY_TARGET'] ?? config?.[side];
+  const given = givenConninfo(side, flags, config);
   if (given === undefined && !required) return undefined;
   if (given === undefined && !process.env.PGHOST && !process.env.PGSERVICE && !process.env.PGDATABASE) {
     throw new PgferryError(`no ${side} connection given`, {

@@ -6,6 +6,7 @@
 import { Command, CommanderError } from 'commander';
 import { EXIT } from '../defaults.js';
 import { reportError } from './output.js';
+import { addDatabaseOptions, interceptPerDatabase, RanPerDatabase } from './many-databases.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerClone } from './commands/clone.js';
 import { registerDemo } from './commands/demo.js';
@@ -50,11 +51,29 @@ registerStartBack(program);
 registerRollback(program);
 registerVerify(program);
 
+// --database / --all-databases: one child process per database (many-databases.ts).
+const PER_DATABASE = [
+  'clone',
+  'verify',
+  'precheck',
+  'start',
+  'status',
+  'start-back',
+  'cutover',
+  'rollback',
+  'teardown',
+];
+for (const command of program.commands.filter((c) => PER_DATABASE.includes(c.name())))
+  addDatabaseOptions(command);
+interceptPerDatabase(program, () => process.argv.slice(2));
+
 const json = process.argv.includes('--json');
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  if (error instanceof CommanderError) {
+  if (error instanceof RanPerDatabase) {
+    process.exitCode = error.exitCode;
+  } else if (error instanceof CommanderError) {
     process.exitCode = error.exitCode === 0 ? EXIT.ok : EXIT.usage;
   } else {
     process.exitCode = reportError(error, json);
