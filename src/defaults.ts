@@ -43,4 +43,6 @@ export const DEFAULTS = {
   retryBaseDelayMs: 500,
   retryMaxDelayMs: 30_000,
   applicationName: 'pgferry',
+  /** precheck: transactions open longer than this are reported (they delay the slot). */
+  longTransactionSeconds: 300,
 } as const;

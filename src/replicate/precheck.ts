@@ -26,12 +26,6 @@ import {
 
 export type { CheckStatus, PrecheckRow } from './precheck-rows.js';
 
-/** Defaults of precheck. TODO(shared): move to defaults.ts. */
-export const PRECHECK_DEFAULTS = {
-  /** Transactions open longer than this are reported (they delay the slot). */
-  longTransactionSeconds: 300,
-} as const;
-
 export interface PrecheckOptions {
   /** Schema of pgferry's ledger on the target; never part of the migration. */
   ledgerSchema?: string;
@@ -95,7 +89,7 @@ export async function runPrecheck(
   options: PrecheckOptions = {},
 ): Promise<PrecheckReport> {
   const ledgerSchema = options.ledgerSchema ?? DEFAULTS.ledgerSchema;
-  const longTransactionSeconds = options.longTransactionSeconds ?? PRECHECK_DEFAULTS.longTransactionSeconds;
+  const longTransactionSeconds = options.longTransactionSeconds ?? DEFAULTS.longTransactionSeconds;
   const names = replicationNames(source.database);
   const src = await openClient(source, { applicationName: 'pgferry precheck' });
   try {

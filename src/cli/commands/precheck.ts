@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
 import { PgferryError } from '../../errors.js';
-import { PRECHECK_DEFAULTS, runPrecheck, type PrecheckReport } from '../../replicate/precheck.js';
+import { runPrecheck, type PrecheckReport } from '../../replicate/precheck.js';
 import { textTable } from '../../util/text-table.js';
 import { out, outJson } from '../output.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
@@ -57,7 +57,7 @@ export function registerPrecheck(program: Command): void {
     .option(
       '--long-transactions <seconds>',
       'report source transactions open longer than this',
-      String(PRECHECK_DEFAULTS.longTransactionSeconds),
+      String(DEFAULTS.longTransactionSeconds),
     )
     .option('--no-reachability', 'do not test the connection from the target server to the source')
     .option(
