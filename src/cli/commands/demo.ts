@@ -14,11 +14,12 @@ import { availableMajors } from '../../sandbox/postgres-binaries.js';
 import { featureDatabaseSql } from '../../sandbox/sample-database.js';
 import { resolveConnection } from '../../connect/resolve.js';
 import { openClient } from '../../connect/open-client.js';
-import { copyableTables, readInventory } from '../../inventory/inventory.js';
+import { readInventory } from '../../inventory/inventory.js';
 import { defaultWorkerPrefix, runClone, wholeTables } from '../../clone/run-clone.js';
-import { formatBytes, formatCount, formatDuration } from '../../util/format.js';
-import { displayName, qualifiedName } from '../../util/sql.js';
-import { textTable } from '../../util/text-table.js';
+import { formatReport } from '../../verify/report-text.js';
+import { VERIFY_DEFAULTS } from '../../verify/types.js';
+import { verifyDatabases } from '../../verify/verify-databases.js';
+import { formatBytes, formatDuration } from '../../util/format.js';
 import { isTTY, out } from '../output.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
 import { positiveInt } from '../parse-options.js';
@@ -109,40 +110,27 @@ export function registerDemo(program: Command): void {
         });
         progress.finish();
         printCloneSummary(summary, 'pgferry demo');
-        // Check: exact row counts on both sides.
+        // Check: pgferry verify, row counts and checksums chunk by chunk, and the schema.
         out('');
-        out('row counts, source and target:');
-        const rows: string[][] = [];
-        let mismatches = 0;
-        for (const t of copyableTables(inventory)) {
-          const q = `SELECT count(*)::text AS n FROM ONLY ${qualifiedName(t.schema, t.name)}`;
-          const [a, b] = await Promise.all([
-            source.sql<{ n: string }>(q, 'shop'),
-            target.sql<{ n: string }>(q, 'shop'),
-          ]);
-          const same = a[0]?.n === b[0]?.n;
-          if (!same) mismatches++;
-          rows.push([
-            displayName(t.schema, t.name),
-            formatCount(Number(a[0]?.n)),
-            formatCount(Number(b[0]?.n)),
-            same ? 'equal' : 'DIFFERENT',
-          ]);
-        }
-        out(textTable(['TABLE', 'SOURCE', 'TARGET', ''], rows, '  '));
-        if (!summary.ok || mismatches > 0) {
-          throw new PgferryError(
-            `the demo clone did not produce an equal copy (${mismatches} table(s) differ)`,
-            {
-              code: 'DEMO_MISMATCH',
-              exitCode: EXIT.mismatch,
-              hint: `the run files are in ${runDir}; please report this`,
-            },
-          );
+        out('pgferry verify: row counts and checksums on both sides, and the schema …');
+        const report = await verifyDatabases({
+          source: sourceSpec,
+          target: targetSpec,
+          jobs: flags.jobs,
+          maxDiffs: VERIFY_DEFAULTS.maxDiffs,
+          ledgerSchema: DEFAULTS.ledgerSchema,
+        });
+        for (const line of formatReport(report)) out(line);
+        if (!summary.ok || !report.ok) {
+          throw new PgferryError('the demo clone did not produce an equal copy', {
+            code: 'DEMO_MISMATCH',
+            exitCode: EXIT.mismatch,
+            hint: `the run files are in ${runDir}; please report this`,
+          });
         }
         out('');
         out(
-          `demo passed: every table has the same row count on both servers. Try it on your own: pgferry clone --help`,
+          'demo passed: every table has the same rows on both servers, and the same schema. Try it on your own: pgferry clone --help',
         );
         if (flags.keep) {
           out(`servers kept: source ${source.url('shop')}  target ${target.url('shop')}  (Ctrl-C to stop)`);
