@@ -165,4 +165,47 @@ describe(`many databases at once, ${SYSTEM_MAJOR} → ${NEW_MAJOR}`, () => {
       assert.equal(pubs?.n, 0, `no publication left in ${db}`);
     }
   });
+
+  test('Ctrl-C stops every database cleanly (exit 130); the same command then finishes them', async () => {
+    const dbs = ['int_a', 'int_b'];
+    for (const db of dbs) {
+      await createDatabase(source, db);
+      await source.sql(
+        `CREATE TABLE public.items (id int PRIMARY KEY, v text);
+         INSERT INTO public.items SELECT g, repeat('v', 200) FROM generate_series(1, 400000) g`,
+        db,
+      );
+    }
+    const args = ['clone', ...servers(), '--database', 'int_a', '--database', 'int_b', '--create-database'];
+    const runDir = tempDir();
+    const first = await runCli([...args, '--run-dir', runDir], {
+      onSpawn: (child) => {
+        let seen = '';
+        child.stderr?.on('data', (d: Buffer) => {
+          seen += d.toString();
+          // Both databases are copying (progress lines go to stderr): interrupt them.
+          if (/\[int_a\] copy: .* started/.test(seen) && /\[int_b\] copy: .* started/.test(seen)) {
+            seen = '';
+            child.kill('SIGINT');
+          }
+        });
+      },
+    });
+    assert.equal(first.code, 130, first.stderr + first.stdout);
+    assert.match(first.stderr, /interrupted \(SIGINT\); waiting for every database to stop/);
+    // Each names the command to run again: the one given, for every database.
+    assert.match(
+      first.stderr,
+      /^\[int_a\] {3}hint: run the same command again to resume: pgferry clone --source \S+ .*--database int_a --database int_b/m,
+    );
+    assert.doesNotMatch(first.stdout + first.stderr, /sandbox/, 'no password');
+    assert.match(
+      first.stdout,
+      /^clone: 0 of 2 database\(s\) ok; not ok: int_a \(exit 130\), int_b \(exit 130\)$/m,
+    );
+
+    const again = await runCli([...args, '--run-dir', runDir]);
+    assert.equal(again.code, 0, again.stderr + again.stdout);
+    for (const db of dbs) assert.equal(await count(target, db), 400_000, db);
+  });
 });

@@ -27,6 +27,16 @@ import { connectionFor, givenConninfo, type ConnectionFlags } from './connection
 import { loadConfig } from './common-options.js';
 import { positiveInt } from './parse-options.js';
 
+/** Set for each database's process: the command line that started them all (to resume it). */
+export const PARENT_COMMAND_ENV = 'PGFERRY_PARENT_COMMAND';
+
+/** `pgferry ARGS` as a shell would take it back. */
+export function commandLine(args: string[]): string {
+  return ['pgferry', ...args]
+    .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`))
+    .join(' ');
+}
+
 /** Options every command that can run per database gets. */
 export function addDatabaseOptions(command: Command): Command {
   return command
@@ -159,6 +169,9 @@ interface ChildResult {
 /** Commands whose progress is worth seeing as it happens; the others print a block per database. */
 const LONG_RUNNING = new Set(['clone', 'start', 'cutover', 'rollback']);
 
+/** Children still running, to pass a signal on to. */
+const running = new Set<ReturnType<typeof spawn>>();
+
 function runChild(
   command: string,
   args: string[],
@@ -166,10 +179,14 @@ function runChild(
   env: NodeJS.ProcessEnv,
   json: boolean,
 ): Promise<ChildResult> {
+  // A process group of its own: a Ctrl-C at the terminal reaches only us, and we pass it on
+  // once (a second SIGINT would make a child stop at once instead of cleanly).
   const child = spawn(process.execPath, [process.argv[1] ?? '', command, ...args], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
+  running.add(child);
   let stdout = '';
   const prefix = `[${database}] `;
   const held: (() => void)[] = [];
@@ -181,6 +198,7 @@ function runChild(
   createInterface({ input: child.stderr }).on('line', (line) => show(() => err(prefix + line)));
   return new Promise((resolve) => {
     child.on('close', (code, signal) => {
+      running.delete(child);
       for (const print of held) print();
       let parsed: unknown = undefined;
       if (json) {
@@ -216,23 +234,41 @@ export async function runPerDatabase(
   }
   const args = childArgs(rawArgs);
   const json = Boolean(flags.json);
-  // Ctrl-C reaches the children too (same process group): they stop cleanly, we wait for them.
-  const onSigint = () => err('pgferry: interrupted; waiting for every database to stop …');
-  process.on('SIGINT', onSigint);
+  // Each child stops cleanly on the signal and leaves its database resumable; we wait for
+  // them, and start no other database.
+  let stopping: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = signal;
+    err(`pgferry: interrupted (${signal}); waiting for every database to stop …`);
+    for (const child of running) child.kill(signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const results: ChildResult[] = [];
   try {
     await runLimited(databases, flags.databasesAtOnce ?? databases.length, async (database) => {
+      if (stopping) {
+        results.push({
+          database,
+          exitCode: EXIT.interrupted,
+          json: { ok: false, error: 'not started: interrupted' },
+        });
+        return;
+      }
       const env: NodeJS.ProcessEnv = { ...process.env };
       const source = conninfoFor(flags, 'source', database);
       const target = conninfoFor(flags, 'target', database);
       if (source !== undefined) env.PGFERRY_SOURCE = source;
       if (target !== undefined) env.PGFERRY_TARGET = target;
+      env[PARENT_COMMAND_ENV] = commandLine(process.argv.slice(2));
       const configRunDir = loadConfig(flags.config)?.options['clone.run-dir'];
       const own = argsForDatabase(command, args, database, configRunDir);
       results.push(await runChild(command, own, database, env, json));
     });
   } finally {
-    process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
   results.sort((a, b) => databases.indexOf(a.database) - databases.indexOf(b.database));
   const failed = results.filter((r) => r.exitCode !== 0);
