@@ -147,6 +147,13 @@ Examples:
       const clone = buildCloneOptions(cloneFlags, controller.signal);
       const progress = new CloneProgress(isTTY() && !flags.json, Boolean(flags.quiet));
       clone.onEvent = (e) => progress.handle(e);
+      const interrupted = (cause?: unknown) =>
+        new PgferryError('interrupted', {
+          code: 'INTERRUPTED',
+          exitCode: EXIT.interrupted,
+          hint: 'run pgferry teardown, then pgferry start again',
+          cause,
+        });
       let result: StartResult;
       try {
         result = await startOnline({
@@ -155,18 +162,16 @@ Examples:
           fallback: flags.fallback ?? 'none',
           slotTimeoutMs: flags.slotTimeout * 1000,
         });
+      } catch (error) {
+        // Whatever step the signal cut short, it is an interruption, not a failure of that step.
+        if (controller.signal.aborted) throw interrupted(error);
+        throw error;
       } finally {
         progress.finish();
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
       }
-      if (controller.signal.aborted) {
-        throw new PgferryError('interrupted', {
-          code: 'INTERRUPTED',
-          exitCode: EXIT.interrupted,
-          hint: 'run pgferry teardown, then pgferry start again',
-        });
-      }
+      if (controller.signal.aborted) throw interrupted();
       if (flags.json)
         outJson({ ok: result.mode === 'offline' ? Boolean(result.clone?.ok) : true, ...result });
       else printResult(result);

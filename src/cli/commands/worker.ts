@@ -112,7 +112,7 @@ Each worker reads its own snapshot of the source: stop writes to the source firs
       if (flags.json) outJson({ ok: failed === 0, jobsDone: done, jobsFailed: failed, rows, bytes, seconds });
       else
         out(
-          `worker finished: ${done} job(s), ${formatCount(rows)} rows, ${formatBytes(bytes)} in ${formatDuration(seconds * 1000)}${failed ? `, ${failed} failed` : ''}; no pending job left`,
+          `worker ${controller.signal.aborted ? 'interrupted' : 'finished'}: ${done} job(s), ${formatCount(rows)} rows, ${formatBytes(bytes)} in ${formatDuration(seconds * 1000)}${failed ? `, ${failed} failed` : ''}${controller.signal.aborted ? '; its unfinished job is pending again' : '; no pending job left'}`,
         );
       if (controller.signal.aborted) process.exitCode = EXIT.interrupted;
       else if (failed > 0) process.exitCode = EXIT.failed;
