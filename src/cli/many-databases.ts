@@ -8,9 +8,11 @@
  *
  * The children get their connection strings through the environment (PGFERRY_SOURCE and
  * PGFERRY_TARGET, which take precedence over a config file), never in argv, so no password
- * shows in `ps`. Their lines are printed as they come, each prefixed with `[database]`; with
+ * shows in `ps`. Their lines are prefixed with `[database]`: as they come for the long
+ * commands (clone, start, cutover, rollback), as one block per database for the others; with
  * --json, their JSON documents are gathered into one. The exit code is 0 when every database
- * succeeded, else that of the first database (in the order given) that did not.
+ * succeeded, else that of the first database (in the order given) that did not. SIGINT and
+ * SIGTERM are passed on to every child, once; databases not yet started are not started.
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
