@@ -485,6 +485,40 @@ describe('verify: every kind of row difference is found, with table, chunk and k
     assert.ok(events.some((e) => e.type === 'narrowing'));
   });
 
+  test('sparse keys are cut where the rows are, as the copy cuts them, not in equal widths', async () => {
+    const db = uniqueName('verify_sparse');
+    // Two dense runs of 3000 keys, 10^12 apart: equal widths would put all rows in 2 chunks.
+    const sql = `CREATE TABLE public.sparse (id bigint PRIMARY KEY, v text);
+      INSERT INTO public.sparse SELECT g, 'v' || g FROM generate_series(1, 3000) g;
+      INSERT INTO public.sparse SELECT 1000000000000 + g, 'v' || g FROM generate_series(1, 3000) g;
+      ANALYZE public.sparse`;
+    for (const server of [sys, target]) {
+      await createDatabase(server, db);
+      await server.sql(sql, db);
+    }
+    const events: VerifyEvent[] = [];
+    const p: Pair = { source: sys, db, sourceUrl: sys.url(db), targetUrl: target.url(db) };
+    const report = await verify(p, { chunkRows: 1000, onProgress: (e) => events.push(e) });
+    assert.equal(report.ok, true, JSON.stringify(report.tables));
+    const labels = events.flatMap((e) => (e.type === 'chunk-done' ? [e.chunk] : []));
+    assert.ok(labels.length >= 4, labels.join(' | '));
+    for (const label of labels) {
+      const m = /^id \[(-inf|\d+), (\+inf|\d+)\)/.exec(label);
+      assert.ok(m, label);
+      const low = m[1] === '-inf' ? '' : `id >= ${m[1]}`;
+      const high = m[2] === '+inf' ? '' : `id < ${m[2]}`;
+      const where = [low, high].filter(Boolean).join(' AND ') || 'true';
+      const [row] = await sys.sql<{ n: string }>(
+        `SELECT count(*) AS n FROM public.sparse WHERE ${where}`,
+        db,
+      );
+      assert.ok(
+        Number(row?.n) <= 2 * Math.ceil(6000 / labels.length),
+        `${label} holds ${row?.n} of 6000 rows`,
+      );
+    }
+  });
+
   test('--max-diffs caps the listed differences and says more exist', async () => {
     const p = await freshPair('sys');
     await target.sql(`DELETE FROM public."MixedCase" WHERE "Id" BETWEEN 11 AND 20`, p.db);

@@ -6,6 +6,7 @@
  * first chunk and, when it is bisected, get a chunk of their own.
  */
 import { chunkCondition, chunkLabel, type Chunk } from '../plan/chunk.js';
+import { MAX_CHUNKS, planTableChunks } from '../plan/split-table.js';
 import { diffContent, diffKeyed, type RangeWhere } from './row-diff.js';
 import { checksumSql, contentRowsSql, keyBoundsSql, keyedRowsSql, type Checksum } from './row-sql.js';
 import { sameChecksum, type TableJob } from './table-job.js';
@@ -14,7 +15,31 @@ import type { WorkerPair } from './worker-pair.js';
 
 type RangeChunk = Extract<Chunk, { kind: 'key-range' } | { kind: 'value' }>;
 
-/** Reads the key's bounds on both sides and cuts [min, max] into about rows/chunkRows chunks. */
+/**
+ * The copy's own key boundaries (plan/split-table.ts: equi-depth, from fresh statistics or a
+ * bounded page sample of the source), so that chunks hold similar row counts even when keys
+ * are skewed or sparse; undefined when the table cannot be cut that way.
+ */
+async function copyBoundaries(
+  pair: WorkerPair,
+  job: TableJob,
+  chunks: number,
+): Promise<RangeChunk[] | undefined> {
+  const info = job.sourceTable;
+  if (!info || chunks < 2 || info.bytes <= 0) return undefined;
+  // serverMajor only matters for block ranges, which verify cannot use (rows lie apart on each side).
+  const plan = await planTableChunks(pair.source.client, info, {
+    chunkBytes: Math.max(1, Math.floor(info.bytes / chunks)),
+    serverMajor: 14,
+  });
+  if (plan.method !== 'key-range') return undefined;
+  return plan.chunks.filter((c): c is RangeChunk => c.kind === 'key-range');
+}
+
+/**
+ * Reads the key's bounds on both sides (for bisection), then cuts the key into about
+ * rows/chunkRows chunks: where the copy would, else into equal widths of [min, max].
+ */
 export async function planKeyRanges(
   pair: WorkerPair,
   job: TableJob,
@@ -35,7 +60,10 @@ export async function planKeyRanges(
   job.keyMin = lo;
   job.keyMax = hi;
   const span = hi - lo + 1n;
-  let n = BigInt(Math.min(10_000, Math.max(1, Math.ceil(job.estimatedRows / chunkRows))));
+  const wanted = Math.min(MAX_CHUNKS, Math.max(1, Math.ceil(job.estimatedRows / chunkRows)));
+  const likeTheCopy = await copyBoundaries(pair, job, wanted);
+  if (likeTheCopy && likeTheCopy.length > 1) return likeTheCopy;
+  let n = BigInt(wanted);
   if (n > span) n = span;
   const width = (span + n - 1n) / n;
   const bounds: string[] = [];

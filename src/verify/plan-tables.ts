@@ -120,6 +120,7 @@ export function buildTableJobs(input: {
         split,
         estimated,
         input.maxDiffs,
+        inv,
       ),
     );
   }

@@ -2,6 +2,7 @@
  * One table's verification in progress: what is compared and how, and what its chunks have
  * found so far. Chunks of one table run on several workers; they add to the same job.
  */
+import type { TableInfo } from '../inventory/inventory.js';
 import type { TableRef } from '../plan/chunk.js';
 import { compareKeys, type DiffBudget } from './row-diff.js';
 import type { Checksum, RowShape } from './row-sql.js';
@@ -13,6 +14,8 @@ export interface TableJob {
   method: VerifyMethod;
   /** Integer column for key-range chunks (key-range method). */
   split: { name: string; type: string } | undefined;
+  /** The source inventory's entry: sizes and statistics to cut key ranges as the copy does. */
+  sourceTable: TableInfo | undefined;
   estimatedRows: number;
   /** Smallest and largest split-column value on either side, when planned. */
   keyMin: bigint | undefined;
@@ -35,12 +38,14 @@ export function newTableJob(
   split: TableJob['split'],
   estimatedRows: number,
   maxDiffs: number,
+  sourceTable?: TableInfo,
 ): TableJob {
   return {
     ref,
     shape,
     method: split ? 'key-range' : 'hash',
     split,
+    sourceTable,
     estimatedRows,
     keyMin: undefined,
     keyMax: undefined,
