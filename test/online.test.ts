@@ -457,9 +457,18 @@ describe('a start killed during its initial copy', () => {
       assert.match(fresh.stdout, /online migration started/);
       assert.match(fresh.stderr, /emptied 3 table\(s\) the interrupted copy had filled; copying again/);
       await source.sql(`INSERT INTO ${ITEMS} (note) VALUES ('after the restart')`, db);
-      const cut = await runCli(['cutover', ...args.slice(0, 4)]);
+      const cut = await runCli(['cutover', ...args.slice(0, 4), '--verify', 'counts', '--json']);
       assert.equal(cut.code, 0, cut.stderr);
       assert.equal(await assertAllTablesEqual(source, db), 4);
+      // --verify counts: exact counts for replicated tables, checksums for those copied at cutover.
+      const r = JSON.parse(cut.stdout) as {
+        verify: { ok: boolean; tables: { name: string; method: string }[] };
+        copiedTables: { table: { name: string } }[];
+      };
+      assert.equal(r.verify.ok, true);
+      const copied = new Set(r.copiedTables.map((t) => t.table.name));
+      assert.ok(copied.size > 0, 'a table was copied at cutover');
+      for (const t of r.verify.tables) assert.equal(t.method === 'count', !copied.has(t.name), t.name);
     } finally {
       await source.destroy();
     }

@@ -519,6 +519,33 @@ describe('verify: every kind of row difference is found, with table, chunk and k
     }
   });
 
+  test('counts only: a missing row is found by count; the tables named are still checksummed', async () => {
+    const p = await freshPair('sys');
+    await target.sql(
+      `DELETE FROM public."MixedCase" WHERE "Id" = 11; UPDATE public.codes SET label = 'x' WHERE code = 'C-0100'`,
+      p.db,
+    );
+    const report = await verify(p, {
+      contents: 'counts',
+      checksumTables: [{ schema: 'public', name: 'codes' }],
+    });
+    const differing = report.tables.filter((t) => t.status !== 'match');
+    assert.deepEqual(
+      differing.map((t) => [tableName(t), t.method, (t.rows.source ?? 0) - (t.rows.target ?? 0)]),
+      [
+        ['public.MixedCase', 'count', 1],
+        ['public.codes', 'hash', 0],
+      ],
+    );
+    assert.deepEqual(
+      differing[1]?.differences.map((d) => [d.kind, 'key' in d ? d.key.code : '']),
+      [['changed', 'C-0100']],
+    );
+    assert.ok(
+      report.tables.filter((t) => tableName(t) !== 'public.codes').every((t) => t.method === 'count'),
+    );
+  });
+
   test('--max-diffs caps the listed differences and says more exist', async () => {
     const p = await freshPair('sys');
     await target.sql(`DELETE FROM public."MixedCase" WHERE "Id" BETWEEN 11 AND 20`, p.db);

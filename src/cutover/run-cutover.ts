@@ -52,7 +52,11 @@ export interface CutoverOptions {
   keepLogins: string[];
   /** Verify and ANALYZE workers. */
   jobs: number;
-  verify: boolean;
+  /**
+   * While writes are blocked: 'full' checksums every row, 'counts' compares exact row counts
+   * (and checksums the tables copied at cutover), 'none' skips it.
+   */
+  verify: 'full' | 'counts' | 'none';
   /** How the SOURCE server reaches the target for back-replication (overrides start-back's). */
   targetFromSource: string | undefined;
   onEvent: (e: CutoverEvent) => void;
@@ -159,14 +163,16 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         copyWholeTables(o.source, o.target, unpublished, 'pgferry cutover copy'),
       );
       let verify: VerifyReport | undefined;
-      if (o.verify) {
-        verify = await step('verify', () =>
+      if (o.verify !== 'none') {
+        verify = await step(o.verify === 'full' ? 'verify' : 'verify (row counts)', () =>
           verifyDatabases({
             source: o.source,
             target: o.target,
             jobs: o.jobs,
             maxDiffs: 20,
             ledgerSchema: o.ledgerSchema,
+            contents: o.verify === 'full' ? 'checksums' : 'counts',
+            checksumTables: copiedTables.map((t) => t.table),
           }),
         );
         if (!verifyOk(verify, o.sequenceMargin)) throw mismatchError(verify);

@@ -79,6 +79,11 @@ export function checksumSql(shape: RowShape, cond: string): string {
 ${from(shape)}${where(cond)}`;
 }
 
+/** The exact number of rows (verify's counts-only mode). */
+export function countSql(shape: RowShape): string {
+  return `SELECT pg_catalog.count(*)::text AS n ${from(shape)}`;
+}
+
 /** Smallest and largest value of the split column. */
 export function keyBoundsSql(shape: RowShape, column: string): string {
   const c = quoteIdent(column);

@@ -9,6 +9,7 @@ import { chunkLabel, type Chunk } from '../plan/chunk.js';
 import { displayName } from '../util/sql.js';
 import { verifyHashed } from './hash-buckets.js';
 import { planKeyRanges, verifyKeyRange } from './key-ranges.js';
+import { countSql } from './row-sql.js';
 import { tableResult, type TableJob } from './table-job.js';
 import type { VerifyEvent } from './types.js';
 import type { WorkerPair } from './worker-pair.js';
@@ -16,7 +17,8 @@ import type { WorkerPair } from './worker-pair.js';
 type Task =
   | { kind: 'plan'; job: TableJob }
   | { kind: 'chunk'; job: TableJob; chunk: Extract<Chunk, { kind: 'key-range' } | { kind: 'value' }> }
-  | { kind: 'hash'; job: TableJob };
+  | { kind: 'hash'; job: TableJob }
+  | { kind: 'count'; job: TableJob };
 
 export async function runTasks(
   pairs: WorkerPair[],
@@ -25,7 +27,7 @@ export async function runTasks(
 ): Promise<void> {
   const queue: Task[] = jobs.map((job) => {
     job.pending = 1;
-    return job.method === 'key-range' ? { kind: 'plan', job } : { kind: 'hash', job };
+    return job.method === 'key-range' ? { kind: 'plan', job } : { kind: job.method, job };
   });
   let running = 0;
   let failure: unknown;
@@ -71,6 +73,24 @@ export async function runTasks(
           type: 'chunk-done',
           table: job.ref,
           chunk: 'hash buckets',
+          match,
+          chunksDone: ++chunksDone,
+        });
+        break;
+      }
+      case 'count': {
+        const [s, t] = await pair.task(name, () =>
+          pair.both<{ n: string }>('the row count', countSql(job.shape)),
+        );
+        job.sourceRows = Number(s[0]?.n ?? 0);
+        job.targetRows = Number(t[0]?.n ?? 0);
+        job.chunksTotal = 1;
+        const match = job.sourceRows === job.targetRows;
+        if (!match) job.chunksDiffering = 1;
+        options.emit({
+          type: 'chunk-done',
+          table: job.ref,
+          chunk: 'row count',
           match,
           chunksDone: ++chunksDone,
         });

@@ -26,6 +26,13 @@ export interface VerifyOptions {
   ledgerSchema: string;
   /** Read the source in this exported snapshot (its exporting transaction must stay open). */
   sourceSnapshot?: string;
+  /**
+   * 'checksums' (default): every row's content. 'counts': exact row counts only (several times
+   * cheaper: the cutover's choice when writes are blocked), except `checksumTables`.
+   */
+  contents?: 'checksums' | 'counts';
+  /** Checksummed even when `contents` is 'counts' (tables copied at cutover). */
+  checksumTables?: TableRef[];
   /** Rows per key-range chunk (from the source's estimates); default VERIFY_DEFAULTS.chunkRows. */
   chunkRows?: number;
   onProgress?: (event: VerifyEvent) => void;
@@ -44,7 +51,7 @@ export const VERIFY_DEFAULTS = {
 } as const;
 
 /** How a table's rows were compared. */
-export type VerifyMethod = 'key-range' | 'hash';
+export type VerifyMethod = 'key-range' | 'hash' | 'count';
 
 /** Where a difference was found: the top-level chunk and the narrowed range inside it. */
 export interface ChunkPlace {

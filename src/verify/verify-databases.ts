@@ -100,6 +100,9 @@ export async function verifyDatabases(options: VerifyOptions): Promise<VerifyRep
       inventory,
       maxDiffs: options.maxDiffs,
       convert: srcCoord.encoding !== tgtCoord.encoding,
+      countOnly: (t) =>
+        options.contents === 'counts' &&
+        !(options.checksumTables ?? []).some((c) => c.schema === t.schema && c.name === t.name),
     });
     emit({ type: 'planned', tables: plan.jobs.length });
     await runTasks(pairs, plan.jobs, {

@@ -2,7 +2,7 @@
  * `pgferry cutover`: freeze writes on the source, let the target catch up, finish what
  * replication does not carry, verify, and end forward replication. Calls cutover/run-cutover.ts.
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
 import { PgferryError } from '../../errors.js';
 import { runCutover, type CutoverResult } from '../../cutover/run-cutover.js';
@@ -20,7 +20,7 @@ interface CutoverFlags extends ConnectionFlags {
   freezeCheck: number;
   keepLogin: string[];
   jobs?: number;
-  verify: boolean;
+  verify: 'full' | 'counts' | false;
   targetFromSource?: string;
   ledgerSchema: string;
   json?: boolean;
@@ -53,9 +53,12 @@ function printResult(r: CutoverResult): void {
     out(
       `  copied ${displayName(t.table.schema, t.table.name)}: ${formatCount(t.rows)} rows, ${formatBytes(t.bytes)}`,
     );
-  if (r.verify)
-    out(`  verified: ${r.verify.counts.tablesMatching} of ${r.verify.counts.tables} tables equal`);
-  else out('  not verified (--no-verify)');
+  if (r.verify) {
+    const counted = r.verify.tables.filter((t) => t.method === 'count').length;
+    out(
+      `  verified: ${r.verify.counts.tablesMatching} of ${r.verify.counts.tables} tables equal${counted ? ` (${counted} by exact row count only)` : ''}`,
+    );
+  } else out('  not verified (--no-verify)');
   out(
     r.backReplication
       ? `  back-replication to the source is running${r.backReplication.originNone ? ' (origin = none)' : ''}: pgferry rollback returns to the source without losing writes`
@@ -87,6 +90,14 @@ export function registerCutover(program: Command): void {
       [] as string[],
     )
     .option('-j, --jobs <n>', `verify and ANALYZE workers (default ${DEFAULTS.jobs})`, positiveInt)
+    .addOption(
+      new Option(
+        '--verify <what>',
+        'while writes are blocked: full (checksum every row) or counts (exact row counts; the tables copied at cutover are checksummed)',
+      )
+        .choices(['full', 'counts'])
+        .default('full'),
+    )
     .option('--no-verify', 'skip verification (faster, and unproven)')
     .option('--target-from-source <conninfo>', 'how the SOURCE server reaches the target (back-replication)')
     .option('--ledger-schema <name>', "schema of pgferry's ledger on the target", DEFAULTS.ledgerSchema)
@@ -130,7 +141,7 @@ Examples:
         freezeCheckMs: flags.freezeCheck,
         keepLogins: flags.keepLogin,
         jobs: flags.jobs ?? DEFAULTS.jobs,
-        verify: flags.verify,
+        verify: flags.verify === false ? 'none' : flags.verify,
         targetFromSource: flags.targetFromSource,
         onEvent: (e) => {
           if (flags.json) return;
