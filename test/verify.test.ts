@@ -544,6 +544,10 @@ describe('verify: every kind of row difference is found, with table, chunk and k
     assert.ok(
       report.tables.filter((t) => tableName(t) !== 'public.codes').every((t) => t.method === 'count'),
     );
+    // The same from the command line: --counts-only, exit 6, the count that differs.
+    const res = await runCli(['verify', '--source', p.sourceUrl, '--target', p.targetUrl, '--counts-only']);
+    assert.equal(res.code, 6, res.stderr + res.stdout);
+    assert.match(res.stdout, /^public\."MixedCase" +50 +49 +1 \(1 differ\) +count +DIFFER/m);
   });
 
   test('--max-diffs caps the listed differences and says more exist', async () => {

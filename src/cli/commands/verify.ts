@@ -24,6 +24,7 @@ interface VerifyFlags extends ConnectionFlags {
   chunkRows: number;
   ledgerSchema: string;
   sourceSnapshot?: string;
+  countsOnly?: boolean;
   json?: boolean;
 }
 
@@ -111,6 +112,10 @@ export function registerVerify(program: Command): void {
     .option('--max-diffs <n>', 'row differences listed per table', wholeNumber, VERIFY_DEFAULTS.maxDiffs)
     .option('--chunk-rows <n>', 'rows per key-range chunk', positiveInt, VERIFY_DEFAULTS.chunkRows)
     .option(
+      '--counts-only',
+      'exact row counts and the schema, no checksums: several times faster, and weaker',
+    )
+    .option(
       '--source-snapshot <id>',
       'read the source in this exported snapshot (from pg_export_snapshot(); its transaction must stay open)',
     )
@@ -159,6 +164,7 @@ Examples:
           chunkRows: flags.chunkRows,
           ledgerSchema: flags.ledgerSchema,
           ...(flags.sourceSnapshot !== undefined ? { sourceSnapshot: flags.sourceSnapshot } : {}),
+          ...(flags.countsOnly ? { contents: 'counts' as const } : {}),
           onProgress: progress.handle,
         });
       } finally {
