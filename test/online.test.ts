@@ -234,6 +234,14 @@ function onlineTests(sourceMajor: number, ending: 'rollback' | 'teardown'): void
         `UPDATE public."select" SET "MixedCase" = 'changed just before cutover' WHERE id = 1`,
         s.db,
       );
+      const analyzedAt = async () =>
+        (
+          await target.sql<{ t: string | null }>(
+            `SELECT last_analyze::text AS t FROM pg_stat_user_tables WHERE relname = 'nokey'`,
+            s.db,
+          )
+        )[0]?.t ?? null;
+      const nokeyBefore = await analyzedAt();
       const cutover = runCli(['cutover', ...s.args, '--json']);
       await s.writer.done;
       await new Promise((r) => setTimeout(r, 1500));
@@ -265,6 +273,18 @@ function onlineTests(sourceMajor: number, ending: 'rollback' | 'teardown'): void
         `writes blocked ${r.writesBlockedMs} ms`,
       );
       assert.equal(r.verify.ok, true);
+      // ANALYZE at cutover does only what needs it, but no table is left without statistics.
+      const [unanalyzed] = await target.sql<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_user_tables
+         WHERE schemaname <> 'pgferry' AND last_analyze IS NULL AND last_autoanalyze IS NULL`,
+        s.db,
+      );
+      assert.equal(unanalyzed?.n, 0, 'every table has statistics');
+      const nokeyAfter = await analyzedAt();
+      assert.ok(
+        nokeyAfter !== null && nokeyAfter !== nokeyBefore,
+        'the table copied at cutover is analyzed again',
+      );
       assert.deepEqual(r.backReplication, { originNone: false }, 'origin = none needs a 16+ source');
       assert.doesNotMatch(r.targetConninfo, /sandbox/, 'no password in what to point the application at');
       assert.deepEqual(

@@ -29,7 +29,7 @@ import { requireOnlineState, updateOnlineState } from '../online/state.js';
 import { verifyDatabases } from '../verify/verify-databases.js';
 import type { VerifyReport } from '../verify/types.js';
 import { createBackReplication } from './back-replication.js';
-import { analyzeAll } from './analyze-target.js';
+import { analyzeStale } from './analyze-target.js';
 import { replaceLargeObjects } from './large-objects.js';
 import { copyWholeTables, unpublishedTables, type CopiedTable } from './copy-tables.js';
 import { checkReady, mismatchError, verifyOk } from './cutover-checks.js';
@@ -177,7 +177,18 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         );
         if (!verifyOk(verify, o.sequenceMargin)) throw mismatchError(verify);
       }
-      await step('analyze', () => analyzeAll(o.target, o.ledgerSchema, o.jobs));
+      const analyzed = await step('analyze', () =>
+        analyzeStale(
+          o.target,
+          o.ledgerSchema,
+          copiedTables.map((t) => t.table),
+          o.jobs,
+        ),
+      );
+      if (analyzed.skipped > 0)
+        notes.push(
+          `ANALYZE: ${analyzed.analyzed} table(s) with stale statistics or copied at cutover; ${analyzed.skipped} left to autovacuum (their statistics are fresh)`,
+        );
       await step('drop forward replication', async () => {
         await dropSubscription(tgt, names.subscription);
         await dropSlot(src, names.slot);
