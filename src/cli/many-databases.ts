@@ -192,7 +192,9 @@ function runChild(
   let stdout = '';
   const prefix = `[${database}] `;
   const held: (() => void)[] = [];
-  const show = (print: () => void) => (LONG_RUNNING.has(command) ? print() : held.push(print));
+  // status --watch never ends: its lines must flow too.
+  const stream = LONG_RUNNING.has(command) || args.some((a) => a === '--watch' || a.startsWith('--watch='));
+  const show = (print: () => void) => (stream ? print() : held.push(print));
   createInterface({ input: child.stdout }).on('line', (line) => {
     if (json) stdout += line + '\n';
     else show(() => out(prefix + line));
