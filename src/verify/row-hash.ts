@@ -132,7 +132,5 @@ export function bucketSql(hash: string, digits: number): string {
   return `((${hash} >> ${64 - bits}) & ${(1n << BigInt(bits)) - 1n})`;
 }
 
-/** A bucket number as the hex label users see (`3f`), and back. */
-export const bucketLabel = (n: string | bigint, digits: number) =>
-  BigInt(n).toString(16).padStart(digits, '0');
+/** A bucket's hex label as users see it (`3f`), as the number SQL compares. */
 export const bucketNumber = (label: string) => BigInt(`0x${label}`).toString();
