@@ -84,7 +84,6 @@ function shapeOf(
 ): RowShape {
   return {
     table: { schema, name },
-    columns: columns.map(([c]) => c),
     hashed: columns.map(([c, type]) => ({ name: c, type, hash: columnHash(type, type), notNull: false })),
     key: key?.map((k) => ({ name: k, type: columns.find(([c]) => c === k)?.[1] ?? 'text' })),
     convert: false,

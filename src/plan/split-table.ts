@@ -19,7 +19,7 @@ import type pg from 'pg';
 import type { TableInfo } from '../inventory/inventory.js';
 import { displayName } from '../util/sql.js';
 import type { Chunk } from './chunk.js';
-import { defaultSamplePages, keyBoundaries, keyExtent } from './key-boundaries.js';
+import { defaultSamplePages, keyBoundaries, keyExtent, type KeyBoundaries } from './key-boundaries.js';
 
 export { scheduleJobs } from './schedule-jobs.js';
 
@@ -62,18 +62,13 @@ export async function planTableChunks(
   const wanted = Math.min(MAX_CHUNKS, Math.ceil(table.bytes / options.chunkBytes));
   const blocks = await blockCount(client, table);
   if (table.splitColumn) {
-    const { name: column, type: columnType } = table.splitColumn;
-    const extent = await keyExtent(client, table, column);
+    const extent = await keyExtent(client, table, table.splitColumn.name);
     if (extent) {
-      const samplePages = options.samplePages ?? defaultSamplePages(wanted);
-      const found = await keyBoundaries(client, table, column, wanted, extent, blocks, samplePages);
-      if (found.bounds.length > 0) {
-        return {
-          chunks: keyRanges(column, columnType, found.bounds),
-          method: 'key-range',
-          boundarySource: found.source,
-        };
-      }
+      const cut = await keyRangeChunks(client, table, table.splitColumn, wanted, extent, {
+        blocks,
+        samplePages: options.samplePages,
+      });
+      if (cut) return { chunks: cut.chunks, method: 'key-range', boundarySource: cut.source };
     }
   }
   const chunks = blockRanges(blocks, wanted);
@@ -92,9 +87,31 @@ export async function planTableChunks(
   };
 }
 
+export type KeyRangeChunk = Extract<Chunk, { kind: 'key-range' }>;
+
+/**
+ * About `chunks` equi-depth key ranges of `table` over `extent` (the key's smallest and
+ * largest value), or undefined when neither statistics nor a sample gave a boundary. Used by
+ * planTableChunks and by verify, which cuts its chunks where the copy cuts them.
+ */
+export async function keyRangeChunks(
+  client: pg.Client,
+  table: TableInfo,
+  key: { name: string; type: string },
+  chunks: number,
+  extent: { min: string; max: string },
+  options: { blocks?: number; samplePages?: number | undefined } = {},
+): Promise<{ chunks: KeyRangeChunk[]; source: KeyBoundaries['source'] } | undefined> {
+  const blocks = options.blocks ?? (await blockCount(client, table));
+  const samplePages = options.samplePages ?? defaultSamplePages(chunks);
+  const found = await keyBoundaries(client, table, key.name, chunks, extent, blocks, samplePages);
+  if (found.bounds.length === 0) return undefined;
+  return { chunks: keyRanges(key.name, key.type, found.bounds), source: found.source };
+}
+
 /** Key ranges from sorted inner boundaries: (-inf, b1) + NULLs, [b1, b2), …, [bn, +inf). */
-export function keyRanges(column: string, columnType: string, bounds: string[]): Chunk[] {
-  const chunks: Chunk[] = [];
+export function keyRanges(column: string, columnType: string, bounds: string[]): KeyRangeChunk[] {
+  const chunks: KeyRangeChunk[] = [];
   let low: string | undefined;
   for (const high of [...bounds, undefined]) {
     chunks.push({

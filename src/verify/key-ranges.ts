@@ -6,7 +6,7 @@
  * first chunk and, when it is bisected, get a chunk of their own.
  */
 import { chunkCondition, chunkLabel, type Chunk } from '../plan/chunk.js';
-import { MAX_CHUNKS, planTableChunks } from '../plan/split-table.js';
+import { keyRangeChunks, keyRanges, MAX_CHUNKS } from '../plan/split-table.js';
 import { diffContent, diffKeyed, type RangeWhere } from './row-diff.js';
 import { checksumSql, contentRowsSql, keyBoundsSql, keyedRowsSql, type Checksum } from './row-sql.js';
 import { sameChecksum, type TableJob } from './table-job.js';
@@ -14,27 +14,6 @@ import { VERIFY_DEFAULTS, type ChunkPlace, type RowDifference } from './types.js
 import type { WorkerPair } from './worker-pair.js';
 
 type RangeChunk = Extract<Chunk, { kind: 'key-range' } | { kind: 'value' }>;
-
-/**
- * The copy's own key boundaries (plan/split-table.ts: equi-depth, from fresh statistics or a
- * bounded page sample of the source), so that chunks hold similar row counts even when keys
- * are skewed or sparse; undefined when the table cannot be cut that way.
- */
-async function copyBoundaries(
-  pair: WorkerPair,
-  job: TableJob,
-  chunks: number,
-): Promise<RangeChunk[] | undefined> {
-  const info = job.sourceTable;
-  if (!info || chunks < 2 || info.bytes <= 0) return undefined;
-  // serverMajor only matters for block ranges, which verify cannot use (rows lie apart on each side).
-  const plan = await planTableChunks(pair.source.client, info, {
-    chunkBytes: Math.max(1, Math.floor(info.bytes / chunks)),
-    serverMajor: 14,
-  });
-  if (plan.method !== 'key-range') return undefined;
-  return plan.chunks.filter((c): c is RangeChunk => c.kind === 'key-range');
-}
 
 /**
  * Reads the key's bounds on both sides (for bisection), then cuts the key into about
@@ -53,27 +32,25 @@ export async function planKeyRanges(
   );
   const los = [s[0]?.lo, t[0]?.lo].filter((v): v is string => typeof v === 'string').map(BigInt);
   const his = [s[0]?.hi, t[0]?.hi].filter((v): v is string => typeof v === 'string').map(BigInt);
-  const base = { kind: 'key-range' as const, column: split.name, columnType: split.type };
-  if (!los.length || !his.length) return [{ ...base, includeNulls: true }];
+  if (!los.length || !his.length) return keyRanges(split.name, split.type, []);
   const lo = los.reduce((a, b) => (b < a ? b : a));
   const hi = his.reduce((a, b) => (b > a ? b : a));
   job.keyMin = lo;
   job.keyMax = hi;
-  const span = hi - lo + 1n;
   const wanted = Math.min(MAX_CHUNKS, Math.max(1, Math.ceil(job.estimatedRows / chunkRows)));
-  const likeTheCopy = await copyBoundaries(pair, job, wanted);
-  if (likeTheCopy && likeTheCopy.length > 1) return likeTheCopy;
-  let n = BigInt(wanted);
-  if (n > span) n = span;
+  // Where the copy cuts (equi-depth from the source's statistics or a page sample), so that
+  // chunks hold similar row counts even when keys are skewed or sparse.
+  if (job.sourceTable && wanted > 1) {
+    const extent = { min: String(lo), max: String(hi) };
+    const cut = await keyRangeChunks(pair.source.client, job.sourceTable, split, wanted, extent);
+    if (cut && cut.chunks.length > 1) return cut.chunks;
+  }
+  const span = hi - lo + 1n;
+  const n = BigInt(wanted) > span ? span : BigInt(wanted);
   const width = (span + n - 1n) / n;
   const bounds: string[] = [];
   for (let i = 1n; i < n; i++) bounds.push(String(lo + width * i));
-  return Array.from({ length: bounds.length + 1 }, (_, i) => ({
-    ...base,
-    ...(i > 0 ? { low: bounds[i - 1] } : {}),
-    ...(i < bounds.length ? { high: bounds[i] } : {}),
-    includeNulls: i === 0,
-  }));
+  return keyRanges(split.name, split.type, bounds);
 }
 
 const place = (top: RangeChunk, leaf: RangeChunk): ChunkPlace => ({

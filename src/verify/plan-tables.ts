@@ -114,7 +114,6 @@ export function buildTableJobs(input: {
         { schema: s.schema, name: s.name },
         {
           table: { schema: s.schema, name: s.name },
-          columns: common.map((c) => c.name),
           hashed,
           key: pk && pk.every((k) => k.type !== '') ? pk : undefined,
           convert: input.convert,

@@ -5,8 +5,7 @@
  * sides (by primary key, at most --max-diffs of them) to name the changed columns. Tables
  * without a primary key are compared as multisets of row texts.
  */
-import type { RowShape } from './row-sql.js';
-import { rowsByKeySql } from './row-sql.js';
+import { columnNames, rowsByKeySql, type RowShape } from './row-sql.js';
 import type { ChunkPlace, RowDifference } from './types.js';
 import type { WorkerPair } from './worker-pair.js';
 
@@ -97,7 +96,7 @@ export async function diffKeyed(
     const place = where.place(f.b);
     if (f.kind !== 'changed') return { kind: f.kind, chunk: place, key: keyRecord(f.key) };
     const v = values.get(keyId(f.key));
-    const columns = shape.columns
+    const columns = columnNames(shape)
       .map((name, i) => ({ name, source: v?.s?.[i] ?? null, target: v?.t?.[i] ?? null }))
       .filter((c, i) => !sameValue(v?.s?.[i], v?.t?.[i]));
     return { kind: 'changed', chunk: place, key: keyRecord(f.key), columns };

@@ -23,9 +23,7 @@ import { bucketSql as bucketOf, rowHashSql, type HashedColumn } from './row-hash
 
 export interface RowShape {
   table: TableRef;
-  /** Columns compared (present on both sides), in source order. */
-  columns: string[];
-  /** The same columns with how each is hashed. */
+  /** Columns compared (present on both sides), in source order, with how each is hashed. */
   hashed: HashedColumn[];
   /** The primary key, with the source's column types; undefined when there is none. */
   key: { name: string; type: string }[] | undefined;
@@ -39,9 +37,12 @@ export interface Checksum {
   s: string;
 }
 
+/** The names of the compared columns, in source order. */
+export const columnNames = (shape: RowShape): string[] => shape.hashed.map((c) => c.name);
+
 const from = (shape: RowShape) => `FROM ONLY ${qualifiedName(shape.table.schema, shape.table.name)}`;
 const where = (cond: string) => (cond ? ` WHERE ${cond}` : '');
-const rowText = (shape: RowShape) => `ROW(${shape.columns.map(quoteIdent).join(', ')})::text`;
+const rowText = (shape: RowShape) => `ROW(${columnNames(shape).map(quoteIdent).join(', ')})::text`;
 const rowHash = (shape: RowShape) => rowHashSql(shape.hashed, shape.convert);
 /** The key's hash: seeded apart from the row hash. */
 const keyHash = (shape: RowShape) =>
@@ -158,8 +159,9 @@ export function rowsByKeySql(shape: RowShape, keys: string[][]): string {
         ')',
     )
     .join('\n   OR ');
-  const values = shape.columns.length
-    ? `ARRAY[${shape.columns.map((c) => `${quoteIdent(c)}::text`).join(', ')}]::text[]`
+  const names = columnNames(shape);
+  const values = names.length
+    ? `ARRAY[${names.map((c) => `${quoteIdent(c)}::text`).join(', ')}]::text[]`
     : `ARRAY[]::text[]`;
   return `SELECT ${keyArray(shape)} AS k, ${values} AS v ${from(shape)}
 WHERE ${match || 'false'}`;

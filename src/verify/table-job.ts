@@ -5,7 +5,7 @@
 import type { TableInfo } from '../inventory/inventory.js';
 import type { TableRef } from '../plan/chunk.js';
 import { compareKeys, type DiffBudget } from './row-diff.js';
-import type { Checksum, RowShape } from './row-sql.js';
+import { columnNames, type Checksum, type RowShape } from './row-sql.js';
 import type { RowDifference, TableResult, VerifyMethod } from './types.js';
 
 export interface TableJob {
@@ -70,7 +70,7 @@ export function tableResult(job: TableJob): TableResult {
     method: job.method,
     rows: { source: job.sourceRows, target: job.targetRows },
     chunks: { total: job.chunksTotal, differing: job.chunksDiffering },
-    columns: job.shape.columns,
+    columns: columnNames(job.shape),
     seconds: ((job.finishedAt ?? 0) - (job.startedAt ?? 0)) / 1000,
     differences: [...job.differences].sort(byPlace),
     truncated: job.budget.truncated,
