@@ -27,6 +27,7 @@ import { registerSecret } from '../util/redact.js';
 import { err, out, outJson } from './output.js';
 import { connectionFor, givenConninfo, type ConnectionFlags } from './connections.js';
 import { loadConfig } from './common-options.js';
+import type { PgferryConfig } from './config-file.js';
 import { positiveInt } from './parse-options.js';
 
 /** Set for each database's process: the command line that started them all (to resume it). */
@@ -94,8 +95,7 @@ FROM pg_catalog.pg_database d
 WHERE d.datallowconn AND NOT d.datistemplate AND d.datname <> 'postgres'
 ORDER BY 1`;
 
-async function listDatabases(flags: ManyFlags): Promise<string[]> {
-  const config = loadConfig(flags.config);
+async function listDatabases(flags: ManyFlags, config: PgferryConfig | undefined): Promise<string[]> {
   const source = connectionFor('source', flags, config);
   if (!source) return [];
   const client = await openClient(source, { applicationName: 'pgferry list databases' });
@@ -107,8 +107,13 @@ async function listDatabases(flags: ManyFlags): Promise<string[]> {
 }
 
 /** The side's connection string with `database` in it, password kept (for the child's environment). */
-function conninfoFor(flags: ManyFlags, side: 'source' | 'target', database: string): string | undefined {
-  const given = givenConninfo(side, flags, loadConfig(flags.config));
+function conninfoFor(
+  flags: ManyFlags,
+  config: PgferryConfig | undefined,
+  side: 'source' | 'target',
+  database: string,
+): string | undefined {
+  const given = givenConninfo(side, flags, config);
   if (given === undefined && side === 'source') return undefined;
   const info = given ? parseConninfo(given) : {};
   registerSecret(info.password);
@@ -227,8 +232,10 @@ export async function runPerDatabase(
   rawArgs: string[],
   flags: ManyFlags,
 ): Promise<ExitCode> {
+  const config = loadConfig(flags.config);
   const named = flags.database ?? [];
-  const databases = [...new Set([...named, ...(flags.allDatabases ? await listDatabases(flags) : [])])];
+  const listed = flags.allDatabases ? await listDatabases(flags, config) : [];
+  const databases = [...new Set([...named, ...listed])];
   if (databases.length === 0) {
     throw new PgferryError('no database to run for', {
       code: 'NO_DATABASES',
@@ -237,6 +244,7 @@ export async function runPerDatabase(
     });
   }
   const args = childArgs(rawArgs);
+  const parentCommand = commandLine(process.argv.slice(2));
   const json = Boolean(flags.json);
   // Each child stops cleanly on the signal and leaves its database resumable; we wait for
   // them, and start no other database.
@@ -261,13 +269,12 @@ export async function runPerDatabase(
         return;
       }
       const env: NodeJS.ProcessEnv = { ...process.env };
-      const source = conninfoFor(flags, 'source', database);
-      const target = conninfoFor(flags, 'target', database);
+      const source = conninfoFor(flags, config, 'source', database);
+      const target = conninfoFor(flags, config, 'target', database);
       if (source !== undefined) env.PGFERRY_SOURCE = source;
       if (target !== undefined) env.PGFERRY_TARGET = target;
-      env[PARENT_COMMAND_ENV] = commandLine(process.argv.slice(2));
-      const configRunDir = loadConfig(flags.config)?.options['clone.run-dir'];
-      const own = argsForDatabase(command, args, database, configRunDir);
+      env[PARENT_COMMAND_ENV] = parentCommand;
+      const own = argsForDatabase(command, args, database, config?.options['clone.run-dir']);
       results.push(await runChild(command, own, database, env, json));
     });
   } finally {

@@ -162,6 +162,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
       const copiedTables = await step('tables without replica identity', () =>
         copyWholeTables(o.source, o.target, unpublished, 'pgferry cutover copy'),
       );
+      const copied = copiedTables.map((t) => t.table);
       let verify: VerifyReport | undefined;
       if (o.verify !== 'none') {
         verify = await step(o.verify === 'full' ? 'verify' : 'verify (row counts)', () =>
@@ -172,19 +173,12 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
             maxDiffs: 20,
             ledgerSchema: o.ledgerSchema,
             contents: o.verify === 'full' ? 'checksums' : 'counts',
-            checksumTables: copiedTables.map((t) => t.table),
+            checksumTables: copied,
           }),
         );
         if (!verifyOk(verify, o.sequenceMargin)) throw mismatchError(verify);
       }
-      const analyzed = await step('analyze', () =>
-        analyzeStale(
-          o.target,
-          o.ledgerSchema,
-          copiedTables.map((t) => t.table),
-          o.jobs,
-        ),
-      );
+      const analyzed = await step('analyze', () => analyzeStale(o.target, o.ledgerSchema, copied, o.jobs));
       if (analyzed.skipped > 0)
         notes.push(
           `ANALYZE: ${analyzed.analyzed} table(s) with stale statistics or copied at cutover; ${analyzed.skipped} left to autovacuum (their statistics are fresh)`,

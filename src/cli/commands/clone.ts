@@ -14,6 +14,7 @@ import { textTable } from '../../util/text-table.js';
 import { isTTY, out, outJson } from '../output.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { loadConfig } from '../common-options.js';
+import { unlessInterrupted } from '../interrupted.js';
 import { commandLine, PARENT_COMMAND_ENV } from '../many-databases.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
 import { positiveInt } from '../parse-options.js';
@@ -43,8 +44,10 @@ interface CloneFlags extends ConnectionFlags {
   quiet?: boolean;
 }
 
-/** The command line to show for "run the same command again" (passwords are redacted on output). */
-/** The command that resumes this run: ours, or the one that started us per database. */
+/**
+ * The command line to show for "run the same command again" (passwords are redacted on
+ * output): ours, or the one that started us per database.
+ */
 function resumeCommand(): string {
   return process.env[PARENT_COMMAND_ENV] ?? commandLine(process.argv.slice(2));
 }
@@ -250,26 +253,18 @@ Examples:
       }
       const progress = new CloneProgress(isTTY() && !flags.json, Boolean(flags.quiet));
       options.onEvent = (e) => progress.handle(e);
-      const interrupted = (cause?: unknown) =>
-        new PgferryError('interrupted', {
-          code: 'INTERRUPTED',
-          exitCode: EXIT.interrupted,
-          hint: `run the same command again to resume: ${resumeCommand()}`,
-          cause,
-        });
       let summary;
       try {
-        summary = await runClone(options);
-      } catch (error) {
-        // Whatever phase the signal cut short (schema, plan, copy), it is an interruption.
-        if (controller.signal.aborted) throw interrupted(error);
-        throw error;
+        summary = await unlessInterrupted(
+          controller.signal,
+          `run the same command again to resume: ${resumeCommand()}`,
+          () => runClone(options),
+        );
       } finally {
         progress.finish();
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
       }
-      if (controller.signal.aborted) throw interrupted();
       // Verification reads the source as it is now: on a source still being written it reports those writes.
       const verification =
         flags.verify && summary.ok

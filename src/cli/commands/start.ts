@@ -4,12 +4,12 @@
  */
 import { Option, type Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
-import { PgferryError } from '../../errors.js';
 import { startOnline, type StartResult } from '../../online/start.js';
 import { formatBytes, formatCount, formatDuration } from '../../util/format.js';
 import { displayName } from '../../util/sql.js';
 import { isTTY, out, outJson } from '../output.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
+import { unlessInterrupted } from '../interrupted.js';
 import { positiveInt } from '../parse-options.js';
 import { buildCloneOptions } from './clone.js';
 
@@ -147,31 +147,24 @@ Examples:
       const clone = buildCloneOptions(cloneFlags, controller.signal);
       const progress = new CloneProgress(isTTY() && !flags.json, Boolean(flags.quiet));
       clone.onEvent = (e) => progress.handle(e);
-      const interrupted = (cause?: unknown) =>
-        new PgferryError('interrupted', {
-          code: 'INTERRUPTED',
-          exitCode: EXIT.interrupted,
-          hint: 'run pgferry teardown, then pgferry start again',
-          cause,
-        });
       let result: StartResult;
       try {
-        result = await startOnline({
-          clone,
-          sourceFromTarget: flags.sourceFromTarget,
-          fallback: flags.fallback ?? 'none',
-          slotTimeoutMs: flags.slotTimeout * 1000,
-        });
-      } catch (error) {
-        // Whatever step the signal cut short, it is an interruption, not a failure of that step.
-        if (controller.signal.aborted) throw interrupted(error);
-        throw error;
+        result = await unlessInterrupted(
+          controller.signal,
+          'run pgferry teardown, then pgferry start again',
+          () =>
+            startOnline({
+              clone,
+              sourceFromTarget: flags.sourceFromTarget,
+              fallback: flags.fallback ?? 'none',
+              slotTimeoutMs: flags.slotTimeout * 1000,
+            }),
+        );
       } finally {
         progress.finish();
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
       }
-      if (controller.signal.aborted) throw interrupted();
       if (flags.json)
         outJson({ ok: result.mode === 'offline' ? Boolean(result.clone?.ok) : true, ...result });
       else printResult(result);
