@@ -13,7 +13,7 @@ export interface BenchOptions {
   runs: number;
   only: Set<MethodKey>;
   singleTable: boolean;
-  /** Time pgferry verify against count(*) instead of the copy methods. */
+  /** Time pgconvoy verify against count(*) instead of the copy methods. */
   verify: boolean;
   sourceMajor: number;
   /** undefined: the newest available of 17 and 15. */
@@ -48,7 +48,7 @@ export function parseBenchArgs(
 ): BenchOptions {
   const program = new Command('npm run bench --')
     .description(
-      'time pgferry clone against pg_dump/pg_restore and a psql \\copy floor on throwaway local servers',
+      'time pgconvoy clone against pg_dump/pg_restore and a psql \\copy floor on throwaway local servers',
     )
     .exitOverride()
     .configureOutput({ writeErr })
@@ -60,8 +60,8 @@ export function parseBenchArgs(
         methodList,
       ),
     )
-    .option('--single-table', 'one table of about --size, pgferry with --jobs 1, 2 and 4 against pg_dump -t')
-    .option('--verify', 'time pgferry verify of a clone against SELECT count(*) on both sides')
+    .option('--single-table', 'one table of about --size, pgconvoy with --jobs 1, 2 and 4 against pg_dump -t')
+    .option('--verify', 'time pgconvoy verify of a clone against SELECT count(*) on both sides')
     .option('--source-major <n>', 'source server major (pg_dump must be at least this)', positiveInt, 15)
     .option('--target-major <n>', 'target server major (default 17 when available, else 15)', positiveInt)
     .addHelpText(

@@ -64,16 +64,16 @@ describe('bench statistics and report', () => {
     assert.equal(stats([]), undefined);
   });
 
-  test('ratios to pgferry, data phase against the floor, failures left out and listed', () => {
+  test('ratios to pgconvoy, data phase against the floor, failures left out and listed', () => {
     const ok = (seconds: number, extra: Partial<MethodResult> = {}): MethodResult => ({
       seconds,
       ok: true,
       steps: [],
       ...extra,
     });
-    const pgferry = (seconds: number, copySeconds: number, rssKb: number, cpu: number) =>
+    const pgconvoy = (seconds: number, copySeconds: number, rssKb: number, cpu: number) =>
       ok(seconds, {
-        pgferry: {
+        pgconvoy: {
           resources: { peakRssKb: rssKb, cpuSeconds: cpu, source: 'rusage' },
           polled: undefined,
           copySeconds,
@@ -82,10 +82,10 @@ describe('bench statistics and report', () => {
         },
       });
     const runs: [string, MethodResult][] = [
-      ['clone', pgferry(2, 2, 100 * 1024, 1.5)],
+      ['clone', pgconvoy(2, 2, 100 * 1024, 1.5)],
       ['dump', ok(3)],
       ['floor', ok(1)],
-      ['clone', pgferry(4, 2, 120 * 1024, 2.5)],
+      ['clone', pgconvoy(4, 2, 120 * 1024, 2.5)],
       ['dump', { seconds: 99, ok: false, error: 'pg_restore exited with code 1', steps: [] }],
       ['floor', ok(1)],
     ];
@@ -114,7 +114,7 @@ describe('bench statistics and report', () => {
         generateSeconds: 1,
       },
       methods: [
-        { id: 'clone', label: 'pgferry clone -j2', short: 'pgferry', jobs: 2, commands: ['node …'] },
+        { id: 'clone', label: 'pgconvoy clone -j2', short: 'pgconvoy', jobs: 2, commands: ['node …'] },
         {
           id: 'dump',
           label: 'pg_dump -Z0 + pg_restore -j2',
@@ -134,14 +134,14 @@ describe('bench statistics and report', () => {
       })),
     };
     const text = renderReport(report);
-    assert.match(text, /pgferry clone -j2 +2\/2 +3\.00 s +2\.00 s +4\.00 s +1\.00× \(reference\)/);
-    // The failed dump run is not in its statistics: median of [3] over pgferry's 3.
-    assert.match(text, /pg_dump -Z0 \+ pg_restore -j2 +1\/2 +3\.00 s .* dump -Z0 \/ pgferry = 1\.00×/);
-    assert.match(text, /floor \/ pgferry = 0\.33×/);
-    assert.match(text, /peak RSS median 110 MB \(max 120 MB\), CPU of the pgferry process median 2\.00 s/);
+    assert.match(text, /pgconvoy clone -j2 +2\/2 +3\.00 s +2\.00 s +4\.00 s +1\.00× \(reference\)/);
+    // The failed dump run is not in its statistics: median of [3] over pgconvoy's 3.
+    assert.match(text, /pg_dump -Z0 \+ pg_restore -j2 +1\/2 +3\.00 s .* dump -Z0 \/ pgconvoy = 1\.00×/);
+    assert.match(text, /floor \/ pgconvoy = 0\.33×/);
+    assert.match(text, /peak RSS median 110 MB \(max 120 MB\), CPU of the pgconvoy process median 2\.00 s/);
     assert.match(
       text,
-      /pgferry copy phase median 2\.00 s = 100 MB\/s .* floor 1\.00 s = 200 MB\/s; pgferry reaches 50% of the floor/,
+      /pgconvoy copy phase median 2\.00 s = 100 MB\/s .* floor 1\.00 s = 200 MB\/s; pgconvoy reaches 50% of the floor/,
     );
     assert.match(text, /FAILED round 2 dump: pg_restore exited with code 1/);
   });
@@ -164,7 +164,7 @@ describe('bench dataset and methods on real servers', () => {
       singleTable: false,
       log: () => undefined,
     });
-    workDir = mkdtempSync(path.join(os.tmpdir(), 'pgferry-bench-test-'));
+    workDir = mkdtempSync(path.join(os.tmpdir(), 'pgconvoy-bench-test-'));
     const url = (s: LocalServer, db: string) => `postgresql://postgres@127.0.0.1:${s.port}/${db}`;
     ctx = {
       sourceUrl: url(source, 'bench_source'),
@@ -235,7 +235,7 @@ describe('bench dataset and methods on real servers', () => {
       // Everything but the floor rebuilds the six indexes; the floor only moves rows.
       assert.equal(idx?.n, method.key === 'floor' ? 0 : 6);
       if (method.key === 'clone') {
-        const p = result.pgferry;
+        const p = result.pgconvoy;
         assert.ok(p?.resources && p.resources.peakRssKb > 10_000, 'peak RSS read');
         assert.ok(p.resources.cpuSeconds > 0, 'CPU seconds read');
         assert.equal(p.resources.source, 'rusage');
@@ -263,7 +263,7 @@ describe('bench dataset and methods on real servers', () => {
     const result = await once();
     assert.equal(result.ok, true, lines.join('\n'));
     assert.match(result.text, /count\(\*\) on source \+ target +\d+\.\d\d s/);
-    assert.match(result.text, /pgferry verify --jobs 2 +\d+\.\d\d s +\(\d+\.\d\d× count\(\*\)/);
+    assert.match(result.text, /pgconvoy verify --jobs 2 +\d+\.\d\d s +\(\d+\.\d\d× count\(\*\)/);
     // A verify that finds a difference is reported as failed, not timed as if it passed.
     await target.sql(
       `DELETE FROM public.audit_log WHERE ctid = (SELECT min(ctid) FROM public.audit_log)`,

@@ -147,7 +147,7 @@ async function tableSizes(server: LocalServer, database: string): Promise<Map<st
 
 /** On-disk bytes per row of each table, indexes included, measured on a small sample. */
 async function calibrate(server: LocalServer, defs: TableDef[]): Promise<Map<string, number>> {
-  const scratch = 'pgferry_bench_calibrate';
+  const scratch = 'pgconvoy_bench_calibrate';
   await server.sql(`DROP DATABASE IF EXISTS ${scratch}`);
   await server.sql(`CREATE DATABASE ${scratch}`);
   try {

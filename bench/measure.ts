@@ -1,8 +1,8 @@
 /**
  * Running the processes the benchmark times: wall-clock seconds from spawn to exit, and for
- * pgferry its peak RSS and CPU seconds.
+ * pgconvoy its peak RSS and CPU seconds.
  *
- * Two independent readings of the pgferry process (never of its children such as pg_dump):
+ * Two independent readings of the pgconvoy process (never of its children such as pg_dump):
  *  - exact: node's `--import` preload `rusage-hook.js` writes `process.resourceUsage()`
  *    (getrusage RUSAGE_SELF: ru_maxrss, user and system CPU) to a file as the process exits;
  *  - polled: /proc/<pid>/status VmHWM and /proc/<pid>/stat utime+stime every 100 ms, the
@@ -50,10 +50,10 @@ export function killLiveChildren(): void {
   live.clear();
 }
 
-/** The preload that records the pgferry process' own rusage on exit (compiled next to us). */
+/** The preload that records the pgconvoy process' own rusage on exit (compiled next to us). */
 export const rusageHookPath = path.join(path.dirname(fileURLToPath(import.meta.url)), 'rusage-hook.js');
 /** Environment variable naming the file the hook writes. */
-export const RUSAGE_ENV = 'PGFERRY_BENCH_RUSAGE';
+export const RUSAGE_ENV = 'PGCONVOY_BENCH_RUSAGE';
 
 let clockTicks: number | undefined;
 function ticksPerSecond(): number {

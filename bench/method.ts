@@ -22,7 +22,7 @@ export interface BenchContext {
   workDir: string;
 }
 
-export interface PgferryMetrics {
+export interface PgconvoyMetrics {
   resources: ResourceReading | undefined;
   polled: ResourceReading | undefined;
   /** From the `--json` summary. */
@@ -37,7 +37,7 @@ export interface MethodResult {
   error?: string;
   /** Timed parts (pg_dump and pg_restore, say). */
   steps: { name: string; seconds: number }[];
-  pgferry?: PgferryMetrics;
+  pgconvoy?: PgconvoyMetrics;
   /** Number of COPY streams at once (floor). */
   streams?: number;
 }
@@ -47,7 +47,7 @@ export interface Method {
   id: string;
   key: MethodKey;
   label: string;
-  /** Name in ratios: "dump -Z0 / pgferry = 1.3×". */
+  /** Name in ratios: "dump -Z0 / pgconvoy = 1.3×". */
   short: string;
   jobs: number;
   /** The command lines, with <source>, <target> and <dir> placeholders. */

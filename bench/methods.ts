@@ -1,7 +1,7 @@
 /**
  * The ways of moving the benchmark database that are timed against each other:
  *
- *  - `clone`:   the built pgferry CLI as a child process (`node dist/src/cli/main.js clone`);
+ *  - `clone`:   the built pgconvoy CLI as a child process (`node dist/src/cli/main.js clone`);
  *  - `dump`:    `pg_dump -Fd -Z0 -j N` to a directory, then `pg_restore -j N` (both timed);
  *  - `dump-gz`: the same with pg_dump's default compression;
  *  - `floor`:   per table `psql -c '\copy t to stdout' | psql -c '\copy t from stdin'`, N
@@ -51,7 +51,7 @@ interface CloneJson {
   phases?: { phase: string; seconds: number }[];
 }
 
-export function cloneMethod(id: string, jobs: number, extraFlags: string[], short = 'pgferry'): Method {
+export function cloneMethod(id: string, jobs: number, extraFlags: string[], short = 'pgconvoy'): Method {
   const shown = cloneArgs(
     { source: '<source>', target: '<target>', runDir: '<dir>/run', binDir: '<bin>' },
     jobs,
@@ -60,7 +60,7 @@ export function cloneMethod(id: string, jobs: number, extraFlags: string[], shor
   return {
     id,
     key: 'clone',
-    label: `pgferry clone -j${jobs}`,
+    label: `pgconvoy clone -j${jobs}`,
     short,
     jobs,
     commands: [`node dist/src/cli/main.js ${shown.join(' ')}`],
@@ -86,14 +86,14 @@ export function cloneMethod(id: string, jobs: number, extraFlags: string[], shor
           /* reported below through the exit code or ok */
         }
         const error =
-          failure(run, 'pgferry clone') ?? (summary.ok === true ? undefined : 'pgferry reported ok: false');
+          failure(run, 'pgconvoy clone') ?? (summary.ok === true ? undefined : 'pgconvoy reported ok: false');
         const phases = summary.phases ?? [];
         return {
           seconds: run.seconds,
           ok: error === undefined,
           ...(error ? { error } : {}),
-          steps: [{ name: 'pgferry clone', seconds: run.seconds }],
-          pgferry: {
+          steps: [{ name: 'pgconvoy clone', seconds: run.seconds }],
+          pgconvoy: {
             resources: run.resources,
             polled: run.polled,
             copySeconds: phases.find((p) => p.phase === 'copy')?.seconds,
@@ -164,7 +164,7 @@ export interface MethodChoice {
   singleTable: boolean;
   jobs: number;
   only: ReadonlySet<MethodKey>;
-  /** `--split-tables-larger-than … --chunk-size …` when this pgferry has them. */
+  /** `--split-tables-larger-than … --chunk-size …` when this pgconvoy has them. */
   chunkFlags: string[] | undefined;
 }
 
@@ -172,7 +172,7 @@ export interface MethodChoice {
 export function chooseMethods(c: MethodChoice): Method[] {
   const all: Method[] = c.singleTable
     ? [
-        ...[1, 2, 4].map((j) => cloneMethod(`clone-j${j}`, j, c.chunkFlags ?? [], `pgferry -j${j}`)),
+        ...[1, 2, 4].map((j) => cloneMethod(`clone-j${j}`, j, c.chunkFlags ?? [], `pgconvoy -j${j}`)),
         dumpMethod('dump', c.jobs, false, 'public.events'),
         floorMethod('floor', 1),
       ]

@@ -1,6 +1,6 @@
 /**
  * What the benchmark prints and keeps: per method the median, min and max time over the
- * rounds that succeeded and the ratio to pgferry; pgferry's peak RSS and CPU seconds; its
+ * rounds that succeeded and the ratio to pgconvoy; pgconvoy's peak RSS and CPU seconds; its
  * data phase against the floor at the same number of streams; and the raw results as JSON
  * under os.tmpdir() (the repository is no place for machine-specific figures).
  */
@@ -36,7 +36,7 @@ export interface BenchReport {
   machine: { cpus: number; memoryBytes: number; node: string; platform: string };
   servers: { source: string; target: string; notes: string[] };
   binDir: string;
-  /** Why a flag was or was not passed to pgferry, and similar remarks for the reader. */
+  /** Why a flag was or was not passed to pgconvoy, and similar remarks for the reader. */
   notes: string[];
   dataset: Dataset;
   methods: { id: string; label: string; short: string; jobs: number; commands: string[] }[];
@@ -70,29 +70,29 @@ function okRuns(report: BenchReport, id: string): MethodResult[] {
   return report.runs.filter((r) => r.method === id && r.result.ok).map((r) => r.result);
 }
 
-/** The pgferry method ratios are taken against: clone at --jobs, else the first clone. */
+/** The pgconvoy method ratios are taken against: clone at --jobs, else the first clone. */
 export function referenceMethod(report: BenchReport): BenchReport['methods'][number] | undefined {
   const clones = report.methods.filter((m) => m.id.startsWith('clone'));
   return clones.find((m) => m.jobs === report.options.jobs) ?? clones[0];
 }
 
-function pgferryLines(report: BenchReport, id: string, label: string): string[] {
+function pgconvoyLines(report: BenchReport, id: string, label: string): string[] {
   const runs = okRuns(report, id);
-  const res = runs.map((r) => r.pgferry?.resources).filter((r) => r !== undefined);
+  const res = runs.map((r) => r.pgconvoy?.resources).filter((r) => r !== undefined);
   if (res.length === 0) return [`${label}: no resource readings`];
   const rss = stats(res.map((r) => r.peakRssKb));
   const cpu = stats(res.map((r) => r.cpuSeconds));
   const user = median(res.map((r) => r.userSeconds ?? NaN));
   const sys = median(res.map((r) => r.systemSeconds ?? NaN));
   const split = Number.isFinite(user) ? ` (user ${sec(user)} + sys ${sec(sys)})` : '';
-  const phaseNames = [...new Set(runs.flatMap((r) => r.pgferry?.phases.map((p) => p.phase) ?? []))];
+  const phaseNames = [...new Set(runs.flatMap((r) => r.pgconvoy?.phases.map((p) => p.phase) ?? []))];
   const phases = phaseNames.map((p) => {
-    const m = median(runs.map((r) => r.pgferry?.phases.find((x) => x.phase === p)?.seconds ?? NaN));
+    const m = median(runs.map((r) => r.pgconvoy?.phases.find((x) => x.phase === p)?.seconds ?? NaN));
     return `${p} ${m.toFixed(2)}`;
   });
   return [
     `${label}: peak RSS median ${mb(rss?.median ?? NaN)} (max ${mb(rss?.max ?? NaN)}), ` +
-      `CPU of the pgferry process median ${sec(cpu?.median)}${split}, max ${sec(cpu?.max)} [${res[0]?.source}]`,
+      `CPU of the pgconvoy process median ${sec(cpu?.median)}${split}, max ${sec(cpu?.max)} [${res[0]?.source}]`,
     `  phases, median seconds: ${phases.join(', ')}`,
   ];
 }
@@ -101,23 +101,23 @@ function dataPhaseLine(report: BenchReport, copyText: number): string | undefine
   const floor = report.methods.find((m) => m.id === 'floor');
   if (!floor) return undefined;
   const clone = report.methods.find((m) => m.id.startsWith('clone') && m.jobs === floor.jobs);
-  if (!clone) return `data phase: no pgferry run with ${floor.jobs} stream(s) to compare with the floor`;
+  if (!clone) return `data phase: no pgconvoy run with ${floor.jobs} stream(s) to compare with the floor`;
   const copy = median(
     okRuns(report, clone.id)
-      .map((r) => r.pgferry?.copySeconds)
+      .map((r) => r.pgconvoy?.copySeconds)
       .filter((s) => s !== undefined),
   );
   const own = median(
     okRuns(report, clone.id)
-      .map((r) => r.pgferry?.bytes)
+      .map((r) => r.pgconvoy?.bytes)
       .filter((b) => b !== undefined),
   );
   const floorSec = stats(okRuns(report, floor.id).map((r) => r.seconds))?.median;
   if (!Number.isFinite(copy) || floorSec === undefined) return 'data phase: not enough successful runs';
   return (
     `data phase at ${floor.jobs} stream(s), same data (${formatBytes(copyText)} as COPY text): ` +
-    `pgferry copy phase median ${sec(copy)} = ${rate(copyText, copy)} (pgferry counted ${formatBytes(own)} on its wire); ` +
-    `floor ${sec(floorSec)} = ${rate(copyText, floorSec)}; pgferry reaches ${((floorSec / copy) * 100).toFixed(0)}% of the floor`
+    `pgconvoy copy phase median ${sec(copy)} = ${rate(copyText, copy)} (pgconvoy counted ${formatBytes(own)} on its wire); ` +
+    `floor ${sec(floorSec)} = ${rate(copyText, floorSec)}; pgconvoy reaches ${((floorSec / copy) * 100).toFixed(0)}% of the floor`
   );
 }
 
@@ -133,11 +133,11 @@ export function renderReport(report: BenchReport): string {
     let ratio = '-';
     if (m.id === ref?.id) ratio = '1.00× (reference)';
     else if (s && refMedian)
-      ratio = `${m.short} / ${ref?.short ?? 'pgferry'} = ${(s.median / refMedian).toFixed(2)}×`;
+      ratio = `${m.short} / ${ref?.short ?? 'pgconvoy'} = ${(s.median / refMedian).toFixed(2)}×`;
     return [m.label, `${s?.n ?? 0}/${all}`, sec(s?.median), sec(s?.min), sec(s?.max), ratio];
   });
   const lines = [
-    `pgferry bench: source ${report.servers.source} → target ${report.servers.target}, ` +
+    `pgconvoy bench: source ${report.servers.source} → target ${report.servers.target}, ` +
       `--jobs ${report.options.jobs}, ${report.options.runs} interleaved round(s)` +
       (report.options.singleTable ? ', single table' : ''),
     `dataset: asked ${formatBytes(report.options.sizeBytes)}, on disk ${formatBytes(d.databaseBytes)} ` +
@@ -149,11 +149,11 @@ export function renderReport(report: BenchReport): string {
       `load average at run starts ${Math.min(...report.runs.map((r) => r.loadAverage)).toFixed(1)}–` +
       `${Math.max(...report.runs.map((r) => r.loadAverage)).toFixed(1)} (other work makes figures noisy)`,
     '',
-    textTable(['METHOD', 'OK', 'MEDIAN', 'MIN', 'MAX', 'VS PGFERRY (time ratio)'], rows),
+    textTable(['METHOD', 'OK', 'MEDIAN', 'MIN', 'MAX', 'VS PGCONVOY (time ratio)'], rows),
     '',
   ];
   for (const m of report.methods.filter((x) => x.id.startsWith('clone')))
-    lines.push(...pgferryLines(report, m.id, m.label));
+    lines.push(...pgconvoyLines(report, m.id, m.label));
   const dataPhase = dataPhaseLine(report, copyText);
   if (dataPhase) lines.push(dataPhase);
   for (const n of [...report.servers.notes, ...report.notes]) lines.push(`note: ${n}`);
@@ -167,7 +167,7 @@ export function renderReport(report: BenchReport): string {
 /** Writes the raw results; returns the file's path. */
 export function writeResults(
   report: BenchReport,
-  dir = path.join(os.tmpdir(), 'pgferry-bench-results'),
+  dir = path.join(os.tmpdir(), 'pgconvoy-bench-results'),
 ): string {
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${report.startedAt.replace(/[:.]/g, '-')}.json`);

@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: how pgferry clone compares with pg_dump/pg_restore and with the floor of
+ * `npm run bench`: how pgconvoy clone compares with pg_dump/pg_restore and with the floor of
  * just moving the bytes, on throwaway local servers.
  *
  *   start a source (PG 15) and a target (PG 17, else 15) → generate the dataset → for each
@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CommanderError } from 'commander';
 import { EXIT } from '../src/defaults.js';
-import { PgferryError, errorMessage } from '../src/errors.js';
+import { PgconvoyError, errorMessage } from '../src/errors.js';
 import { LocalServer, SANDBOX_PASSWORD, SANDBOX_SUPERUSER } from '../src/sandbox/local-server.js';
 import { availableMajors } from '../src/sandbox/postgres-binaries.js';
 import { findPgTools } from '../src/schema/pg-tools.js';
@@ -37,7 +37,7 @@ function loopbackUrl(server: LocalServer, database: string): string {
   return `postgresql://${SANDBOX_SUPERUSER}@127.0.0.1:${server.port}/${database}`;
 }
 
-/** The chunking flags when this build of pgferry has them, else undefined. */
+/** The chunking flags when this build of pgconvoy has them, else undefined. */
 function chunkFlags(sizeBytes: number): string[] | undefined {
   const help = execFileSync(process.execPath, [cliPath, 'clone', '--help'], { encoding: 'utf8' });
   if (!help.includes('--split-tables-larger-than') || !help.includes('--chunk-size')) return undefined;
@@ -104,7 +104,7 @@ async function verifyBench(
   log(`cloning into ${db} (untimed) …`);
   const clone = await cloneMethod('clone', o.jobs, []).run(ctx, db);
   const wrong = clone.ok ? await checkCopy(target, db, ctx.dataset) : clone.error;
-  if (wrong) throw new PgferryError(`the clone to verify failed: ${wrong}`, { code: 'BENCH_CLONE_FAILED' });
+  if (wrong) throw new PgconvoyError(`the clone to verify failed: ${wrong}`, { code: 'BENCH_CLONE_FAILED' });
   const result = await benchVerify({ ctx, source, target, targetDb: db, jobs: o.jobs, runs: o.runs, log });
   process.stdout.write(result.text + '\n');
   return result.ok;
@@ -112,7 +112,7 @@ async function verifyBench(
 
 async function bench(o: BenchOptions, workDir: string): Promise<boolean> {
   if (!existsSync(cliPath))
-    throw new PgferryError(`"${cliPath}" does not exist`, {
+    throw new PgconvoyError(`"${cliPath}" does not exist`, {
       code: 'BENCH_NOT_BUILT',
       hint: 'run `npm run build` first (npm run bench does)',
       exitCode: EXIT.usage,
@@ -127,19 +127,19 @@ async function bench(o: BenchOptions, workDir: string): Promise<boolean> {
     chunkFlags: flags,
   });
   if (methods.length === 0)
-    throw new PgferryError(`no method to run: --only ${[...o.only].join(',')}`, {
+    throw new PgconvoyError(`no method to run: --only ${[...o.only].join(',')}`, {
       code: 'BENCH_NO_METHODS',
       hint: 'the single-table case has clone, dump and floor (no dump-gz)',
       exitCode: EXIT.usage,
     });
   const notes: string[] = [
     'every target database is created (untimed) before its method runs, checked by row counts and dropped after it (untimed)',
-    'pgferry runs with its defaults besides the flags shown (e.g. one index build at a time); its time includes sequences and ANALYZE, which pg_restore does not do',
-    "pgferry's copy phase also overlaps index builds of tables already copied; the floor builds no index",
+    'pgconvoy runs with its defaults besides the flags shown (e.g. one index build at a time); its time includes sequences and ANALYZE, which pg_restore does not do',
+    "pgconvoy's copy phase also overlaps index builds of tables already copied; the floor builds no index",
   ];
   if (o.singleTable && !flags)
     notes.push(
-      'this pgferry has no --split-tables-larger-than/--chunk-size: the single table is copied as one job, so --jobs 2/4 cannot speed up its data phase',
+      'this pgconvoy has no --split-tables-larger-than/--chunk-size: the single table is copied as one job, so --jobs 2/4 cannot speed up its data phase',
     );
 
   log(`starting PostgreSQL ${o.sourceMajor} (source) and ${targetMajor} (target) …`);
@@ -147,7 +147,7 @@ async function bench(o: BenchOptions, workDir: string): Promise<boolean> {
   try {
     const source = await LocalServer.start({ major: o.sourceMajor, label: 'bench-source' });
     servers.push(source);
-    // pgferry sets maintenance_work_mem=512MB for its index builds: give pg_restore the same.
+    // pgconvoy sets maintenance_work_mem=512MB for its index builds: give pg_restore the same.
     const target = await LocalServer.start({
       major: targetMajor,
       label: 'bench-target',
@@ -225,7 +225,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const workDir = mkdtempSync(path.join(os.tmpdir(), 'pgferry-bench-'));
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'pgconvoy-bench-'));
   const onSignal = (signal: NodeJS.Signals) => {
     // The sandbox stops its servers on the same signal (and on exit); here: our children and
     // files. Then exit: the sandbox re-raises the signal, but while another listener (this
@@ -241,8 +241,8 @@ async function main(): Promise<void> {
     if (!allOk) process.exitCode = EXIT.failed;
   } catch (err) {
     process.stderr.write(`bench: error: ${errorMessage(err)}\n`);
-    if (err instanceof PgferryError && err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
-    process.exitCode = err instanceof PgferryError ? err.exitCode : EXIT.failed;
+    if (err instanceof PgconvoyError && err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
+    process.exitCode = err instanceof PgconvoyError ? err.exitCode : EXIT.failed;
   } finally {
     rmSync(workDir, { recursive: true, force: true });
   }

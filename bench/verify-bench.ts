@@ -1,10 +1,10 @@
 /**
- * `npm run bench -- --verify`: how long `pgferry verify` takes against the time of
+ * `npm run bench -- --verify`: how long `pgconvoy verify` takes against the time of
  * `SELECT count(*)` on both sides (the yardstick of the verify issue), and against the floor
  * of any content comparison: reading every column of every row once on each side.
  *
  *   clone the dataset once (untimed) → per round: count(*) on the source then the target,
- *   count(last column) — which reads every column — on each, then `pgferry verify --jobs N`
+ *   count(last column) — which reads every column — on each, then `pgconvoy verify --jobs N`
  *   → medians and ratios.
  *
  * The servers keep their defaults for the yardstick queries (parallel workers included), as
@@ -118,7 +118,7 @@ export async function benchVerify(input: VerifyBenchInput): Promise<{ text: stri
     `verify benchmark: ${tables.length} table(s), ${(ctx.dataset.databaseBytes / 1024 ** 2).toFixed(0)} MB, ${runs} round(s), medians`,
     `  count(*) on source + target      ${count.toFixed(2)} s`,
     `  read every column, both sides    ${floor.toFixed(2)} s   (${(floor / count).toFixed(2)}× count(*))`,
-    `  pgferry verify --jobs ${jobs}           ${verify.toFixed(2)} s   (${(verify / count).toFixed(2)}× count(*), ${(verify / floor).toFixed(2)}× reading every column)`,
+    `  pgconvoy verify --jobs ${jobs}           ${verify.toFixed(2)} s   (${(verify / count).toFixed(2)}× count(*), ${(verify / floor).toFixed(2)}× reading every column)`,
   ];
   return { text: lines.join('\n'), ok: rounds.every((r) => r.verifyOk) };
 }

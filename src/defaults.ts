@@ -1,5 +1,5 @@
 /**
- * Every default, environment variable and exit code of pgferry, in one place.
+ * Every default, environment variable and exit code of pgconvoy, in one place.
  * The library never reads process.env itself except through `libpqEnvironment()` in
  * connect/, which is handed `process.env` by the command line.
  */
@@ -28,13 +28,13 @@ export const EXIT = {
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
 export const DEFAULTS = {
-  /** Copy workers. Two servers and pgferry share the CPU on small machines; 4 keeps them busy. */
+  /** Copy workers. Two servers and pgconvoy share the CPU on small machines; 4 keeps them busy. */
   jobs: Math.max(2, Math.min(8, os.availableParallelism())),
   indexJobs: Math.max(1, Math.min(4, Math.floor(os.availableParallelism() / 2))),
-  /** Name of the schema on the target that holds pgferry's ledger. */
-  ledgerSchema: 'pgferry',
+  /** Name of the schema on the target that holds pgconvoy's ledger. */
+  ledgerSchema: 'pgconvoy',
   /** Where run files (schema dumps, status file, logs) go. */
-  runDir: '.pgferry',
+  runDir: '.pgconvoy',
   splitTablesLargerThan: 1024 ** 3, // 1 GiB
   chunkSize: 256 * 1024 ** 2, // 256 MiB
   connectTimeoutSeconds: 10,
@@ -42,7 +42,7 @@ export const DEFAULTS = {
   jobRetries: 5,
   retryBaseDelayMs: 500,
   retryMaxDelayMs: 30_000,
-  applicationName: 'pgferry',
+  applicationName: 'pgconvoy',
   /** precheck: transactions open longer than this are reported (they delay the slot). */
   longTransactionSeconds: 300,
 } as const;

@@ -1,11 +1,11 @@
 /**
- * pgferry's error type: a message that names the thing in quotes, a stable code, a hint
+ * pgconvoy's error type: a message that names the thing in quotes, a stable code, a hint
  * that says what to do next, the exit code the command line should use, and the original
  * error (a node-postgres DatabaseError keeps code/detail/hint/table/constraint) as `cause`.
  */
 import { EXIT, type ExitCode } from './defaults.js';
 
-export interface PgferryErrorOptions {
+export interface PgconvoyErrorOptions {
   code: string;
   hint?: string;
   exitCode?: ExitCode;
@@ -14,15 +14,15 @@ export interface PgferryErrorOptions {
   details?: Record<string, unknown>;
 }
 
-export class PgferryError extends Error {
+export class PgconvoyError extends Error {
   readonly code: string;
   readonly hint: string | undefined;
   readonly exitCode: ExitCode;
   readonly details: Record<string, unknown> | undefined;
 
-  constructor(message: string, options: PgferryErrorOptions) {
+  constructor(message: string, options: PgconvoyErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'PgferryError';
+    this.name = 'PgconvoyError';
     this.code = options.code;
     this.hint = options.hint;
     this.exitCode = options.exitCode ?? EXIT.failed;

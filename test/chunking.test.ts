@@ -60,7 +60,7 @@ describe('clone with chunked tables', () => {
     assert.match(res.stderr, /public\."no key": \d+ chunks by block-range/);
     await assertSameData(source, db, target, db);
     const jobs = await target.sql<{ n: string }>(
-      `SELECT count(*) AS n FROM pgferry.jobs WHERE table_name = 'skewed'`,
+      `SELECT count(*) AS n FROM pgconvoy.jobs WHERE table_name = 'skewed'`,
       db,
     );
     assert.ok(Number(jobs[0]!.n) > 3);

@@ -14,7 +14,7 @@ import {
 } from './helpers/servers.js';
 import { assertSameData, catalogFacts, userTables } from './helpers/compare.js';
 
-const runDir = () => tempDir('pgferry-run-');
+const runDir = () => tempDir('pgconvoy-run-');
 
 for (const sourceMajor of [SYSTEM_MAJOR, OLD_MAJOR]) {
   describe(`clone ${sourceMajor} → ${NEW_MAJOR}`, () => {
@@ -67,7 +67,7 @@ for (const sourceMajor of [SYSTEM_MAJOR, OLD_MAJOR]) {
       assert.match(fn[0]!.src, /GRANT ALL ON nothing/);
       // Binary COPY where safe (enums, built-ins), text where the binary form carries OIDs (composites).
       const formats = await target.sql<{ t: string; f: string }>(
-        `SELECT table_name AS t, copy_format AS f FROM pgferry.jobs`,
+        `SELECT table_name AS t, copy_format AS f FROM pgconvoy.jobs`,
         db,
       );
       const format = new Map(formats.map((r) => [r.t, r.f]));
@@ -137,7 +137,7 @@ describe('clone: interruption and bad input', () => {
     });
     assert.equal(first.signal, 'SIGKILL');
     const ledger = await target.sql<{ state: string; n: string }>(
-      `SELECT state, count(*) AS n FROM pgferry.jobs GROUP BY state ORDER BY state`,
+      `SELECT state, count(*) AS n FROM pgconvoy.jobs GROUP BY state ORDER BY state`,
       db,
     );
     const states = Object.fromEntries(ledger.map((r) => [r.state, Number(r.n)]));
@@ -177,9 +177,9 @@ describe('clone: interruption and bad input', () => {
         }),
     });
     assert.equal(res.code, 130, res.stderr);
-    assert.match(res.stderr, /pgferry: error: interrupted\n\s+hint: run the same command again to resume/);
+    assert.match(res.stderr, /pgconvoy: error: interrupted\n\s+hint: run the same command again to resume/);
     const big = await target.sql<{ state: string }>(
-      `SELECT state FROM pgferry.jobs WHERE table_name = 'big'`,
+      `SELECT state FROM pgconvoy.jobs WHERE table_name = 'big'`,
       db,
     );
     assert.equal(big[0]!.state, 'pending');
@@ -218,7 +218,7 @@ describe('clone: interruption and bad input', () => {
     await assertSameData(source, db, target, db);
   });
 
-  test('a target table holding rows pgferry did not put there is refused; nothing counted as done', async () => {
+  test('a target table holding rows pgconvoy did not put there is refused; nothing counted as done', async () => {
     const db = await createDatabase(source, uniqueName('occupied'), template);
     // The target has the schema (from an earlier clone, ledger dropped) and one table holds a row of its own.
     const first = await runCli([
@@ -234,7 +234,7 @@ describe('clone: interruption and bad input', () => {
     assert.equal(first.code, 0, first.stderr);
     const tables = await userTables(target, db);
     await target.sql(
-      `DROP SCHEMA pgferry CASCADE; TRUNCATE ${tables.join(', ')} CASCADE; INSERT INTO public."MixedCase" VALUES (999, 'theirs');`,
+      `DROP SCHEMA pgconvoy CASCADE; TRUNCATE ${tables.join(', ')} CASCADE; INSERT INTO public."MixedCase" VALUES (999, 'theirs');`,
       db,
     );
     const res = await runCli([
@@ -251,11 +251,11 @@ describe('clone: interruption and bad input', () => {
     assert.equal(res.code, 5, res.stderr);
     assert.match(
       res.stderr,
-      /the target already has rows that pgferry did not copy, in 1 table\(s\): public\."MixedCase"/,
+      /the target already has rows that pgconvoy did not copy, in 1 table\(s\): public\."MixedCase"/,
     );
     assert.match(res.stderr, /hint: .*--existing-rows truncate/);
     const done = await target.sql<{ n: string }>(
-      `SELECT count(*) AS n FROM pgferry.jobs WHERE state = 'done'`,
+      `SELECT count(*) AS n FROM pgconvoy.jobs WHERE state = 'done'`,
       db,
     );
     assert.equal(done[0]!.n, '0');
@@ -285,7 +285,7 @@ describe('clone: interruption and bad input', () => {
       db,
     );
     assert.equal(left[0]!.n, '0', 'no table of the schema was created');
-    const steps = await target.sql<{ n: string }>(`SELECT count(*) AS n FROM pgferry.steps`, db);
+    const steps = await target.sql<{ n: string }>(`SELECT count(*) AS n FROM pgconvoy.steps`, db);
     assert.equal(steps[0]!.n, '0');
   });
 

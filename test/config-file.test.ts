@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readConfigFile } from '../src/cli/config-file.js';
-import { PgferryError } from '../src/errors.js';
+import { PgconvoyError } from '../src/errors.js';
 import { tempDir } from './helpers/servers.js';
 
 function configFile(text: string): string {
-  const file = path.join(tempDir('pgferry-conf-'), 'pgferry.conf');
+  const file = path.join(tempDir('pgconvoy-conf-'), 'pgconvoy.conf');
   writeFileSync(file, text);
   return file;
 }
@@ -45,7 +45,7 @@ test('config file errors name the file and the line', () => {
     assert.throws(
       () => readConfigFile(file),
       (err: unknown) =>
-        err instanceof PgferryError &&
+        err instanceof PgconvoyError &&
         err.exitCode === 3 &&
         pattern.test(err.message) &&
         err.message.startsWith(file),

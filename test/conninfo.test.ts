@@ -7,7 +7,7 @@ import { parseConninfo, formatConninfo } from '../src/connect/conninfo.js';
 import { describeConnection, resolveConnection } from '../src/connect/resolve.js';
 import { quoteIdent, quoteLiteral, displayName } from '../src/util/sql.js';
 import { redact, registerSecret } from '../src/util/redact.js';
-import { PgferryError } from '../src/errors.js';
+import { PgconvoyError } from '../src/errors.js';
 
 test('URIs: user, percent-encoded password, host, port, database, parameters', () => {
   const info = parseConninfo(
@@ -42,13 +42,13 @@ test('a malformed string never echoes the password', () => {
     parseConninfo('password=hunter22 !!');
     assert.fail('should throw');
   } catch (err) {
-    assert.ok(err instanceof PgferryError);
+    assert.ok(err instanceof PgconvoyError);
     assert.doesNotMatch(err.message, /hunter22/);
   }
 });
 
 test('order of precedence: string, then service file, then environment', () => {
-  const dir = tempDir('pgferry-svc-');
+  const dir = tempDir('pgconvoy-svc-');
   const svc = path.join(dir, 'pg_service.conf');
   writeFileSync(svc, '[shop]\nhost=svc-host\nport=7000\ndbname=svcdb\n');
   const env = { PGSERVICEFILE: svc, PGHOST: 'env-host', PGUSER: 'env-user', PGPORT: '9', HOME: dir };
@@ -64,7 +64,7 @@ test('order of precedence: string, then service file, then environment', () => {
 });
 
 test('password file: matched by host, port, database, user; ignored when others can read it', () => {
-  const dir = tempDir('pgferry-pass-');
+  const dir = tempDir('pgconvoy-pass-');
   const passfile = path.join(dir, 'pgpass');
   writeFileSync(
     passfile,

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { runCli } from './helpers/servers.js';
 
-test('pgferry demo: clone, verify, clean up; exit 0', async () => {
+test('pgconvoy demo: clone, verify, clean up; exit 0', async () => {
   const res = await runCli(['demo', '--rows', '2000', '--jobs', '2'], { timeoutMs: 180_000 });
   assert.equal(res.code, 0, res.stderr + res.stdout);
   assert.match(res.stdout, /^clone complete: /m);

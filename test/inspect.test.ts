@@ -165,7 +165,7 @@ describe('connection failures and secrets', () => {
     const lines = res.stderr.trim().split('\n');
     assert.equal(
       lines[0],
-      `pgferry: error: cannot connect to the source u@127.0.0.1:${server.port}/postgres: password authentication failed for user "u"`,
+      `pgconvoy: error: cannot connect to the source u@127.0.0.1:${server.port}/postgres: password authentication failed for user "u"`,
     );
     assert.match(lines[1] ?? '', /hint: check the password/);
     assert.doesNotMatch(res.stderr, /wrong/);

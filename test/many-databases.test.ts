@@ -125,7 +125,7 @@ describe(`many databases at once, ${SYSTEM_MAJOR} → ${NEW_MAJOR}`, () => {
     assert.match(res.stdout, /^\[many_a\] OK: target matches source/m);
     assert.match(
       res.stderr,
-      /^\[nosuch\] pgferry: error: cannot connect to the source .*database "nosuch" does not exist/m,
+      /^\[nosuch\] pgconvoy: error: cannot connect to the source .*database "nosuch" does not exist/m,
     );
     assert.match(res.stdout, /^verify: 1 of 2 database\(s\) ok; not ok: nosuch \(exit 4\)$/m);
   });
@@ -196,7 +196,7 @@ describe(`many databases at once, ${SYSTEM_MAJOR} → ${NEW_MAJOR}`, () => {
     // Each names the command to run again: the one given, for every database.
     assert.match(
       first.stderr,
-      /^\[int_a\] {3}hint: run the same command again to resume: pgferry clone --source \S+ .*--database int_a --database int_b/m,
+      /^\[int_a\] {3}hint: run the same command again to resume: pgconvoy clone --source \S+ .*--database int_a --database int_b/m,
     );
     assert.doesNotMatch(first.stdout + first.stderr, /sandbox/, 'no password');
     assert.match(

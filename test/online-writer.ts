@@ -1,6 +1,6 @@
 /**
  * The application of the online tests: a bounded writer on the source, logged in as its own
- * role (never pgferry's superuser), that inserts, updates (rows with out-of-line TOASTed
+ * role (never pgconvoy's superuser), that inserts, updates (rows with out-of-line TOASTed
  * values, mostly leaving that column alone) and deletes, one statement or a few per
  * transaction, and keeps its own model of what it saw commit. It stops when its session is
  * ended and the server refuses it a new one (cutover revoked its LOGIN).

@@ -68,7 +68,7 @@ async function assertAllTablesEqual(source: LocalServer, db: string): Promise<nu
 
 async function sequenceValues(server: LocalServer, db: string): Promise<Map<string, bigint>> {
   const rows = await server.sql<{ name: string; v: string | null }>(
-    "SELECT format('%I.%I', schemaname, sequencename) AS name, last_value::text AS v FROM pg_sequences WHERE schemaname <> 'pgferry' ORDER BY 1",
+    "SELECT format('%I.%I', schemaname, sequencename) AS name, last_value::text AS v FROM pg_sequences WHERE schemaname <> 'pgconvoy' ORDER BY 1",
     db,
   );
   return new Map(rows.map((r) => [r.name, BigInt(r.v ?? '0')]));
@@ -223,7 +223,7 @@ function onlineTests(sourceMajor: number, ending: 'rollback' | 'teardown'): void
     test('cutover freezes writes, catches up, and the target holds every committed change', async () => {
       const back = await runCli(['start-back', ...s.args]);
       assert.equal(back.code, 0, back.stderr);
-      assert.match(back.stdout, /^back-replication prepared: publication "pgferry_back_/);
+      assert.match(back.stdout, /^back-replication prepared: publication "pgconvoy_back_/);
       await s.writer.waitForCommits(300);
       // A row lock on the target holds the apply worker back on a change made just before
       // cutover: cutover must wait for it, not read the target too early.
@@ -276,7 +276,7 @@ function onlineTests(sourceMajor: number, ending: 'rollback' | 'teardown'): void
       // ANALYZE at cutover does only what needs it, but no table is left without statistics.
       const [unanalyzed] = await target.sql<{ n: number }>(
         `SELECT count(*)::int AS n FROM pg_stat_user_tables
-         WHERE schemaname <> 'pgferry' AND last_analyze IS NULL AND last_autoanalyze IS NULL`,
+         WHERE schemaname <> 'pgconvoy' AND last_analyze IS NULL AND last_autoanalyze IS NULL`,
         s.db,
       );
       assert.equal(unanalyzed?.n, 0, 'every table has statistics');
@@ -438,7 +438,7 @@ describe('a start killed during its initial copy', () => {
         await locker.query('LOCK TABLE public."select" IN ACCESS SHARE MODE');
         for (let i = 0; ; i++) {
           const done = await target.sql<{ n: number }>(
-            "SELECT count(*)::int AS n FROM pgferry.jobs WHERE state = 'done'",
+            "SELECT count(*)::int AS n FROM pgconvoy.jobs WHERE state = 'done'",
             db,
           );
           if (done[0]?.n === 3) break;
@@ -459,10 +459,10 @@ describe('a start killed during its initial copy', () => {
       }
       const again = await runCli(['start', ...args]);
       assert.equal(again.code, 1, again.stderr);
-      assert.match(again.stderr, /an earlier pgferry start stopped during its initial copy/);
+      assert.match(again.stderr, /an earlier pgconvoy start stopped during its initial copy/);
       assert.match(
         again.stderr,
-        /hint: run pgferry teardown with the same --source and --target, then run pgferry start again/,
+        /hint: run pgconvoy teardown with the same --source and --target, then run pgconvoy start again/,
       );
 
       const down = await runCli(['teardown', ...args.slice(0, 4), '--json']);
@@ -519,11 +519,11 @@ describe('a source without wal_level = logical', () => {
       assert.equal(await assertAllTablesEqual(replica, db), 4);
       assert.deepEqual(await replicationObjects(replica, db), { slots: 0, subs: 0, pubs: 0 });
       const state = await target.sql<{ t: string | null }>(
-        "SELECT to_regclass('pgferry.online_state')::text AS t",
+        "SELECT to_regclass('pgconvoy.online_state')::text AS t",
         db,
       );
       const rows = state[0]?.t
-        ? await target.sql<{ n: number }>('SELECT count(*)::int AS n FROM pgferry.online_state', db)
+        ? await target.sql<{ n: number }>('SELECT count(*)::int AS n FROM pgconvoy.online_state', db)
         : [{ n: 0 }];
       assert.equal(rows[0]?.n, 0, 'no online state: it was an offline copy');
     } finally {

@@ -1,5 +1,5 @@
 /**
- * `pgferry precheck` against real servers: a source without wal_level = logical, a good
+ * `pgconvoy precheck` against real servers: a source without wal_level = logical, a good
  * pair (with the things that only warn), a source role without REPLICATION, a target without
  * the source's extensions, a target role that may not subscribe, and a target that cannot
  * reach the source. The reachability test must leave nothing behind.
@@ -109,9 +109,9 @@ describe('precheck', () => {
   });
 
   test('a good pair passes (exit 0); what replication cannot carry is listed with its hint', async () => {
-    // An idle transaction older than the threshold, and a forgotten pgferry slot.
+    // An idle transaction older than the threshold, and a forgotten pgconvoy slot.
     // (The slot first: creating one waits for transactions that hold an xid.)
-    await source.sql("SELECT pg_create_logical_replication_slot('pgferry_forgotten', 'pgoutput')", db);
+    await source.sql("SELECT pg_create_logical_replication_slot('pgconvoy_forgotten', 'pgoutput')", db);
     const idle = new pg.Client(source.clientConfig(db));
     await idle.connect();
     await idle.query('BEGIN');
@@ -148,7 +148,7 @@ describe('precheck', () => {
       }
       assert.match(
         rowOf(report, 'source.max_replication_slots').detail,
-        /^20 configured, 1 in use, 19 free; pgferry needs 1$/,
+        /^20 configured, 1 in use, 19 free; pgconvoy needs 1$/,
       );
       const noKey = rowOf(report, 'source.replica_identity');
       assert.equal(noKey.status, 'warn');
@@ -165,8 +165,11 @@ describe('precheck', () => {
       assert.match(long.items?.[0] ?? '', new RegExp(`^pid \\d+ postgres@${db} "" idle in transaction for`));
       const slots = rowOf(report, 'source.leftover_slots');
       assert.equal(slots.status, 'warn');
-      assert.match(slots.items?.[0] ?? '', /^pgferry_forgotten \(database precheck_\d+_\d+, inactive, holds/);
-      assert.match(slots.hint ?? '', /pgferry teardown/);
+      assert.match(
+        slots.items?.[0] ?? '',
+        /^pgconvoy_forgotten \(database precheck_\d+_\d+, inactive, holds/,
+      );
+      assert.match(slots.hint ?? '', /pgconvoy teardown/);
       assert.equal(rowOf(report, 'target.extensions').status, 'pass');
 
       const human = await runCli(['precheck', '--source', source.url(db), '--target', target.url(db)]);
@@ -180,7 +183,7 @@ describe('precheck', () => {
       assert.match(human.stdout, /^0 failed, .*online migration can start/m);
     } finally {
       await idle.end();
-      await source.sql("SELECT pg_drop_replication_slot('pgferry_forgotten')", db);
+      await source.sql("SELECT pg_drop_replication_slot('pgconvoy_forgotten')", db);
     }
     const subs = await target.sql<{ n: number }>('SELECT count(*)::int AS n FROM pg_subscription');
     assert.equal(subs[0]?.n, 0, 'the reachability test left no subscription behind');

@@ -6,7 +6,7 @@ import type { LocalServer } from '../src/sandbox/local-server.js';
 import type pg from 'pg';
 import { openClient } from '../src/connect/open-client.js';
 import { resolveConnection } from '../src/connect/resolve.js';
-import { PgferryError } from '../src/errors.js';
+import { PgconvoyError } from '../src/errors.js';
 import { readInventory, type Inventory } from '../src/inventory/inventory.js';
 import { chunkCondition } from '../src/plan/chunk.js';
 import { parseQueueFile } from '../src/plan/queue-file.js';
@@ -186,9 +186,9 @@ describe('queue file values compared in the column type (PostgreSQL 13)', () => 
       db,
     );
     client = await openClient(resolveConnection(server.url(db), 'source', {}), {
-      applicationName: 'pgferry test queue',
+      applicationName: 'pgconvoy test queue',
     });
-    inventory = await readInventory(client, 'pgferry');
+    inventory = await readInventory(client, 'pgconvoy');
   });
   after(async () => {
     await client?.end();
@@ -213,7 +213,7 @@ describe('queue file values compared in the column type (PostgreSQL 13)', () => 
       () => undefined,
       (e: unknown) => e,
     );
-    assert.ok(err instanceof PgferryError && err.code === 'BAD_QUEUE_FILE', String(err));
+    assert.ok(err instanceof PgconvoyError && err.code === 'BAD_QUEUE_FILE', String(err));
     return err.message;
   }
 

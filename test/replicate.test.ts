@@ -17,7 +17,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { LocalServer } from '../src/sandbox/local-server.js';
 import { openClient } from '../src/connect/open-client.js';
 import { resolveConnection, type ConnectionSpec } from '../src/connect/resolve.js';
-import { PgferryError } from '../src/errors.js';
+import { PgconvoyError } from '../src/errors.js';
 import { qualifiedName, quoteLiteral } from '../src/util/sql.js';
 import { replicationNames } from '../src/replicate/names.js';
 import { createPublication } from '../src/replicate/publication.js';
@@ -139,8 +139,8 @@ async function copyInSnapshot(
   target: ConnectionSpec,
   snapshot: string,
 ): Promise<void> {
-  const src = await openClient(source, { applicationName: 'pgferry test copy' });
-  const tgt = await openClient(target, { applicationName: 'pgferry test copy' });
+  const src = await openClient(source, { applicationName: 'pgconvoy test copy' });
+  const tgt = await openClient(target, { applicationName: 'pgconvoy test copy' });
   try {
     await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await src.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshot)}`);
@@ -182,16 +182,16 @@ for (const sourceMajor of [SYSTEM_MAJOR, OLD_MAJOR]) {
 
     test('copy inside the exported snapshot, then replay from the slot: target equals source', async () => {
       const names = replicationNames(db);
-      assert.match(names.slot, /^pgferry_repl_src_\d+_\d+_[0-9a-f]{8}$/);
+      assert.match(names.slot, /^pgconvoy_repl_src_\d+_\d+_[0-9a-f]{8}$/);
       const toasted = await source.sql<{ toast_bytes: string }>(
         `SELECT pg_relation_size(reltoastrelid) AS toast_bytes FROM pg_class WHERE oid = '${QTABLE}'::regclass`,
         db,
       );
       assert.ok(Number(toasted[0]?.toast_bytes) > 100_000, 'the big values really are stored out of line');
 
-      const writerClient = await openClient(sourceSpec, { applicationName: 'pgferry test writer' });
-      const src = await openClient(sourceSpec, { applicationName: 'pgferry test' });
-      const tgt = await openClient(targetSpec, { applicationName: 'pgferry test' });
+      const writerClient = await openClient(sourceSpec, { applicationName: 'pgconvoy test writer' });
+      const src = await openClient(sourceSpec, { applicationName: 'pgconvoy test' });
+      const tgt = await openClient(targetSpec, { applicationName: 'pgconvoy test' });
       const writer = new Writer(writerClient, 50_000, 90_000);
       try {
         await writer.waitForOps(50);
@@ -228,7 +228,7 @@ for (const sourceMajor of [SYSTEM_MAJOR, OLD_MAJOR]) {
         try {
           assert.match(slot.consistentPoint, /^[0-9A-F]+\/[0-9A-F]+$/);
           await assert.rejects(createSlotWithSnapshot(sourceSpec, names.slot), (err: unknown) => {
-            assert.ok(err instanceof PgferryError);
+            assert.ok(err instanceof PgconvoyError);
             assert.equal(err.code, 'SLOT_EXISTS');
             return true;
           });
@@ -291,14 +291,14 @@ for (const sourceMajor of [SYSTEM_MAJOR, OLD_MAJOR]) {
 
     test('a slot that cannot become consistent times out cleanly; a publication follows its table list', async () => {
       // An open transaction holding an xid: the slot waits for it to end.
-      const blocker = await openClient(sourceSpec, { applicationName: 'pgferry test blocker' });
+      const blocker = await openClient(sourceSpec, { applicationName: 'pgconvoy test blocker' });
       try {
         await blocker.query('BEGIN');
         await blocker.query('SELECT pg_catalog.txid_current()');
         await assert.rejects(
-          createSlotWithSnapshot(sourceSpec, 'pgferry_timeout_probe', { timeoutMs: 1000 }),
+          createSlotWithSnapshot(sourceSpec, 'pgconvoy_timeout_probe', { timeoutMs: 1000 }),
           (err: unknown) => {
-            assert.ok(err instanceof PgferryError);
+            assert.ok(err instanceof PgconvoyError);
             assert.equal(err.code, 'SLOT_TIMEOUT');
             assert.match(err.hint ?? '', /long-running or prepared transactions/);
             return true;
@@ -308,27 +308,27 @@ for (const sourceMajor of [SYSTEM_MAJOR, OLD_MAJOR]) {
         await blocker.end();
       }
       const slots = await source.sql<{ n: number }>(
-        "SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'pgferry_timeout_probe'",
+        "SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'pgconvoy_timeout_probe'",
       );
       assert.equal(slots[0]?.n, 0, 'the half-made slot is gone');
 
-      const src = await openClient(sourceSpec, { applicationName: 'pgferry test' });
+      const src = await openClient(sourceSpec, { applicationName: 'pgconvoy test' });
       try {
         const tables = async () =>
           (
             await src.query<{ t: string }>(
-              "SELECT schemaname || '.' || tablename AS t FROM pg_catalog.pg_publication_tables WHERE pubname = 'pgferry_scratch' ORDER BY 1",
+              "SELECT schemaname || '.' || tablename AS t FROM pg_catalog.pg_publication_tables WHERE pubname = 'pgconvoy_scratch' ORDER BY 1",
             )
           ).rows.map((r) => r.t);
-        await createPublication(src, 'pgferry_scratch', []);
+        await createPublication(src, 'pgconvoy_scratch', []);
         assert.deepEqual(await tables(), []);
-        const set = await createPublication(src, 'pgferry_scratch', [TABLE]);
+        const set = await createPublication(src, 'pgconvoy_scratch', [TABLE]);
         assert.equal(set.created, false);
         assert.deepEqual(await tables(), ['public.Ferry Items']);
-        await createPublication(src, 'pgferry_scratch', []);
+        await createPublication(src, 'pgconvoy_scratch', []);
         assert.deepEqual(await tables(), []);
       } finally {
-        await src.query('DROP PUBLICATION IF EXISTS pgferry_scratch');
+        await src.query('DROP PUBLICATION IF EXISTS pgconvoy_scratch');
         await src.end();
       }
     });
@@ -406,7 +406,7 @@ describe('the source password stays out of the server log', () => {
     await target.sql(`ALTER SYSTEM SET log_statement = 'all'`);
     await target.sql('SELECT pg_catalog.pg_reload_conf()');
     const superuser = await openClient(resolveConnection(target.url(dst), 'target', {}), {
-      applicationName: 'pgferry test',
+      applicationName: 'pgconvoy test',
     });
     try {
       const sub = {
@@ -436,7 +436,7 @@ describe('the source password stays out of the server log', () => {
       await target.sql(`GRANT CREATE ON DATABASE ${dst} TO ${plain}; GRANT ALL ON public.t TO ${plain}`, dst);
       const limited = await openClient(
         resolveConnection(`postgresql://${plain}:plain@127.0.0.1:${target.port}/${dst}`, 'target', {}),
-        { applicationName: 'pgferry test' },
+        { applicationName: 'pgconvoy test' },
       );
       try {
         const made = await createSubscription(limited, { ...sub, name: 'leak_sub2' });

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { resolveConnection } from '../src/connect/resolve.js';
 import { EXIT } from '../src/defaults.js';
-import { PgferryError } from '../src/errors.js';
+import { PgconvoyError } from '../src/errors.js';
 import type { LocalServer } from '../src/sandbox/local-server.js';
 import {
   applySchemaSection,
@@ -62,11 +62,11 @@ async function rowCount(server: LocalServer, db: string): Promise<number> {
   return total;
 }
 
-async function rejectsWith(promise: Promise<unknown>, code: string): Promise<PgferryError> {
+async function rejectsWith(promise: Promise<unknown>, code: string): Promise<PgconvoyError> {
   try {
     await promise;
   } catch (err) {
-    assert.ok(err instanceof PgferryError, `expected a PgferryError, got ${String(err)}`);
+    assert.ok(err instanceof PgconvoyError, `expected a PgconvoyError, got ${String(err)}`);
     assert.equal(err.code, code, err.message);
     return err;
   }
@@ -86,7 +86,7 @@ describe('schema stage', () => {
   const targetSpec = (db: string) => resolveConnection(target.url(db), 'target', {});
 
   before(async () => {
-    scratch = mkdtempSync(path.join(os.tmpdir(), 'pgferry-schema-test-'));
+    scratch = mkdtempSync(path.join(os.tmpdir(), 'pgconvoy-schema-test-'));
     const started = await Promise.all([SYSTEM_MAJOR, OLD_MAJOR, NEW_MAJOR].map((m) => startServer(m)));
     for (const s of started) servers.set(s.major, s);
     target = servers.get(NEW_MAJOR) as LocalServer;
@@ -115,7 +115,7 @@ describe('schema stage', () => {
         source: sourceSpec(sourceMajor, sourceDb),
         tools: pgTools,
         runDir: dir,
-        excludeSchemas: ['pgferry'],
+        excludeSchemas: ['pgconvoy'],
       });
 
       // The three files, split by pg_dump's sections.
@@ -284,7 +284,7 @@ describe('schema stage', () => {
   test('the password reaches pg_dump and pg_restore only through the environment', () => {
     const spec = sourceSpec(SYSTEM_MAJOR, 'postgres');
     assert.equal(spec.password, 'sandbox');
-    const conninfo = childConninfo(spec, 'pgferry test');
+    const conninfo = childConninfo(spec, 'pgconvoy test');
     assert.ok(!conninfo.includes('sandbox'), conninfo);
     assert.match(conninfo, /port='\d+'/);
     assert.equal(childEnv(spec, { maintenance_work_mem: '1GB' }).PGPASSWORD, 'sandbox');
@@ -314,7 +314,7 @@ describe('schema stage', () => {
       findPgTools({ sourceMajor: SYSTEM_MAJOR, pgBin: emptyBin, pathEnv: '', systemRoot: emptyRoot });
       assert.fail('expected NO_PG_DUMP');
     } catch (err) {
-      assert.ok(err instanceof PgferryError);
+      assert.ok(err instanceof PgconvoyError);
       assert.equal(err.code, 'NO_PG_DUMP');
       assert.equal(err.exitCode, EXIT.usage);
       assert.match(err.message, /needs pg_dump 15 or newer; found no pg_dump \(looked in /);
@@ -334,7 +334,7 @@ describe('schema stage', () => {
       findPgTools({ sourceMajor, pathEnv: process.env.PATH ?? '' });
       assert.fail('expected NO_PG_DUMP');
     } catch (err) {
-      assert.ok(err instanceof PgferryError);
+      assert.ok(err instanceof PgconvoyError);
       assert.equal(err.code, 'NO_PG_DUMP');
       assert.equal(
         err.message,
@@ -474,17 +474,17 @@ describe('schema stage', () => {
     const source = servers.get(SYSTEM_MAJOR) as LocalServer;
     const db = await createDatabase(source, uniqueName('ledger'));
     await source.sql(
-      `CREATE SCHEMA pgferry; CREATE TABLE pgferry.jobs (id int); CREATE TABLE public.kept (id int);`,
+      `CREATE SCHEMA pgconvoy; CREATE TABLE pgconvoy.jobs (id int); CREATE TABLE public.kept (id int);`,
       db,
     );
     const dump: SchemaDump = await dumpSchema({
       source: sourceSpec(SYSTEM_MAJOR, db),
       tools: tools.get(SYSTEM_MAJOR) as PgTools,
       runDir: runDir(),
-      excludeSchemas: ['pgferry'],
+      excludeSchemas: ['pgconvoy'],
     });
     const whole = readFileSync(dump.files.whole, 'utf8');
     assert.match(whole, /CREATE TABLE public\.kept/);
-    assert.doesNotMatch(whole, /pgferry/);
+    assert.doesNotMatch(whole, /pgconvoy/);
   });
 });

@@ -109,9 +109,9 @@ for (const major of [OLD_MAJOR, NEW_MAJOR]) {
       const db = await createDatabase(server, uniqueName('split'));
       await server.sql(DATA, db);
       client = await openClient(resolveConnection(server.url(db), 'source', {}), {
-        applicationName: 'pgferry test split',
+        applicationName: 'pgconvoy test split',
       });
-      tables = new Map((await readInventory(client, 'pgferry')).tables.map((t) => [t.name, t]));
+      tables = new Map((await readInventory(client, 'pgconvoy')).tables.map((t) => [t.name, t]));
     });
     after(async () => {
       await client?.end();

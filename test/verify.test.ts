@@ -1,5 +1,5 @@
 /**
- * pgferry verify against real servers: a 13 and a 15 source, a 17 target. Each source
+ * pgconvoy verify against real servers: a 13 and a 15 source, a 17 target. Each source
  * database is built once as a template; its target twin is made by a genuine copy path
  * (pg_dump | psql) once into a target template; every test gets fresh copies of both
  * (CREATE DATABASE ... TEMPLATE), changes the target, and checks that verify finds exactly
@@ -162,7 +162,7 @@ async function verify(
     target: resolveConnection(p.targetUrl, 'target', {}),
     jobs: 3,
     maxDiffs: 20,
-    ledgerSchema: 'pgferry',
+    ledgerSchema: 'pgconvoy',
     chunkRows: 400,
     ...extra,
   });
@@ -245,14 +245,14 @@ describe('verify: identical databases', () => {
   test(`${SYSTEM_MAJOR} → ${NEW_MAJOR} (library): ok, and the target's ledger schema is ignored`, async () => {
     const p = await freshPair('sys');
     await target.sql(
-      'CREATE SCHEMA pgferry; CREATE TABLE pgferry.jobs (id int PRIMARY KEY); INSERT INTO pgferry.jobs VALUES (1)',
+      'CREATE SCHEMA pgconvoy; CREATE TABLE pgconvoy.jobs (id int PRIMARY KEY); INSERT INTO pgconvoy.jobs VALUES (1)',
       p.db,
     );
     const events: VerifyEvent[] = [];
     const report = await verify(p, { onProgress: (e) => events.push(e) });
     assert.equal(report.ok, true, JSON.stringify(report.schema));
     assert.equal(report.source.major, SYSTEM_MAJOR);
-    assert.ok(report.tables.every((t) => t.schema !== 'pgferry'));
+    assert.ok(report.tables.every((t) => t.schema !== 'pgconvoy'));
     assert.ok((report.tables.find((t) => tableName(t) === 'sales.orders')?.chunks.total ?? 0) > 1);
     const done = events.filter((e) => e.type === 'table-done');
     assert.equal(done.length, report.tables.length);
@@ -261,7 +261,7 @@ describe('verify: identical databases', () => {
       let left = -1;
       for (let i = 0; i < 40 && left !== 0; i++) {
         const rows = await server.sql<{ n: string }>(
-          "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name LIKE 'pgferry verify%'",
+          "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name LIKE 'pgconvoy verify%'",
         );
         left = Number(rows[0]?.n);
         if (left) await new Promise((r) => setTimeout(r, 50));

@@ -12,7 +12,7 @@ import {
 } from './helpers/servers.js';
 import { assertSameData } from './helpers/compare.js';
 
-const runDir = () => tempDir('pgferry-run-');
+const runDir = () => tempDir('pgconvoy-run-');
 
 describe('plan-only, workers on several machines, status', () => {
   let source: LocalServer;
@@ -61,7 +61,7 @@ describe('plan-only, workers on several machines, status', () => {
     assert.match(c.stdout, /worker finished: 0 job\(s\)/);
 
     const jobs = await target.sql<{ table_name: string; state: string; rows: string; done_by: string }>(
-      'SELECT table_name, state, rows, done_by FROM pgferry.jobs ORDER BY table_name',
+      'SELECT table_name, state, rows, done_by FROM pgconvoy.jobs ORDER BY table_name',
       db,
     );
     assert.equal(jobs.length, 6);
@@ -101,7 +101,7 @@ describe('plan-only, workers on several machines, status', () => {
     const db = await createDatabase(target, uniqueName('noplan'));
     const res = await runCli(['worker', '--source', source.url(template), '--target', target.url(db)]);
     assert.equal(res.code, 5);
-    assert.match(res.stderr, /the target has no pgferry plan/);
+    assert.match(res.stderr, /the target has no pgconvoy plan/);
     assert.match(res.stderr, /hint: .*--plan-only/);
   });
 });

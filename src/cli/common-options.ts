@@ -1,5 +1,5 @@
-import { readConfigFile, type PgferryConfig } from './config-file.js';
+import { readConfigFile, type PgconvoyConfig } from './config-file.js';
 
-export function loadConfig(file: string | undefined): PgferryConfig | undefined {
+export function loadConfig(file: string | undefined): PgconvoyConfig | undefined {
   return file === undefined ? undefined : readConfigFile(file);
 }

@@ -1,5 +1,5 @@
 /**
- * The optional config file (`--config pgferry.conf`), INI-style like Flexy's config.ini:
+ * The optional config file (`--config pgconvoy.conf`), INI-style like Flexy's config.ini:
  *
  *   # comments
  *   [source]
@@ -15,10 +15,10 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { KNOWN_KEYWORDS, formatConninfoWithPassword } from '../connect/conninfo.js';
 
-export interface PgferryConfig {
+export interface PgconvoyConfig {
   source?: string;
   target?: string;
   /** Options of commands, as strings, by `section.key` (e.g. "clone.jobs"). */
@@ -37,23 +37,27 @@ const OPTION_SCHEMAS: Record<string, z.ZodTypeAny> = {
   'pg-bin': z.string().min(1),
 };
 
-function configError(file: string, line: number, message: string, hint: string): PgferryError {
-  return new PgferryError(`${file}:${line}: ${message}`, { code: 'BAD_CONFIG', hint, exitCode: EXIT.config });
+function configError(file: string, line: number, message: string, hint: string): PgconvoyError {
+  return new PgconvoyError(`${file}:${line}: ${message}`, {
+    code: 'BAD_CONFIG',
+    hint,
+    exitCode: EXIT.config,
+  });
 }
 
-export function readConfigFile(file: string): PgferryConfig {
+export function readConfigFile(file: string): PgconvoyConfig {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new PgferryError(`cannot read config file "${file}"`, {
+    throw new PgconvoyError(`cannot read config file "${file}"`, {
       code: 'BAD_CONFIG',
       hint: 'check the path given to --config',
       exitCode: EXIT.config,
       cause: err,
     });
   }
-  const config: PgferryConfig = { options: {} };
+  const config: PgconvoyConfig = { options: {} };
   const servers: Record<'source' | 'target', Record<string, string>> = { source: {}, target: {} };
   let section: string | undefined;
   text.split(/\r?\n/).forEach((raw, index) => {
@@ -119,7 +123,7 @@ export function readConfigFile(file: string): PgferryConfig {
     const { url, ...keywords } = s;
     config[side] = url ?? formatConninfoWithPassword(keywords);
     if (url !== undefined && Object.keys(keywords).length > 0) {
-      throw new PgferryError(`${file}: [${side}] mixes url with other keys`, {
+      throw new PgconvoyError(`${file}: [${side}] mixes url with other keys`, {
         code: 'BAD_CONFIG',
         hint: 'give either url = ... or libpq keywords, not both',
         exitCode: EXIT.config,

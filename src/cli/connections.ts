@@ -3,10 +3,10 @@
  * environment) into connection specs, and registers their passwords for redaction.
  */
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { resolveConnection, type ConnectionSpec, type Side } from '../connect/resolve.js';
 import { registerSecret } from '../util/redact.js';
-import type { PgferryConfig } from './config-file.js';
+import type { PgconvoyConfig } from './config-file.js';
 
 export interface ConnectionFlags {
   source?: string;
@@ -16,31 +16,31 @@ export interface ConnectionFlags {
 
 /**
  * The libpq environment (PGHOST, PGUSER, ...) describes one server; with two servers in play
- * it applies to both unless PGFERRY_SOURCE / PGFERRY_TARGET give a conninfo per side.
+ * it applies to both unless PGCONVOY_SOURCE / PGCONVOY_TARGET give a conninfo per side.
  */
-/** The conninfo string given for `side`: flag, then PGFERRY_SOURCE/PGFERRY_TARGET, then the config file. */
+/** The conninfo string given for `side`: flag, then PGCONVOY_SOURCE/PGCONVOY_TARGET, then the config file. */
 export function givenConninfo(
   side: Side,
   flags: ConnectionFlags,
-  config: PgferryConfig | undefined,
+  config: PgconvoyConfig | undefined,
 ): string | undefined {
   return (
-    flags[side] ?? process.env[side === 'source' ? 'PGFERRY_SOURCE' : 'PGFERRY_TARGET'] ?? config?.[side]
+    flags[side] ?? process.env[side === 'source' ? 'PGCONVOY_SOURCE' : 'PGCONVOY_TARGET'] ?? config?.[side]
   );
 }
 
 export function connectionFor(
   side: Side,
   flags: ConnectionFlags,
-  config: PgferryConfig | undefined,
+  config: PgconvoyConfig | undefined,
   required = true,
 ): ConnectionSpec | undefined {
   const given = givenConninfo(side, flags, config);
   if (given === undefined && !required) return undefined;
   if (given === undefined && !process.env.PGHOST && !process.env.PGSERVICE && !process.env.PGDATABASE) {
-    throw new PgferryError(`no ${side} connection given`, {
+    throw new PgconvoyError(`no ${side} connection given`, {
       code: 'NO_CONNECTION',
-      hint: `pass --${side} 'postgresql://user@host:5432/dbname' (or a key=value conninfo, or set PGFERRY_${side.toUpperCase()})`,
+      hint: `pass --${side} 'postgresql://user@host:5432/dbname' (or a key=value conninfo, or set PGCONVOY_${side.toUpperCase()})`,
       exitCode: EXIT.usage,
     });
   }

@@ -3,7 +3,7 @@
  * the user is told it was an interruption, with how to go on, not the error of that step.
  */
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 
 /** Runs `work`; once `signal` has fired, any outcome becomes an interruption with `hint`. */
 export async function unlessInterrupted<T>(
@@ -12,7 +12,7 @@ export async function unlessInterrupted<T>(
   work: () => Promise<T>,
 ): Promise<T> {
   const interrupted = (cause?: unknown) =>
-    new PgferryError('interrupted', { code: 'INTERRUPTED', exitCode: EXIT.interrupted, hint, cause });
+    new PgconvoyError('interrupted', { code: 'INTERRUPTED', exitCode: EXIT.interrupted, hint, cause });
   let result: T;
   try {
     result = await work();

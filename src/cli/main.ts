@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * pgferry's command line: parses arguments and calls the library. Exit codes are in
+ * pgconvoy's command line: parses arguments and calls the library. Exit codes are in
  * defaults.ts; errors are printed by output.ts.
  */
 import { Command, CommanderError } from 'commander';
@@ -22,7 +22,7 @@ import { registerVerify } from './commands/verify.js';
 
 const program = new Command();
 program
-  .name('pgferry')
+  .name('pgconvoy')
   .description('Move a PostgreSQL database to another PostgreSQL server: fast, verified, resumable.')
   .version('0.1.0')
   .showHelpAfterError('(run with --help for usage)')

@@ -2,12 +2,12 @@
  * Many databases at once (pgbelt's way of moving a whole server): `--database a --database b`
  * or `--all-databases` on clone, verify, precheck, start, status, start-back, cutover,
  * rollback and teardown. --source and --target then name the servers; each database is
- * handled by its own pgferry process, the same command with that database on both sides:
+ * handled by its own pgconvoy process, the same command with that database on both sides:
  * one database failing never stops the others, and each keeps its own ledger, run files,
  * slots and names, as if run alone.
  *
- * The children get their connection strings through the environment (PGFERRY_SOURCE and
- * PGFERRY_TARGET, which take precedence over a config file), never in argv, so no password
+ * The children get their connection strings through the environment (PGCONVOY_SOURCE and
+ * PGCONVOY_TARGET, which take precedence over a config file), never in argv, so no password
  * shows in `ps`. Their lines are prefixed with `[database]`: as they come for the long
  * commands (clone, start, cutover, rollback), as one block per database for the others; with
  * --json, their JSON documents are gathered into one. The exit code is 0 when every database
@@ -21,21 +21,21 @@ import type { Command } from 'commander';
 import { formatConninfoWithPassword, parseConninfo } from '../connect/conninfo.js';
 import { openClient } from '../connect/open-client.js';
 import { EXIT, type ExitCode } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { runLimited } from '../util/pool.js';
 import { registerSecret } from '../util/redact.js';
 import { err, out, outJson } from './output.js';
 import { connectionFor, givenConninfo, type ConnectionFlags } from './connections.js';
 import { loadConfig } from './common-options.js';
-import type { PgferryConfig } from './config-file.js';
+import type { PgconvoyConfig } from './config-file.js';
 import { positiveInt } from './parse-options.js';
 
 /** Set for each database's process: the command line that started them all (to resume it). */
-export const PARENT_COMMAND_ENV = 'PGFERRY_PARENT_COMMAND';
+export const PARENT_COMMAND_ENV = 'PGCONVOY_PARENT_COMMAND';
 
-/** `pgferry ARGS` as a shell would take it back. */
+/** `pgconvoy ARGS` as a shell would take it back. */
 export function commandLine(args: string[]): string {
-  return ['pgferry', ...args]
+  return ['pgconvoy', ...args]
     .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`))
     .join(' ');
 }
@@ -95,10 +95,10 @@ FROM pg_catalog.pg_database d
 WHERE d.datallowconn AND NOT d.datistemplate AND d.datname <> 'postgres'
 ORDER BY 1`;
 
-async function listDatabases(flags: ManyFlags, config: PgferryConfig | undefined): Promise<string[]> {
+async function listDatabases(flags: ManyFlags, config: PgconvoyConfig | undefined): Promise<string[]> {
   const source = connectionFor('source', flags, config);
   if (!source) return [];
-  const client = await openClient(source, { applicationName: 'pgferry list databases' });
+  const client = await openClient(source, { applicationName: 'pgconvoy list databases' });
   try {
     return (await client.query<{ name: string }>(ALL_DATABASES_SQL)).rows.map((r) => r.name);
   } finally {
@@ -109,7 +109,7 @@ async function listDatabases(flags: ManyFlags, config: PgferryConfig | undefined
 /** The side's connection string with `database` in it, password kept (for the child's environment). */
 function conninfoFor(
   flags: ManyFlags,
-  config: PgferryConfig | undefined,
+  config: PgconvoyConfig | undefined,
   side: 'source' | 'target',
   database: string,
 ): string | undefined {
@@ -155,7 +155,7 @@ const OTHER_ADDRESS = new Set(['--source-from-target', '--target-from-source']);
 function withDatabase(conninfo: string, database: string): string {
   const info = parseConninfo(conninfo);
   if (info.password !== undefined) {
-    throw new PgferryError(
+    throw new PgconvoyError(
       'with --database, --source-from-target and --target-from-source must not hold a password',
       {
         code: 'PASSWORD_IN_ARGV',
@@ -237,7 +237,7 @@ export async function runPerDatabase(
   const listed = flags.allDatabases ? await listDatabases(flags, config) : [];
   const databases = [...new Set([...named, ...listed])];
   if (databases.length === 0) {
-    throw new PgferryError('no database to run for', {
+    throw new PgconvoyError('no database to run for', {
       code: 'NO_DATABASES',
       hint: "--all-databases found none on the source (templates and 'postgres' are left out); name them with --database",
       exitCode: EXIT.usage,
@@ -252,7 +252,7 @@ export async function runPerDatabase(
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = signal;
-    err(`pgferry: interrupted (${signal}); waiting for every database to stop …`);
+    err(`pgconvoy: interrupted (${signal}); waiting for every database to stop …`);
     for (const child of running) child.kill(signal);
   };
   process.on('SIGINT', onSignal);
@@ -271,8 +271,8 @@ export async function runPerDatabase(
       const env: NodeJS.ProcessEnv = { ...process.env };
       const source = conninfoFor(flags, config, 'source', database);
       const target = conninfoFor(flags, config, 'target', database);
-      if (source !== undefined) env.PGFERRY_SOURCE = source;
-      if (target !== undefined) env.PGFERRY_TARGET = target;
+      if (source !== undefined) env.PGCONVOY_SOURCE = source;
+      if (target !== undefined) env.PGCONVOY_TARGET = target;
       env[PARENT_COMMAND_ENV] = parentCommand;
       const own = argsForDatabase(command, args, database, config?.options['clone.run-dir']);
       results.push(await runChild(command, own, database, env, json));

@@ -1,9 +1,9 @@
 /**
  * All terminal output goes through here: redacted, plain lines when not on a TTY,
- * JSON when asked, errors as "pgferry: error: ..." plus a hint line.
+ * JSON when asked, errors as "pgconvoy: error: ..." plus a hint line.
  */
 import { EXIT, type ExitCode } from '../defaults.js';
-import { PgferryError, errorMessage, serverErrorFields } from '../errors.js';
+import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import { redact } from '../util/redact.js';
 
 export function out(text: string): void {
@@ -22,14 +22,14 @@ export const isTTY = (): boolean => Boolean(process.stdout.isTTY) && process.env
 
 /** Report a failure and give the exit code for it. */
 export function reportError(error: unknown, json: boolean): ExitCode {
-  if (error instanceof PgferryError) {
+  if (error instanceof PgconvoyError) {
     if (json) {
       outJson({
         ok: false,
         error: { code: error.code, message: error.message, hint: error.hint, ...(error.details ?? {}) },
       });
     }
-    err(`pgferry: error: ${error.message}`);
+    err(`pgconvoy: error: ${error.message}`);
     const server = serverErrorFields(error.cause);
     if (server?.detail) err(`  detail: ${server.detail}`);
     const statement = error.details?.statement;
@@ -40,11 +40,11 @@ export function reportError(error: unknown, json: boolean): ExitCode {
     return error.exitCode;
   }
   if (json) outJson({ ok: false, error: { code: 'INTERNAL', message: errorMessage(error) } });
-  err(`pgferry: error: ${errorMessage(error)}`);
-  if (process.env.PGFERRY_DEBUG && error instanceof Error && error.stack) err(error.stack);
+  err(`pgconvoy: error: ${errorMessage(error)}`);
+  if (process.env.PGCONVOY_DEBUG && error instanceof Error && error.stack) err(error.stack);
   else
     err(
-      '  hint: this looks like a bug in pgferry; run again with PGFERRY_DEBUG=1 for a stack trace and report it',
+      '  hint: this looks like a bug in pgconvoy; run again with PGCONVOY_DEBUG=1 for a stack trace and report it',
     );
   return EXIT.failed;
 }

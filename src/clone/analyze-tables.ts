@@ -17,7 +17,7 @@ export async function analyzeTables(
   const sessions: pg.Client[] = [];
   try {
     for (let i = 0; i < Math.max(1, Math.min(jobs, tables.length)); i++) {
-      sessions.push(await openClient(target, { applicationName: `pgferry analyze ${i + 1}` }));
+      sessions.push(await openClient(target, { applicationName: `pgconvoy analyze ${i + 1}` }));
     }
     const free = [...sessions];
     await runLimited(tables, sessions.length, async (t) => {

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { describeConnection } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { childConninfo, childEnv } from '../schema/run-tool.js';
 import type { PgTools } from '../schema/pg-tools.js';
 import { redact } from '../util/redact.js';
@@ -20,7 +20,7 @@ import { redact } from '../util/redact.js';
 export function psqlPath(tools: PgTools): string {
   const p = path.join(tools.dir, 'psql');
   if (!existsSync(p)) {
-    throw new PgferryError(`psql is missing beside ${tools.pgDump}`, {
+    throw new PgconvoyError(`psql is missing beside ${tools.pgDump}`, {
       code: 'NO_PSQL',
       hint: `install the PostgreSQL ${tools.major} client package (it has pg_dump, pg_restore and psql together)`,
       exitCode: EXIT.usage,
@@ -76,7 +76,7 @@ export async function applySqlAtomically(o: ApplyOptions): Promise<void> {
   const error = /ERROR:\s+(.*)/.exec(text)?.[1] ?? text.split('\n')[0] ?? 'psql failed';
   const statement = /STATEMENT:\s+([\s\S]*)$/.exec(text)?.[1] ?? text.split('\n').slice(1).join('\n');
   const missingRole = /role "([^"]+)" does not exist/.exec(error);
-  throw new PgferryError(
+  throw new PgconvoyError(
     `applying ${o.what} to the target ${describeConnection(o.target)} failed: ${error}`,
     {
       code: 'SCHEMA_APPLY_FAILED',
@@ -91,7 +91,7 @@ export async function applySqlAtomically(o: ApplyOptions): Promise<void> {
 
 /** psql's words for a connection that went away (server restart, network): worth running again. */
 export function isLostConnection(err: unknown): boolean {
-  const psqlOutput = err instanceof PgferryError ? err.details?.psqlOutput : undefined;
+  const psqlOutput = err instanceof PgconvoyError ? err.details?.psqlOutput : undefined;
   const output =
     typeof psqlOutput === 'string' ? psqlOutput : err instanceof Error ? err.message : String(err);
   return /server closed the connection|terminating connection|connection to server .* failed|could not connect|the database system is (starting up|shutting down)|SSL SYSCALL|Connection refused/i.test(

@@ -31,7 +31,7 @@ export interface DryRunPlan {
 }
 
 export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
-  const source = await openClient(o.source, { applicationName: 'pgferry clone --dry-run' });
+  const source = await openClient(o.source, { applicationName: 'pgconvoy clone --dry-run' });
   const notes: string[] = [];
   try {
     const info = await readServerInfo(source);
@@ -48,7 +48,7 @@ export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
     const sourceColumns = await readColumnCatalog(source);
     let targetColumns: ColumnCatalog = sourceColumns;
     try {
-      const target = await openClient(o.target, { applicationName: 'pgferry clone --dry-run' });
+      const target = await openClient(o.target, { applicationName: 'pgconvoy clone --dry-run' });
       const fromTarget = await readColumnCatalog(target);
       await target.end();
       if (fromTarget.size > 0) targetColumns = fromTarget;

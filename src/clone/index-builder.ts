@@ -103,7 +103,7 @@ export class IndexBuilder {
           ledgerSql: this.o.steps.markDoneScript(indexStepName(table), { items: items.length }),
           settings: { maintenance_work_mem: this.o.maintenanceWorkMem },
           what: `the indexes and constraints of ${displayName(table.schema, table.name)}`,
-          applicationName: 'pgferry index',
+          applicationName: 'pgconvoy index',
           ...(this.o.signal ? { signal: this.o.signal } : {}),
         });
         break;

@@ -1,5 +1,5 @@
 /**
- * `pgferry clone`: the offline copy of a whole database, phase by phase.
+ * `pgconvoy clone`: the offline copy of a whole database, phase by phase.
  *
  *   connect → inventory → schema (pg_dump, pre-data applied in one transaction) → plan jobs
  *   into the ledger → copy with N workers from one snapshot, each table's indexes built as
@@ -15,7 +15,7 @@ import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { readInventory, copyableTables, type TableInfo } from '../inventory/inventory.js';
 import { readServerInfo, type ServerInfo } from '../inventory/server-info.js';
 import { ensureLedger } from '../ledger/ledger-schema.js';
@@ -145,12 +145,12 @@ export function chunkedTables(splitLargerThan: number, chunkBytes: number): Chun
 
 async function connectTarget(o: CloneOptions): Promise<pg.Client> {
   try {
-    return await openClient(o.target, { applicationName: 'pgferry clone' });
+    return await openClient(o.target, { applicationName: 'pgconvoy clone' });
   } catch (err) {
-    if (!(err instanceof PgferryError) || err.code !== 'NO_DATABASE' || !o.createDatabase) throw err;
+    if (!(err instanceof PgconvoyError) || err.code !== 'NO_DATABASE' || !o.createDatabase) throw err;
     const admin = await openClient(
       { ...o.target, database: 'postgres', conninfo: { ...o.target.conninfo, dbname: 'postgres' } },
-      { applicationName: 'pgferry clone' },
+      { applicationName: 'pgconvoy clone' },
     );
     try {
       await admin.query(`CREATE DATABASE ${quoteIdent(o.target.database)}`);
@@ -158,7 +158,7 @@ async function connectTarget(o: CloneOptions): Promise<pg.Client> {
       await admin.end();
     }
     o.onEvent({ type: 'info', message: `created database ${quoteIdent(o.target.database)} on the target` });
-    return openClient(o.target, { applicationName: 'pgferry clone' });
+    return openClient(o.target, { applicationName: 'pgconvoy clone' });
   }
 }
 
@@ -196,7 +196,7 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     o.onEvent(e);
   };
   const phases = new Phases(emit);
-  const source = await openClient(o.source, { applicationName: 'pgferry clone' });
+  const source = await openClient(o.source, { applicationName: 'pgconvoy clone' });
   let target: pg.Client | undefined;
   let snapshot: SnapshotHandle | undefined;
   try {
@@ -282,7 +282,7 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
           sql: sql + earlySql,
           ledgerSql: marks.join('\n'),
           what: 'the schema (pre-data)',
-          applicationName: 'pgferry schema',
+          applicationName: 'pgconvoy schema',
           ...(o.signal ? { signal: o.signal } : {}),
         });
       });
@@ -328,12 +328,12 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     if (!replicationRole) {
       const blockers = await loadBlockers(target);
       if (blockers.length > 0) {
-        throw new PgferryError(
+        throw new PgconvoyError(
           `the target role "${targetInfo.role.name}" may not set session_replication_role, and ${blockers[0]} would fire during the load`,
           {
             code: 'TRIGGERS_WOULD_FIRE',
             exitCode: EXIT.target,
-            hint: 'connect to the target as a superuser, or on PostgreSQL 15+ GRANT SET ON PARAMETER session_replication_role TO that role, or let pgferry create the schema (foreign keys and triggers then come after the data)',
+            hint: 'connect to the target as a superuser, or on PostgreSQL 15+ GRANT SET ON PARAMETER session_replication_role TO that role, or let pgconvoy create the schema (foreign keys and triggers then come after the data)',
             details: { blockers },
           },
         );
@@ -458,7 +458,7 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
           ledgerSql: steps.markDoneScript('post-data', { entries: final.length }),
           settings: { maintenance_work_mem: o.maintenanceWorkMem },
           what: 'foreign keys, triggers and the rest of post-data',
-          applicationName: 'pgferry post-data',
+          applicationName: 'pgconvoy post-data',
           ...(o.signal ? { signal: o.signal } : {}),
         });
       });
@@ -497,7 +497,7 @@ async function reconnectIfGone(
   await client.end().catch(() => undefined);
   for (let attempt = 1; ; attempt++) {
     try {
-      const fresh = await openClient(o.target, { applicationName: 'pgferry clone' });
+      const fresh = await openClient(o.target, { applicationName: 'pgconvoy clone' });
       emit({ type: 'info', message: 'reconnected to the target' });
       return fresh;
     } catch (err) {
@@ -507,8 +507,8 @@ async function reconnectIfGone(
   }
 }
 
-function interrupted(): PgferryError {
-  return new PgferryError('interrupted', {
+function interrupted(): PgconvoyError {
+  return new PgconvoyError('interrupted', {
     code: 'INTERRUPTED',
     exitCode: EXIT.interrupted,
     hint: 'run the same command again to resume',
@@ -529,7 +529,7 @@ async function checkPlanOwner(target: pg.Client, o: CloneOptions): Promise<void>
     return;
   }
   if (existing !== src) {
-    throw new PgferryError(
+    throw new PgconvoyError(
       `the target's ledger (schema "${o.ledgerSchema}") belongs to a migration from ${existing}, not from ${src}`,
       {
         code: 'LEDGER_OTHER_SOURCE',
@@ -557,7 +557,7 @@ async function planJobs(
   const formats = new Map(
     tables.map((t) => [tableKey(t), planTableColumns(t, sourceColumns, targetColumns)]),
   );
-  // Rows in a table pgferry has no job for (yet) are somebody else's.
+  // Rows in a table pgconvoy has no job for (yet) are somebody else's.
   const fresh = tables.filter((t) => !started.has(tableKey(t)));
   const occupied = await nonEmptyTables(target, fresh);
   const skip = new Set<string>();

@@ -1,12 +1,12 @@
 /**
- * Checks on the target before any row moves: tables that already hold rows pgferry did not
+ * Checks on the target before any row moves: tables that already hold rows pgconvoy did not
  * put there (refused unless the user says truncate or skip), and, for loads into existing
  * tables, triggers and foreign keys that would fire when session_replication_role cannot be
  * set. Checked on 13, 15, 17.
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
 import { displayName, qualifiedName } from '../util/sql.js';
 
@@ -24,10 +24,10 @@ export async function nonEmptyTables(target: pg.Client, tables: readonly TableRe
   return out;
 }
 
-export function existingRowsError(tables: readonly TableRef[]): PgferryError {
+export function existingRowsError(tables: readonly TableRef[]): PgconvoyError {
   const names = tables.map((t) => displayName(t.schema, t.name));
-  return new PgferryError(
-    `the target already has rows that pgferry did not copy, in ${names.length} table(s): ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', …' : ''}`,
+  return new PgconvoyError(
+    `the target already has rows that pgconvoy did not copy, in ${names.length} table(s): ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', …' : ''}`,
     {
       code: 'TARGET_NOT_EMPTY',
       exitCode: EXIT.target,

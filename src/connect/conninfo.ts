@@ -4,12 +4,12 @@
  * query parameters as keywords). Returns keywords exactly as libpq names them.
  * https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING
  */
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { EXIT } from '../defaults.js';
 
 export type Conninfo = Record<string, string>;
 
-/** Keywords pgferry understands; anything else is refused rather than silently ignored. */
+/** Keywords pgconvoy understands; anything else is refused rather than silently ignored. */
 export const KNOWN_KEYWORDS = new Set([
   'host',
   'hostaddr',
@@ -36,8 +36,8 @@ export const KNOWN_KEYWORDS = new Set([
   'channel_binding',
 ]);
 
-function conninfoError(message: string, hint: string): PgferryError {
-  return new PgferryError(message, { code: 'BAD_CONNINFO', hint, exitCode: EXIT.usage });
+function conninfoError(message: string, hint: string): PgconvoyError {
+  return new PgconvoyError(message, { code: 'BAD_CONNINFO', hint, exitCode: EXIT.usage });
 }
 
 function parseUri(uri: string): Conninfo {

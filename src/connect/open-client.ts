@@ -1,5 +1,5 @@
 /**
- * Opening a session the way every pgferry session is opened: named in pg_stat_activity
+ * Opening a session the way every pgconvoy session is opened: named in pg_stat_activity
  * (`application_name`), with an empty search_path (every name we send is qualified),
  * with TLS as `sslmode` says, and with failures turned into one-line errors that name
  * the server (never its password) and say what to check.
@@ -8,11 +8,11 @@ import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import { DEFAULTS, EXIT } from '../defaults.js';
-import { PgferryError, serverErrorFields } from '../errors.js';
+import { PgconvoyError, serverErrorFields } from '../errors.js';
 import { describeConnection, type ConnectionSpec } from './resolve.js';
 
 export interface OpenOptions {
-  /** Shown in pg_stat_activity, e.g. "pgferry copy 3". */
+  /** Shown in pg_stat_activity, e.g. "pgconvoy copy 3". */
   applicationName?: string;
   /** Leave search_path alone (only for sessions that run pg_dump's own SQL). */
   keepSearchPath?: boolean;
@@ -109,13 +109,13 @@ async function connectOnce(spec: ConnectionSpec, useTls: boolean, options: OpenO
 }
 
 /** One line: which server, what went wrong, what to check. Never the password. */
-export function connectionError(err: unknown, spec: ConnectionSpec): PgferryError {
+export function connectionError(err: unknown, spec: ConnectionSpec): PgconvoyError {
   const where = `${spec.side} ${describeConnection(spec)}`;
   const exitCode = spec.side === 'source' ? EXIT.source : EXIT.target;
   const sysCode = (err as NodeJS.ErrnoException | undefined)?.code;
   const fields = serverErrorFields(err);
   const make = (what: string, hint: string, code: string) =>
-    new PgferryError(`cannot connect to the ${where}: ${what}`, { code, hint, exitCode, cause: err });
+    new PgconvoyError(`cannot connect to the ${where}: ${what}`, { code, hint, exitCode, cause: err });
   const flag = `--${spec.side}`;
   switch (fields?.code ?? sysCode) {
     case 'ECONNREFUSED':

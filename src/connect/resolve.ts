@@ -9,7 +9,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { parseConninfo, type Conninfo } from './conninfo.js';
 
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
@@ -85,7 +85,7 @@ function readService(name: string, env: Env, side: Side): Conninfo {
       if (!inSection) return;
       const eq = line.indexOf('=');
       if (eq < 0) {
-        throw new PgferryError(`syntax error in service file "${file}" line ${index + 1}`, {
+        throw new PgconvoyError(`syntax error in service file "${file}" line ${index + 1}`, {
           code: 'BAD_SERVICE_FILE',
           hint: 'each line of a service section is key=value',
           exitCode: EXIT.config,
@@ -95,7 +95,7 @@ function readService(name: string, env: Env, side: Side): Conninfo {
     });
     if (found) return out;
   }
-  throw new PgferryError(`the ${side} names service "${name}", which no service file defines`, {
+  throw new PgconvoyError(`the ${side} names service "${name}", which no service file defines`, {
     code: 'UNKNOWN_SERVICE',
     hint: `looked in ${serviceFiles(env).join(', ')}; set PGSERVICEFILE to the file that defines [${name}]`,
     exitCode: EXIT.config,
@@ -171,7 +171,7 @@ export function resolveConnection(given: string | undefined, side: Side, env: En
   const portText = info.port ?? '5432';
   const port = Number(portText);
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new PgferryError(`the ${side} port "${portText}" is not a port number`, {
+    throw new PgconvoyError(`the ${side} port "${portText}" is not a port number`, {
       code: 'BAD_CONNINFO',
       hint: 'give a port between 1 and 65535',
       exitCode: EXIT.usage,
@@ -179,7 +179,7 @@ export function resolveConnection(given: string | undefined, side: Side, env: En
   }
   const sslmode = (info.sslmode ?? 'prefer') as SslMode;
   if (!SSL_MODES.includes(sslmode)) {
-    throw new PgferryError(`the ${side} sslmode "${sslmode}" is not valid`, {
+    throw new PgconvoyError(`the ${side} sslmode "${sslmode}" is not valid`, {
       code: 'BAD_CONNINFO',
       hint: `use one of ${SSL_MODES.join(', ')}`,
       exitCode: EXIT.usage,
@@ -215,7 +215,7 @@ export function resolveConnection(given: string | undefined, side: Side, env: En
   };
 }
 
-/** `user@host:port/db`: how pgferry names a server in every message. Never has a password. */
+/** `user@host:port/db`: how pgconvoy names a server in every message. Never has a password. */
 export function describeConnection(
   spec: Pick<ConnectionSpec, 'user' | 'host' | 'port' | 'database'>,
 ): string {

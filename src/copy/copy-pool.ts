@@ -26,8 +26,8 @@ export interface CopyPoolOptions {
 }
 
 export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
-  const source = await openClient(o.source, { applicationName: 'pgferry copy setup' });
-  const target = await openClient(o.target, { applicationName: 'pgferry copy setup' });
+  const source = await openClient(o.source, { applicationName: 'pgconvoy copy setup' });
+  const target = await openClient(o.target, { applicationName: 'pgconvoy copy setup' });
   let sourceColumns, targetColumns, referenced;
   try {
     [sourceColumns, targetColumns, referenced] = await Promise.all([

@@ -74,7 +74,7 @@ export class CopyWorker {
 
   private async connect(): Promise<{ source: pg.Client; target: pg.Client }> {
     if (!this.sourceClient) {
-      const source = await openClient(this.ctx.source, { applicationName: `pgferry copy ${this.name}` });
+      const source = await openClient(this.ctx.source, { applicationName: `pgconvoy copy ${this.name}` });
       await prepareSourceSession(source);
       const snapshot = this.ctx.snapshotLost.value ? undefined : this.ctx.snapshot;
       try {
@@ -88,7 +88,7 @@ export class CopyWorker {
           this.ctx.onEvent({
             type: 'warning',
             message:
-              'the source snapshot was lost (the source restarted?); remaining jobs read a newer snapshot: the copy is consistent only if nothing wrote to the source meanwhile — run pgferry verify',
+              'the source snapshot was lost (the source restarted?); remaining jobs read a newer snapshot: the copy is consistent only if nothing wrote to the source meanwhile — run pgconvoy verify',
           });
         }
         await beginInSnapshot(source, undefined);
@@ -96,7 +96,7 @@ export class CopyWorker {
       this.sourceClient = source;
     }
     if (!this.targetClient) {
-      const target = await openClient(this.ctx.target, { applicationName: `pgferry copy ${this.name}` });
+      const target = await openClient(this.ctx.target, { applicationName: `pgconvoy copy ${this.name}` });
       await prepareTargetSession(target, { replicationRole: this.ctx.replicationRole });
       this.targetClient = target;
     }
@@ -149,7 +149,7 @@ export class CopyWorker {
     this.ctx.onEvent({ type: 'job-start', worker: this.name, job });
     await target.query('SELECT pg_catalog.set_config($1, $2, true)', [
       'application_name',
-      `pgferry copy ${this.name}: job ${job.id}`,
+      `pgconvoy copy ${this.name}: job ${job.id}`,
     ]);
     const plan = planTableColumns(job.table, this.ctx.sourceColumns, this.ctx.targetColumns);
     const freeze =

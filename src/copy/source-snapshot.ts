@@ -19,7 +19,7 @@ export interface SnapshotHandle {
 }
 
 export async function exportSnapshot(source: ConnectionSpec): Promise<SnapshotHandle> {
-  const client = await openClient(source, { applicationName: 'pgferry snapshot' });
+  const client = await openClient(source, { applicationName: 'pgconvoy snapshot' });
   await prepareSourceSession(client);
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   const res = await client.query<{ name: string; lsn: string | null }>(

@@ -11,7 +11,7 @@
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
 import { displayName } from '../util/sql.js';
 
@@ -92,16 +92,16 @@ export function planTableColumns(
   const src = source.get(tableKey(table));
   const dst = target.get(tableKey(table));
   if (!src)
-    throw new PgferryError(`table ${name} is not on the source`, {
+    throw new PgconvoyError(`table ${name} is not on the source`, {
       code: 'NO_SOURCE_TABLE',
       exitCode: EXIT.source,
       hint: 'check the table name',
     });
   if (!dst) {
-    throw new PgferryError(`table ${name} does not exist on the target`, {
+    throw new PgconvoyError(`table ${name} does not exist on the target`, {
       code: 'NO_TARGET_TABLE',
       exitCode: EXIT.target,
-      hint: 'let pgferry create the schema (omit --schema skip), or create the table on the target first',
+      hint: 'let pgconvoy create the schema (omit --schema skip), or create the table on the target first',
     });
   }
   const byName = new Map(dst.map((c) => [c.name, c]));
@@ -111,14 +111,14 @@ export function planTableColumns(
     if (col.generated) continue;
     const other = byName.get(col.name);
     if (!other) {
-      throw new PgferryError(`column "${col.name}" of ${name} does not exist on the target`, {
+      throw new PgconvoyError(`column "${col.name}" of ${name} does not exist on the target`, {
         code: 'TARGET_COLUMN_MISSING',
         exitCode: EXIT.target,
         hint: 'the target table must have every source column (same names); fix the target schema and run again',
       });
     }
     if (other.generated) {
-      throw new PgferryError(
+      throw new PgconvoyError(
         `column "${col.name}" of ${name} is generated on the target but not on the source`,
         {
           code: 'TARGET_COLUMN_GENERATED',

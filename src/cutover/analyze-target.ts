@@ -34,7 +34,7 @@ export async function analyzeStale(
   copied: readonly TableRef[],
   jobs: number,
 ): Promise<{ analyzed: number; skipped: number }> {
-  const lister = await openClient(target, { applicationName: 'pgferry analyze' });
+  const lister = await openClient(target, { applicationName: 'pgconvoy analyze' });
   let chosen: TableRef[];
   let all: number;
   try {

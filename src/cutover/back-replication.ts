@@ -25,7 +25,7 @@
 import type pg from 'pg';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
 import type { ReplicationNames } from '../replicate/names.js';
 import { createPublication, dropPublication } from '../replicate/publication.js';
@@ -52,7 +52,7 @@ export async function prepareBackReplication(
 ): Promise<{ published: number; loggedBy?: string[] }> {
   const probe = await probeSourceFromTarget(source, subscriptionConninfo(targetSpec, targetFromSource));
   if (probe.status !== 'reached') {
-    throw new PgferryError(
+    throw new PgconvoyError(
       `back-replication cannot work: the source server could not subscribe to the target: ${probe.message}`,
       {
         code: probe.status === 'denied' ? 'BACK_SUBSCRIPTION_DENIED' : 'TARGET_UNREACHABLE_FROM_SOURCE',
@@ -102,12 +102,12 @@ export async function createBackReplication(
       );
       loggedBy = quiet.loggedAlways;
     } catch (err) {
-      throw new PgferryError(
+      throw new PgconvoyError(
         `could not create the back-replication subscription "${names.backSubscription}" on the source: ${scrubPassword(err instanceof Error ? err.message : String(err), conninfo)}`,
         {
           code: 'BACK_SUBSCRIPTION_FAILED',
           exitCode: EXIT.source,
-          hint: 'run pgferry start-back again to see what is missing; the cutover itself is complete (the target has every row), only the way back is not',
+          hint: 'run pgconvoy start-back again to see what is missing; the cutover itself is complete (the target has every row), only the way back is not',
           cause: err,
         },
       );

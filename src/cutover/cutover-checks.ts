@@ -7,7 +7,7 @@
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { diffFingerprints, schemaFingerprint } from '../online/fingerprint.js';
 import type { OnlineState } from '../online/state.js';
 import { replicationStatus } from '../replicate/status.js';
@@ -21,8 +21,8 @@ function refuse(
   code: string,
   hint: string,
   details?: Record<string, unknown>,
-): PgferryError {
-  return new PgferryError(message, { code, hint, exitCode: EXIT.blocked, ...(details ? { details } : {}) });
+): PgconvoyError {
+  return new PgconvoyError(message, { code, hint, exitCode: EXIT.blocked, ...(details ? { details } : {}) });
 }
 
 /** The checks before anything is touched. */
@@ -38,21 +38,21 @@ export async function checkReady(
     throw refuse(
       `forward replication is incomplete: ${!status.slot ? `slot "${state.names.slot}" is missing on the source` : `subscription "${state.names.subscription}" is missing on the target`}`,
       'REPLICATION_BROKEN',
-      'the target no longer follows the source: run pgferry teardown and start again',
+      'the target no longer follows the source: run pgconvoy teardown and start again',
     );
   }
   if (status.slot.walStatus === 'lost') {
     throw refuse(
       `replication slot "${state.names.slot}" is lost (the source removed WAL it needed)`,
       'SLOT_LOST',
-      'run pgferry teardown and start again',
+      'run pgconvoy teardown and start again',
     );
   }
   if (!sub.enabled || sub.workerPid === null) {
     throw refuse(
       `subscription "${state.names.subscription}" is ${sub.enabled ? 'enabled but its apply worker is not running' : 'disabled'}`,
       'SUBSCRIPTION_NOT_RUNNING',
-      `look at the target server's log for apply errors (errors so far: ${sub.applyErrorCount ?? 'unknown before 15'}); pgferry status shows the lag`,
+      `look at the target server's log for apply errors (errors so far: ${sub.applyErrorCount ?? 'unknown before 15'}); pgconvoy status shows the lag`,
     );
   }
   const lag = status.lagBytes ?? 0;
@@ -60,7 +60,7 @@ export async function checkReady(
     throw refuse(
       `the target is ${formatBytes(lag)} behind the source, more than --max-lag ${formatBytes(o.maxLagBytes)}`,
       'LAG_TOO_HIGH',
-      'wait until pgferry status shows a small lag (writes stay blocked until the target has caught up), or raise --max-lag',
+      'wait until pgconvoy status shows a small lag (writes stay blocked until the target has caught up), or raise --max-lag',
       { lagBytes: lag },
     );
   }
@@ -88,7 +88,7 @@ export function verifyOk(report: VerifyReport, margin: number): boolean {
   );
 }
 
-export function mismatchError(report: VerifyReport): PgferryError {
+export function mismatchError(report: VerifyReport): PgconvoyError {
   const tables = report.tables.filter((t) => t.status !== 'match');
   const schema = report.schema.filter((d) => d.severity === 'difference');
   const list = [
@@ -98,12 +98,12 @@ export function mismatchError(report: VerifyReport): PgferryError {
     ),
     ...schema.map((d) => `${d.kind} ${d.object} ${d.problem}`),
   ];
-  return new PgferryError(
+  return new PgconvoyError(
     `verification found differences after the freeze: ${list.slice(0, 10).join('; ')}${list.length > 10 ? ` … and ${list.length - 10} more` : ''}`,
     {
       code: 'VERIFY_MISMATCH',
       exitCode: EXIT.mismatch,
-      hint: 'writes stay frozen on the source and forward replication is still in place; run pgferry verify to list the rows, fix the cause, then run cutover again, or run pgferry rollback to give the source its logins back',
+      hint: 'writes stay frozen on the source and forward replication is still in place; run pgconvoy verify to list the rows, fix the cause, then run cutover again, or run pgconvoy rollback to give the source its logins back',
       details: { verify: report },
     },
   );

@@ -1,5 +1,5 @@
 /**
- * `pgferry cutover`: from "the target follows the source" to "the target is the database".
+ * `pgconvoy cutover`: from "the target follows the source" to "the target is the database".
  *
  *   refuse when lag is high or the source's schema changed since start → freeze writes on
  *   the source (revoke logins, end sessions, prove it) → wait until the target applied up
@@ -19,7 +19,7 @@ import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import { formatConninfo } from '../connect/conninfo.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { exposedPasswordWarning } from '../replicate/quiet-logging.js';
 import { dropPublication } from '../replicate/publication.js';
 import { dropSlot } from '../replicate/slot.js';
@@ -48,7 +48,7 @@ export interface CutoverOptions {
   timeoutMs: number;
   /** How long the source must stay quiet to count as frozen. */
   freezeCheckMs: number;
-  /** Roles that keep LOGIN on the source (pgferry's own always does). */
+  /** Roles that keep LOGIN on the source (pgconvoy's own always does). */
   keepLogins: string[];
   /** Verify and ANALYZE workers. */
   jobs: number;
@@ -95,19 +95,19 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
     o.onEvent({ type: 'step', step: name, state: 'done', ms: Date.now() - t });
     return r;
   };
-  const src = await openClient(o.source, { applicationName: 'pgferry cutover' });
+  const src = await openClient(o.source, { applicationName: 'pgconvoy cutover' });
   try {
-    const tgt = await openClient(o.target, { applicationName: 'pgferry cutover' });
+    const tgt = await openClient(o.target, { applicationName: 'pgconvoy cutover' });
     try {
       const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
       if (state.phase !== 'replicating' && state.phase !== 'cutover') {
-        throw new PgferryError(
+        throw new PgconvoyError(
           `the online migration is in phase "${state.phase}": cutover needs "replicating"`,
           {
             code: 'ONLINE_PHASE',
             hint:
               state.phase === 'copying'
-                ? 'wait until pgferry start has finished its copy'
+                ? 'wait until pgconvoy start has finished its copy'
                 : 'nothing to cut over',
           },
         );
@@ -160,7 +160,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
       const largeObjects = await step('large objects', () => replaceLargeObjects(src, tgt));
       const unpublished = await unpublishedTables(src, state.published);
       const copiedTables = await step('tables without replica identity', () =>
-        copyWholeTables(o.source, o.target, unpublished, 'pgferry cutover copy'),
+        copyWholeTables(o.source, o.target, unpublished, 'pgconvoy cutover copy'),
       );
       const copied = copiedTables.map((t) => t.table);
       let verify: VerifyReport | undefined;
@@ -249,7 +249,7 @@ async function freezeWritesOrStepBack(
   try {
     return await freezeWrites(options);
   } catch (err) {
-    if (!resumed && err instanceof PgferryError && err.code === 'REVOKE_FAILED')
+    if (!resumed && err instanceof PgconvoyError && err.code === 'REVOKE_FAILED')
       await updateOnlineState(tgt, ledgerSchema, { phase: 'replicating' }).catch(() => undefined);
     throw err;
   }

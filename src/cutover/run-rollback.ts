@@ -1,5 +1,5 @@
 /**
- * `pgferry rollback`: back to the source.
+ * `pgconvoy rollback`: back to the source.
  *
  * After a finished cutover (phase done): the application must have stopped writing to the
  * target. Back-replication is allowed to catch up and then removed, sequences, large
@@ -17,7 +17,7 @@
 import { openClient } from '../connect/open-client.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { readOnlineState, updateOnlineState, type OnlinePhase } from '../online/state.js';
 import { readSubscription } from '../replicate/subscription.js';
 import { stopBackReplication } from './back-replication.js';
@@ -51,13 +51,13 @@ export interface RollbackResult {
 
 export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
   const started = Date.now();
-  const src = await openClient(o.source, { applicationName: 'pgferry rollback' });
+  const src = await openClient(o.source, { applicationName: 'pgconvoy rollback' });
   try {
-    const tgt = await openClient(o.target, { applicationName: 'pgferry rollback' });
+    const tgt = await openClient(o.target, { applicationName: 'pgconvoy rollback' });
     try {
       const state = await readOnlineState(tgt, o.ledgerSchema);
       if (!state) {
-        throw new PgferryError(
+        throw new PgconvoyError(
           `no online migration into ${describeConnection(o.target)}: nothing to roll back`,
           {
             code: 'NO_ONLINE_MIGRATION',
@@ -76,11 +76,11 @@ export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
         seconds: 0,
       };
       if (state.phase === 'copying' || state.phase === 'replicating') {
-        throw new PgferryError(
+        throw new PgconvoyError(
           `the online migration is in phase "${state.phase}": cutover has not run, nothing to roll back`,
           {
             code: 'NOTHING_TO_ROLL_BACK',
-            hint: 'to abandon the migration, run pgferry teardown (the source was never changed)',
+            hint: 'to abandon the migration, run pgconvoy teardown (the source was never changed)',
           },
         );
       }
@@ -97,7 +97,7 @@ export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
         });
       } else if (state.phase === 'done') {
         if (!state.back?.createdAt && !o.force) {
-          throw new PgferryError(
+          throw new PgconvoyError(
             'no back-replication was set up: writes made on the target since cutover are not on the source',
             {
               code: 'NO_BACK_REPLICATION',
@@ -110,7 +110,7 @@ export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
         result.sequences = await copySequenceValues(tgt, src, o.ledgerSchema, o.sequenceMargin);
         result.largeObjects = await replaceLargeObjects(tgt, src);
         const tables = await unpublishedTables(src, state.published);
-        result.copiedTables = await copyWholeTables(o.target, o.source, tables, 'pgferry rollback copy');
+        result.copiedTables = await copyWholeTables(o.target, o.source, tables, 'pgconvoy rollback copy');
         result.restoredLogins = await restoreLogins(src, tgt, o.ledgerSchema);
         result.phase = 'rolled-back';
         await updateOnlineState(tgt, o.ledgerSchema, { phase: 'rolled-back' });

@@ -1,5 +1,5 @@
 /**
- * `pgferry start-back`: before cutover, prepares back-replication (target → source) so that
+ * `pgconvoy start-back`: before cutover, prepares back-replication (target → source) so that
  * a rollback after cutover loses no write made on the target. See back-replication.ts for
  * why the slot and the subscription are only made AT cutover. What is asked for is kept in
  * the target's ledger; a `--target-from-source` conninfo is kept without its password (the
@@ -10,7 +10,7 @@
 import { formatConninfo, parseConninfo } from '../connect/conninfo.js';
 import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { requireOnlineState, updateOnlineState } from '../online/state.js';
 import { exposedPasswordWarning } from '../replicate/quiet-logging.js';
 import { prepareBackReplication } from './back-replication.js';
@@ -32,19 +32,19 @@ export interface StartBackResult {
 }
 
 export async function runStartBack(o: StartBackOptions): Promise<StartBackResult> {
-  const src = await openClient(o.source, { applicationName: 'pgferry start-back' });
+  const src = await openClient(o.source, { applicationName: 'pgconvoy start-back' });
   try {
-    const tgt = await openClient(o.target, { applicationName: 'pgferry start-back' });
+    const tgt = await openClient(o.target, { applicationName: 'pgconvoy start-back' });
     try {
       const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
       if (state.phase !== 'replicating') {
-        throw new PgferryError(
+        throw new PgconvoyError(
           `start-back needs phase "replicating", and the migration is in "${state.phase}"`,
           {
             code: 'ONLINE_PHASE',
             hint:
               state.phase === 'copying'
-                ? 'wait until pgferry start has finished'
+                ? 'wait until pgconvoy start has finished'
                 : 'back-replication must be prepared before cutover',
           },
         );

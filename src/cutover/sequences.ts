@@ -9,7 +9,7 @@
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { displayName, qualifiedName } from '../util/sql.js';
 
 export interface SequenceValue {
@@ -40,7 +40,7 @@ interface SeqRow {
   max: string;
 }
 
-/** Sets every sequence of `to` from `from`; `ledgerSchema` (pgferry's own) is left out on both. */
+/** Sets every sequence of `to` from `from`; `ledgerSchema` (pgconvoy's own) is left out on both. */
 export async function copySequenceValues(
   from: pg.Client,
   to: pg.Client,
@@ -55,7 +55,7 @@ export async function copySequenceValues(
   );
   const missing = seqs.filter((s) => !present.has(JSON.stringify([s.schema, s.name])));
   if (missing.length > 0) {
-    throw new PgferryError(
+    throw new PgconvoyError(
       `sequence(s) missing on the receiving side: ${missing.map((s) => displayName(s.schema, s.name)).join(', ')}`,
       {
         code: 'SEQUENCE_MISSING',

@@ -1,11 +1,11 @@
 /**
- * The write freeze of a cutover: nobody but pgferry may write to the source database any
- * more, and pgferry proves it before it takes the source's final WAL position.
+ * The write freeze of a cutover: nobody but pgconvoy may write to the source database any
+ * more, and pgconvoy proves it before it takes the source's final WAL position.
  *
  * 1. Every role that may log in loses LOGIN (ALTER ROLE … NOLOGIN), except: the role
- *    pgferry connects as, the role the subscription streams as (the walsender of the
+ *    pgconvoy connects as, the role the subscription streams as (the walsender of the
  *    forward slot), roles the operator keeps (--keep-login), and superusers. Superusers
- *    are administrators; locking them out is not pgferry's call (and a non-superuser
+ *    are administrators; locking them out is not pgconvoy's call (and a non-superuser
  *    cannot do it anyway). Their sessions in the database are ended like all others, and
  *    the check below catches one that comes back and writes. The roles changed are
  *    written to the TARGET's ledger first, then changed on the source, so rollback can
@@ -13,7 +13,7 @@
  *    to any database of the source server until rollback.
  * 2. Every other client session connected to the source database is terminated.
  * 3. The check: two samples `intervalMs` apart of the sessions connected to the database
- *    (other than pgferry's) and of the transaction-id snapshot (txid_current_snapshot,
+ *    (other than pgconvoy's) and of the transaction-id snapshot (txid_current_snapshot,
  *    which moves whenever a transaction with an xid, i.e. a writing one, starts or ends).
  *    Frozen when no other session is connected at either sample. Transaction ids that move
  *    meanwhile with no session in this database come from another database of the server
@@ -25,21 +25,21 @@
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
-import { PgferryError, errorMessage } from '../errors.js';
+import { PgconvoyError, errorMessage } from '../errors.js';
 import { markRoleRestored, readRevokedRoles, recordRevokedRoles } from '../online/state.js';
 import { quoteIdent } from '../util/sql.js';
 
 export interface FreezeOptions {
-  /** pgferry's session on the source database. */
+  /** pgconvoy's session on the source database. */
   source: pg.Client;
-  /** pgferry's session on the target database (the ledger). */
+  /** pgconvoy's session on the target database (the ledger). */
   target: pg.Client;
   ledgerSchema: string;
   /** The forward slot: its walsender (and the role it streams as) are left alone. */
   slotName: string;
-  /** Roles never to revoke, besides pgferry's own. */
+  /** Roles never to revoke, besides pgconvoy's own. */
   keepLogins: string[];
-  /** pgferry's own backends on the source (never terminated). */
+  /** pgconvoy's own backends on the source (never terminated). */
   ownPids: number[];
   intervalMs: number;
   timeoutMs: number;
@@ -128,7 +128,7 @@ export async function freezeWrites(o: FreezeOptions): Promise<FreezeResult> {
     [o.slotName],
   );
   const keep = new Map<string, string>();
-  for (const r of [me.rows[0]?.cur, me.rows[0]?.ses]) if (r) keep.set(r, "pgferry's own role");
+  for (const r of [me.rows[0]?.cur, me.rows[0]?.ses]) if (r) keep.set(r, "pgconvoy's own role");
   const streamingRole = streamer.rows[0]?.usename;
   if (streamingRole && !keep.has(streamingRole))
     keep.set(streamingRole, 'the role the forward subscription streams as');
@@ -153,7 +153,7 @@ export async function freezeWrites(o: FreezeOptions): Promise<FreezeResult> {
       revoked.push(name);
     } catch (err) {
       await restoreLogins(source, o.target, o.ledgerSchema).catch(() => undefined);
-      throw new PgferryError(
+      throw new PgconvoyError(
         `could not revoke LOGIN from role "${name}" on the source: ${errorMessage(err)}`,
         {
           code: 'REVOKE_FAILED',
@@ -186,12 +186,12 @@ export async function freezeWrites(o: FreezeOptions): Promise<FreezeResult> {
     }
     const now = await sample(source, o.ownPids);
     if (Date.now() > deadline) {
-      throw new PgferryError(
+      throw new PgconvoyError(
         `writes to the source did not stop: ${now.sessions.length} session(s) keep connecting to the database`,
         {
           code: 'WRITES_NOT_FROZEN',
           exitCode: EXIT.blocked,
-          hint: `stop these clients (they belong to roles pgferry did not revoke: ${kept.map((k) => k.name).join(', ') || 'none'}), then run cutover again; or pgferry rollback to give the revoked logins back: ${now.sessions.map(describeSession).join('; ')}`,
+          hint: `stop these clients (they belong to roles pgconvoy did not revoke: ${kept.map((k) => k.name).join(', ') || 'none'}), then run cutover again; or pgconvoy rollback to give the revoked logins back: ${now.sessions.map(describeSession).join('; ')}`,
           details: { sessions: now.sessions },
         },
       );
@@ -203,7 +203,7 @@ export async function freezeWrites(o: FreezeOptions): Promise<FreezeResult> {
   }
 }
 
-/** Gives LOGIN back to every role the ledger says pgferry revoked and has not restored yet. */
+/** Gives LOGIN back to every role the ledger says pgconvoy revoked and has not restored yet. */
 export async function restoreLogins(
   source: pg.Client,
   target: pg.Client,

@@ -6,7 +6,7 @@
  *  - a job is done exactly once: its rows and its mark commit together or not at all;
  *  - a worker that dies (SIGKILL, lost connection) releases its job by rolling back;
  *  - "running" is not stored: it is a pending job whose row is locked. Workers name their
- *    session `pgferry copy <worker>: job <id>`, which `status` reads from pg_stat_activity.
+ *    session `pgconvoy copy <worker>: job <id>`, which `status` reads from pg_stat_activity.
  */
 import type pg from 'pg';
 import type { Chunk, TableRef } from '../plan/chunk.js';
@@ -177,11 +177,11 @@ export class JobLedger {
     const res = await client.query<{ application_name: string; client_addr: string | null }>(
       `SELECT application_name, client_addr::text AS client_addr
        FROM pg_catalog.pg_stat_activity
-       WHERE datname = pg_catalog.current_database() AND application_name LIKE 'pgferry copy %: job %'`,
+       WHERE datname = pg_catalog.current_database() AND application_name LIKE 'pgconvoy copy %: job %'`,
     );
     const out = new Map<number, string>();
     for (const row of res.rows) {
-      const m = /^pgferry copy (.+): job (\d+)$/.exec(row.application_name);
+      const m = /^pgconvoy copy (.+): job (\d+)$/.exec(row.application_name);
       if (m?.[1] && m[2])
         out.set(Number(m[2]), `${m[1]}${row.client_addr ? ` from ${row.client_addr}` : ''}`);
     }

@@ -1,10 +1,10 @@
 /**
- * pgferry's ledger lives in the target database, in its own schema (default "pgferry"), so
+ * pgconvoy's ledger lives in the target database, in its own schema (default "pgconvoy"), so
  * that a job's data and its "done" mark can commit in one transaction, and so that what was
  * done survives the loss of every local file.
  *
  * Migrations are numbered and each runs in its own transaction under an advisory lock, so
- * several pgferry processes (workers on several machines) can start at once safely.
+ * several pgconvoy processes (workers on several machines) can start at once safely.
  * Checked on 13, 15, 17.
  */
 import type pg from 'pg';
@@ -82,7 +82,7 @@ CREATE TABLE ${s}.online_revoked_roles (
 /** Creates or upgrades the ledger schema. Idempotent and safe to run concurrently. */
 export async function ensureLedger(client: pg.Client, schema: string): Promise<void> {
   const s = quoteIdent(schema);
-  // Any fixed 64-bit number, derived from nothing but our name: serialises pgferry migrations.
+  // Any fixed 64-bit number, derived from nothing but our name: serialises pgconvoy migrations.
   await client.query('SELECT pg_catalog.pg_advisory_lock(7250683412)');
   try {
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);

@@ -1,16 +1,16 @@
 /**
- * The online part of `pgferry status`: the phase from the target's ledger and, when the
+ * The online part of `pgconvoy status`: the phase from the target's ledger and, when the
  * source can be reached too, the replication that matters in that phase (forward while
  * copying, replicating or cutting over; back-replication after cutover): lag in bytes and
  * seconds, WAL the slot makes its server keep, the subscription's apply errors. Plus the
  * warnings an operator must not miss: a slot holding a lot of WAL (over 1 GB, or over half
- * of max_slot_wal_keep_size), a lost slot, apply errors, and any pgferry slot nobody
+ * of max_slot_wal_keep_size), a lost slot, apply errors, and any pgconvoy slot nobody
  * streams from (it fills the disk).
  *
  * Read-only on both servers. Checked with PostgreSQL 13 and 15 as the source and 17 as the target.
  */
 import type pg from 'pg';
-import { readPgferrySlots } from '../replicate/precheck-rows.js';
+import { readPgconvoySlots } from '../replicate/precheck-rows.js';
 import { replicationStatus, type ReplicationStatus } from '../replicate/status.js';
 import { formatBytes } from '../util/format.js';
 import { readOnlineState, readRevokedRoles, type OnlineState, type RevokedRole } from './state.js';
@@ -108,18 +108,18 @@ export async function readOnlineStatus(
       report.maxSlotWalKeepBytes = await maxSlotWalKeep(target);
       report.warnings.push(...replicationWarnings(report.replication, 'target', report.maxSlotWalKeepBytes));
     }
-    for (const slot of await readPgferrySlots(source)) {
+    for (const slot of await readPgconvoySlots(source)) {
       if (slot.active) continue;
       const own = slot.name === names.slot && state.phase === 'copying';
       report.warnings.push(
-        `inactive pgferry slot "${slot.name}" on the source keeps ${slot.retainedBytes === null ? '?' : formatBytes(slot.retainedBytes)} of WAL${own ? " (this migration's slot: normal while start copies; if no start is running, run pgferry teardown)" : ': run pgferry teardown for its migration'}`,
+        `inactive pgconvoy slot "${slot.name}" on the source keeps ${slot.retainedBytes === null ? '?' : formatBytes(slot.retainedBytes)} of WAL${own ? " (this migration's slot: normal while start copies; if no start is running, run pgconvoy teardown)" : ': run pgconvoy teardown for its migration'}`,
       );
     }
   }
-  for (const slot of await readPgferrySlots(target)) {
+  for (const slot of await readPgconvoySlots(target)) {
     if (!slot.active)
       report.warnings.push(
-        `inactive pgferry slot "${slot.name}" on the target keeps ${slot.retainedBytes === null ? '?' : formatBytes(slot.retainedBytes)} of WAL: run pgferry teardown (or rollback) for its migration`,
+        `inactive pgconvoy slot "${slot.name}" on the target keeps ${slot.retainedBytes === null ? '?' : formatBytes(slot.retainedBytes)} of WAL: run pgconvoy teardown (or rollback) for its migration`,
       );
   }
   return report;

@@ -1,5 +1,5 @@
 /**
- * `pgferry start`: the beginning of an online migration.
+ * `pgconvoy start`: the beginning of an online migration.
  *
  *   precheck → publication (tables with a primary key or replica identity) → slot with an
  *   exported snapshot → initial copy by the clone engine inside that snapshot (schema,
@@ -18,7 +18,7 @@ import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import { describeConnection, withDatabase, type ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { runClone, type CloneOptions, type CloneSummary } from '../clone/run-clone.js';
 import { ensureLedger, ledgerExists } from '../ledger/ledger-schema.js';
 import type { TableRef } from '../plan/chunk.js';
@@ -68,21 +68,21 @@ export interface StartResult {
 }
 
 const RESTART_HINT =
-  'run pgferry teardown with the same --source and --target, then run pgferry start again: it empties the tables the interrupted copy filled and copies them again from a new snapshot';
+  'run pgconvoy teardown with the same --source and --target, then run pgconvoy start again: it empties the tables the interrupted copy filled and copies them again from a new snapshot';
 
 async function openTarget(o: CloneOptions): Promise<pg.Client> {
   try {
-    return await openClient(o.target, { applicationName: 'pgferry start' });
+    return await openClient(o.target, { applicationName: 'pgconvoy start' });
   } catch (err) {
-    if (!(err instanceof PgferryError) || err.code !== 'NO_DATABASE' || !o.createDatabase) throw err;
-    const admin = await openClient(withDatabase(o.target, 'postgres'), { applicationName: 'pgferry start' });
+    if (!(err instanceof PgconvoyError) || err.code !== 'NO_DATABASE' || !o.createDatabase) throw err;
+    const admin = await openClient(withDatabase(o.target, 'postgres'), { applicationName: 'pgconvoy start' });
     try {
       await admin.query(`CREATE DATABASE ${quoteIdent(o.target.database)}`);
     } finally {
       await admin.end();
     }
     o.onEvent({ type: 'info', message: `created database ${quoteIdent(o.target.database)} on the target` });
-    return openClient(o.target, { applicationName: 'pgferry start' });
+    return openClient(o.target, { applicationName: 'pgconvoy start' });
   }
 }
 
@@ -98,8 +98,8 @@ async function checkEarlierRuns(
     if (!(await ledgerExists(tgt, schema))) return [];
     const jobs = await tgt.query(`SELECT 1 FROM ${qualifiedName(schema, 'jobs')} LIMIT 1`);
     if ((jobs.rowCount ?? 0) === 0) return [];
-    throw new PgferryError(
-      `the target ${describeConnection(o.clone.target)} already holds a pgferry clone (its ledger has copy jobs)`,
+    throw new PgconvoyError(
+      `the target ${describeConnection(o.clone.target)} already holds a pgconvoy clone (its ledger has copy jobs)`,
       {
         code: 'TARGET_HAS_CLONE',
         exitCode: EXIT.target,
@@ -108,26 +108,26 @@ async function checkEarlierRuns(
     );
   }
   if (state.phase !== 'copying') {
-    throw new PgferryError(
+    throw new PgconvoyError(
       `the online migration to this target is in phase "${state.phase}": nothing to start`,
       {
         code: 'ONLINE_PHASE',
         hint:
           state.phase === 'cutover'
-            ? 'a cutover stopped midway: run pgferry cutover again to finish it, or pgferry rollback to give the source its logins back'
-            : 'this migration is over; to migrate again, run pgferry teardown and start with an empty target database',
+            ? 'a cutover stopped midway: run pgconvoy cutover again to finish it, or pgconvoy rollback to give the source its logins back'
+            : 'this migration is over; to migrate again, run pgconvoy teardown and start with an empty target database',
       },
     );
   }
-  const src = await openClient(o.clone.source, { applicationName: 'pgferry start' });
+  const src = await openClient(o.clone.source, { applicationName: 'pgconvoy start' });
   try {
     const slot = await src.query('SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1', [
       names.slot,
     ]);
     const sub = await readSubscription(tgt, names.subscription);
     if ((slot.rowCount ?? 0) > 0 || sub) {
-      throw new PgferryError(
-        `an earlier pgferry start stopped during its initial copy (started ${state.startedAt.toISOString()}); its snapshot is gone, so the copy cannot be resumed`,
+      throw new PgconvoyError(
+        `an earlier pgconvoy start stopped during its initial copy (started ${state.startedAt.toISOString()}); its snapshot is gone, so the copy cannot be resumed`,
         { code: 'START_INTERRUPTED', exitCode: EXIT.failed, hint: RESTART_HINT },
       );
     }
@@ -137,11 +137,11 @@ async function checkEarlierRuns(
   return resetInterruptedCopy(tgt, schema);
 }
 
-function blockedError(report: PrecheckReport): PgferryError {
+function blockedError(report: PrecheckReport): PgconvoyError {
   const failed = report.rows.filter((r) => r.status === 'fail');
   const list = failed.map((r) => `${r.side} ${r.check}: ${r.detail}`).join('; ');
   const hints = failed.map((r) => r.hint).filter((h): h is string => Boolean(h));
-  return new PgferryError(`online migration is blocked: ${list}`, {
+  return new PgconvoyError(`online migration is blocked: ${list}`, {
     code: 'PRECHECK_BLOCKED',
     exitCode: EXIT.blocked,
     hint: `${hints.join('; ')}${hints.length ? '; ' : ''}or run start with --fallback offline to copy offline instead (writes to the source during that copy are not carried over)`,
@@ -193,7 +193,7 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
 
     await ensureLedger(tgt, schema);
     await beginOnlineState(tgt, schema, describeConnection(o.clone.source), names);
-    const src = await openClient(o.clone.source, { applicationName: 'pgferry start' });
+    const src = await openClient(o.clone.source, { applicationName: 'pgconvoy start' });
     let pub;
     try {
       // Every table with rows; createPublication leaves out (and says why) what cannot be published.
@@ -228,7 +228,7 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
     }
     const copySeconds = (Date.now() - copyStarted) / 1000;
     if (!clone.ok) {
-      throw new PgferryError(
+      throw new PgconvoyError(
         `the initial copy did not finish: ${clone.failed.length} job(s) failed${clone.failed[0]?.error ? ` (first: ${clone.failed[0].error})` : ''}`,
         { code: 'COPY_INCOMPLETE', exitCode: EXIT.failed, hint: RESTART_HINT, details: { clone } },
       );
@@ -269,7 +269,7 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
 
 /** The source's table shapes as the copy's snapshot sees them. */
 async function fingerprintInSnapshot(source: ConnectionSpec, snapshot: string, ledgerSchema: string) {
-  const client = await openClient(source, { applicationName: 'pgferry start' });
+  const client = await openClient(source, { applicationName: 'pgconvoy start' });
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshot)}`);

@@ -12,7 +12,7 @@
  */
 import type pg from 'pg';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
 import type { ReplicationNames } from '../replicate/names.js';
 import { qualifiedName } from '../util/sql.js';
@@ -57,7 +57,7 @@ export interface OnlineState {
 
 export interface RevokedRole {
   name: string;
-  /** rolcanlogin before pgferry changed it (only roles that could log in are revoked). */
+  /** rolcanlogin before pgconvoy changed it (only roles that could log in are revoked). */
   hadLogin: boolean;
   revokedAt: Date;
   restoredAt: Date | null;
@@ -184,7 +184,7 @@ export async function updateOnlineState(client: pg.Client, schema: string, patch
 
 /**
  * Records that these roles are about to lose LOGIN on the source. Written BEFORE the
- * ALTER ROLE on the source: should pgferry die in between, rollback grants LOGIN to a role
+ * ALTER ROLE on the source: should pgconvoy die in between, rollback grants LOGIN to a role
  * that still has it, which changes nothing.
  */
 export async function recordRevokedRoles(client: pg.Client, schema: string, roles: string[]): Promise<void> {
@@ -218,7 +218,7 @@ export async function markRoleRestored(client: pg.Client, schema: string, name: 
   ]);
 }
 
-/** The online state, or an error saying that `pgferry start` has not run against this target. */
+/** The online state, or an error saying that `pgconvoy start` has not run against this target. */
 export async function requireOnlineState(
   client: pg.Client,
   schema: string,
@@ -226,9 +226,9 @@ export async function requireOnlineState(
 ): Promise<OnlineState> {
   const state = await readOnlineState(client, schema);
   if (!state) {
-    throw new PgferryError(`no online migration into ${describeConnection(target)}`, {
+    throw new PgconvoyError(`no online migration into ${describeConnection(target)}`, {
       code: 'NO_ONLINE_MIGRATION',
-      hint: 'run pgferry start first',
+      hint: 'run pgconvoy start first',
     });
   }
   return state;

@@ -21,7 +21,7 @@ const INTEGER_MAX: Record<string, bigint> = {
 };
 
 /**
- * Flexy's inclusive `high` as pgferry's exclusive bound: high + 1, or undefined (no upper
+ * Flexy's inclusive `high` as pgconvoy's exclusive bound: high + 1, or undefined (no upper
  * bound) when high is the type's largest value (high + 1 would not be a valid value).
  */
 export function exclusiveIntegerHigh(type: string, high: string): string | undefined {

@@ -13,7 +13,7 @@
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import type { Inventory, TableInfo } from '../inventory/inventory.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
 import type { Chunk } from './chunk.js';
@@ -277,13 +277,16 @@ export async function resolveQueueFile(
       .map((p) => `  ${fileName}${p.lineNo ? `:${p.lineNo}` : ''}: ${p.message}`)
       .join('\n');
     const onlyGaps = problems.every((p) => p.lineNo === 0);
-    throw new PgferryError(`the queue file has ${problems.length} problem(s); nothing was copied:\n${list}`, {
-      code: 'BAD_QUEUE_FILE',
-      exitCode: EXIT.config,
-      hint: onlyGaps
-        ? 'cover those rows with more lines, or pass --allow-gaps to leave them out on purpose'
-        : 'fix the lines named above and run again',
-    });
+    throw new PgconvoyError(
+      `the queue file has ${problems.length} problem(s); nothing was copied:\n${list}`,
+      {
+        code: 'BAD_QUEUE_FILE',
+        exitCode: EXIT.config,
+        hint: onlyGaps
+          ? 'cover those rows with more lines, or pass --allow-gaps to leave them out on purpose'
+          : 'fix the lines named above and run again',
+      },
+    );
   }
   return { tables: plans, gaps };
 }

@@ -81,7 +81,7 @@ export async function planTableChunks(
           note:
             `PostgreSQL ${options.serverMajor} has no TID range scans: each of the ${chunks.length} chunks of ` +
             `${displayName(table.schema, table.name)} scans the whole table (an index on an integer key lets ` +
-            `pgferry split it by key instead)`,
+            `pgconvoy split it by key instead)`,
         }
       : {}),
   };

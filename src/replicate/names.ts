@@ -1,7 +1,7 @@
 /**
- * The names of everything pgferry creates for replication, from one function, so that
+ * The names of everything pgconvoy creates for replication, from one function, so that
  * `start`, `status`, `cutover`, `rollback` and `teardown` always agree on them, and an
- * operator can tell pgferry's objects apart from anybody else's by the `pgferry_` prefix.
+ * operator can tell pgconvoy's objects apart from anybody else's by the `pgconvoy_` prefix.
  *
  * Replication slot names may only hold lower-case letters, digits and underscores, at
  * most 63 bytes; the same name is used for the publication and the subscription too, so
@@ -11,10 +11,10 @@
  */
 import { createHash } from 'node:crypto';
 
-/** Every object pgferry creates for replication starts with this. */
-export const PGFERRY_PREFIX = 'pgferry_';
+/** Every object pgconvoy creates for replication starts with this. */
+export const PGCONVOY_PREFIX = 'pgconvoy_';
 /** Back-replication (target → source, for rollback after cutover) objects start with this. */
-export const PGFERRY_BACK_PREFIX = 'pgferry_back_';
+export const PGCONVOY_BACK_PREFIX = 'pgconvoy_back_';
 
 /** NAMEDATALEN - 1 */
 const MAX_NAME_BYTES = 63;
@@ -46,12 +46,12 @@ function slotSafe(prefix: string, database: string): string {
 /**
  * Names for the replication of source database `sourceDatabase`.
  *
- * @example replicationNames('shop')       // { publication: 'pgferry_shop', ..., backSlot: 'pgferry_back_shop' }
- * @example replicationNames('Shop-Prod')  // { publication: 'pgferry_shop_prod_3f2a9c1e', ... }
+ * @example replicationNames('shop')       // { publication: 'pgconvoy_shop', ..., backSlot: 'pgconvoy_back_shop' }
+ * @example replicationNames('Shop-Prod')  // { publication: 'pgconvoy_shop_prod_3f2a9c1e', ... }
  */
 export function replicationNames(sourceDatabase: string): ReplicationNames {
-  const forward = slotSafe(PGFERRY_PREFIX, sourceDatabase);
-  const back = slotSafe(PGFERRY_BACK_PREFIX, sourceDatabase);
+  const forward = slotSafe(PGCONVOY_PREFIX, sourceDatabase);
+  const back = slotSafe(PGCONVOY_BACK_PREFIX, sourceDatabase);
   return {
     publication: forward,
     slot: forward,
@@ -62,7 +62,7 @@ export function replicationNames(sourceDatabase: string): ReplicationNames {
   };
 }
 
-/** Does this slot, publication or subscription name look like one of pgferry's? */
-export function isPgferryName(name: string): boolean {
-  return name.startsWith(PGFERRY_PREFIX);
+/** Does this slot, publication or subscription name look like one of pgconvoy's? */
+export function isPgconvoyName(name: string): boolean {
+  return name.startsWith(PGCONVOY_PREFIX);
 }

@@ -1,12 +1,12 @@
 /**
  * What is going on on a server right now that would delay or endanger replication: long
- * and prepared transactions on the source (creating the slot waits for them), and pgferry
+ * and prepared transactions on the source (creating the slot waits for them), and pgconvoy
  * slots nobody streams from (they keep WAL until the disk is full).
  * Checked on PostgreSQL 13, 15 and 17.
  */
 import type pg from 'pg';
 import { formatBytes, formatDuration } from '../util/format.js';
-import { firstItems, readPgferrySlots, readRole, row, type PrecheckRow } from './precheck-rows.js';
+import { firstItems, readPgconvoySlots, readRole, row, type PrecheckRow } from './precheck-rows.js';
 import type { SourceCheckOptions } from './precheck-source.js';
 
 export async function checkSourceActivity(
@@ -89,13 +89,13 @@ export async function checkSourceActivity(
   return rows;
 }
 
-/** pgferry slots nobody streams from: they keep WAL until the disk is full. */
+/** pgconvoy slots nobody streams from: they keep WAL until the disk is full. */
 export async function leftoverSlotsRow(
   client: pg.Client,
   side: 'source' | 'target',
   ownSlot: string,
 ): Promise<PrecheckRow> {
-  const slots = await readPgferrySlots(client);
+  const slots = await readPgconvoySlots(client);
   const inactive = slots.filter((s) => !s.active);
   const describe = (s: (typeof slots)[number]) =>
     `${s.name} (database ${s.database ?? '?'}, ${s.active ? 'active' : 'inactive'}, holds ${s.retainedBytes === null ? '?' : formatBytes(s.retainedBytes)} of WAL)${s.name === ownSlot ? " — this migration's slot" : ''}`;
@@ -104,7 +104,7 @@ export async function leftoverSlotsRow(
       id: `${side}.leftover_slots`,
       side,
       status: 'pass',
-      check: 'leftover pgferry slots',
+      check: 'leftover pgconvoy slots',
       detail: slots.length === 0 ? 'none' : `none inactive; active: ${slots.map((s) => s.name).join(', ')}`,
     });
   }
@@ -112,9 +112,9 @@ export async function leftoverSlotsRow(
     id: `${side}.leftover_slots`,
     side,
     status: 'warn',
-    check: 'leftover pgferry slots',
-    detail: `${inactive.length} inactive pgferry replication slot(s) on the ${side}: a forgotten slot keeps WAL until the disk is full`,
-    hint: `run pgferry teardown for the migration they belong to, or drop one with SELECT pg_drop_replication_slot('name') on the ${side}`,
+    check: 'leftover pgconvoy slots',
+    detail: `${inactive.length} inactive pgconvoy replication slot(s) on the ${side}: a forgotten slot keeps WAL until the disk is full`,
+    hint: `run pgconvoy teardown for the migration they belong to, or drop one with SELECT pg_drop_replication_slot('name') on the ${side}`,
     items: inactive.map(describe),
   });
 }

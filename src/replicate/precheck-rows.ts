@@ -1,5 +1,5 @@
 /**
- * The vocabulary of `pgferry precheck`: one row per thing checked, with a status, what was
+ * The vocabulary of `pgconvoy precheck`: one row per thing checked, with a status, what was
  * found (with the numbers), and a hint saying what to do. Plus the few catalog reads that
  * both sides' checks share. Checked on PostgreSQL 13, 15 and 17.
  */
@@ -105,8 +105,8 @@ export interface LeftoverSlot {
   retainedBytes: number | null;
 }
 
-/** Replication slots named like pgferry's on the connected server (all databases). */
-export async function readPgferrySlots(client: pg.Client): Promise<LeftoverSlot[]> {
+/** Replication slots named like pgconvoy's on the connected server (all databases). */
+export async function readPgconvoySlots(client: pg.Client): Promise<LeftoverSlot[]> {
   const res = await client.query<{
     name: string;
     database: string | null;
@@ -116,7 +116,7 @@ export async function readPgferrySlots(client: pg.Client): Promise<LeftoverSlot[
     `SELECT s.slot_name AS name, s.database, s.active,
             pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn)::int8 AS retained
      FROM pg_catalog.pg_replication_slots s
-     WHERE s.slot_name LIKE 'pgferry\\_%'
+     WHERE s.slot_name LIKE 'pgconvoy\\_%'
      ORDER BY s.slot_name`,
   );
   return res.rows.map((r) => ({

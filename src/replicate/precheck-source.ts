@@ -1,5 +1,5 @@
 /**
- * The source half of `pgferry precheck`: can this server publish its changes, and what will
+ * The source half of `pgconvoy precheck`: can this server publish its changes, and what will
  * logical replication not carry (so that it is copied at cutover instead)?
  * Checked on PostgreSQL 13 and 15 (and 17 as a back-replication source).
  */
@@ -56,7 +56,7 @@ export async function checkSourceSettings(
       side: 'source',
       status: freeSlots >= needSlots ? 'pass' : 'fail',
       check: 'max_replication_slots',
-      detail: `${maxSlots} configured, ${slotsUsed} in use, ${freeSlots} free; pgferry needs 1${u?.own_slot ? ` (its slot "${names.slot}" exists already)` : ''}`,
+      detail: `${maxSlots} configured, ${slotsUsed} in use, ${freeSlots} free; pgconvoy needs 1${u?.own_slot ? ` (its slot "${names.slot}" exists already)` : ''}`,
       ...(freeSlots >= needSlots
         ? {}
         : {
@@ -72,7 +72,7 @@ export async function checkSourceSettings(
       side: 'source',
       status: freeSenders >= 1 ? 'pass' : 'fail',
       check: 'max_wal_senders',
-      detail: `${maxSenders} configured, ${walsenders} in use, ${freeSenders} free; pgferry needs 1 (the subscription's stream; creating the slot uses it briefly first)`,
+      detail: `${maxSenders} configured, ${walsenders} in use, ${freeSenders} free; pgconvoy needs 1 (the subscription's stream; creating the slot uses it briefly first)`,
       ...(freeSenders >= 1
         ? {}
         : { hint: `raise max_wal_senders to at least ${walsenders + 1} (restart needed)` }),

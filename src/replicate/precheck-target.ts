@@ -1,5 +1,5 @@
 /**
- * The target half of `pgferry precheck`: can this server run one more subscription, may the
+ * The target half of `pgconvoy precheck`: can this server run one more subscription, may the
  * role create it, can the target server itself reach the source, and does it have every
  * extension the source uses? Checked with PostgreSQL 17 as the target (and 13, 15).
  */
@@ -55,7 +55,7 @@ export async function checkTargetSettings(
       side: 'target',
       status: freeLogical >= need ? 'pass' : 'fail',
       check: 'max_logical_replication_workers',
-      detail: `${maxLogical} configured, ${inUse} in use, ${freeLogical} free; pgferry needs 1 (one apply worker: it copies the tables itself, so no table-sync workers)`,
+      detail: `${maxLogical} configured, ${inUse} in use, ${freeLogical} free; pgconvoy needs 1 (one apply worker: it copies the tables itself, so no table-sync workers)`,
       ...(freeLogical >= need
         ? {}
         : { hint: `raise max_logical_replication_workers to at least ${inUse + 1} (restart needed)` }),
@@ -70,7 +70,7 @@ export async function checkTargetSettings(
       side: 'target',
       status: freeWorkers >= need ? 'pass' : 'fail',
       check: 'max_worker_processes',
-      detail: `${maxWorkers} configured, ${bgworkers} background workers running (the logical replication launcher among them), ${freeWorkers} free; pgferry needs 1 for the apply worker (parallel queries draw from the same pool)`,
+      detail: `${maxWorkers} configured, ${bgworkers} background workers running (the logical replication launcher among them), ${freeWorkers} free; pgconvoy needs 1 for the apply worker (parallel queries draw from the same pool)`,
       ...(freeWorkers >= need
         ? {}
         : { hint: `raise max_worker_processes to at least ${bgworkers + 1 + 2} (restart needed)` }),
@@ -220,7 +220,7 @@ export function passwordLoggedRow(loggedBy: string[]): PrecheckRow {
     check: 'password kept out of the log',
     status: 'warn',
     detail: `the target server may have logged the test subscription's connection string, password included (${loggedBy.join(', ')})`,
-    hint: "pgferry turns statement logging off for its own session when its role may (superuser); otherwise remove the line from the target's log, or give the target server a password file so that the connection string needs none",
+    hint: "pgconvoy turns statement logging off for its own session when its role may (superuser); otherwise remove the line from the target's log, or give the target server a password file so that the connection string needs none",
   });
 }
 

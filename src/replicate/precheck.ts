@@ -27,7 +27,7 @@ import {
 export type { CheckStatus, PrecheckRow } from './precheck-rows.js';
 
 export interface PrecheckOptions {
-  /** Schema of pgferry's ledger on the target; never part of the migration. */
+  /** Schema of pgconvoy's ledger on the target; never part of the migration. */
   ledgerSchema?: string;
   longTransactionSeconds?: number;
   /** How the TARGET server reaches the source, when it differs from `source` (libpq string). */
@@ -47,7 +47,7 @@ export interface PrecheckReport {
   ok: boolean;
   source: ServerSummary;
   target: ServerSummary;
-  /** The names pgferry will use for its publication, slot and subscription. */
+  /** The names pgconvoy will use for its publication, slot and subscription. */
   names: { publication: string; slot: string; subscription: string };
   rows: PrecheckRow[];
   counts: Record<CheckStatus, number>;
@@ -69,7 +69,7 @@ function versionRow(side: 'source' | 'target', s: ServerSummary, other?: ServerS
       ...base,
       status: 'fail',
       detail: `PostgreSQL ${s.version}: logical replication needs 10 or later`,
-      hint: 'upgrade this server, or use pgferry clone (offline copy) instead',
+      hint: 'upgrade this server, or use pgconvoy clone (offline copy) instead',
     });
   }
   if (other && s.major < other.major) {
@@ -91,9 +91,9 @@ export async function runPrecheck(
   const ledgerSchema = options.ledgerSchema ?? DEFAULTS.ledgerSchema;
   const longTransactionSeconds = options.longTransactionSeconds ?? DEFAULTS.longTransactionSeconds;
   const names = replicationNames(source.database);
-  const src = await openClient(source, { applicationName: 'pgferry precheck' });
+  const src = await openClient(source, { applicationName: 'pgconvoy precheck' });
   try {
-    const tgt = await openClient(target, { applicationName: 'pgferry precheck' });
+    const tgt = await openClient(target, { applicationName: 'pgconvoy precheck' });
     try {
       const srcSettings = await readSettings(src);
       const tgtSettings = await readSettings(tgt);

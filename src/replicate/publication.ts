@@ -6,13 +6,13 @@
  * published under the partition it happened in, which is exactly the table the copy filled
  * on the target (pg_dump recreates the same partitions there), and the same on every
  * version from 10 (which cannot publish a parent at all) to 17. Publishing via the root
- * (13+) would only help a target partitioned differently, which pgferry does not make.
+ * (13+) would only help a target partitioned differently, which pgconvoy does not make.
  *
  * Checked on PostgreSQL 13, 15 and 17.
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
-import { PgferryError, errorMessage, serverErrorFields } from '../errors.js';
+import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
 import { publishableTables, readReplicationTables } from './replication-tables.js';
@@ -34,8 +34,8 @@ const key = (t: TableRef) => `${t.schema}\u0000${t.name}`;
  * list to them. Only tables with a primary key or another usable replica identity are
  * published (see replication-tables.ts for why); the others are returned in `skipped`.
  *
- * @example await createPublication(source, 'pgferry_shop', [{ schema: 'public', name: 'Order Items' }])
- * // CREATE PUBLICATION "pgferry_shop" FOR TABLE "public"."Order Items"
+ * @example await createPublication(source, 'pgconvoy_shop', [{ schema: 'public', name: 'Order Items' }])
+ * // CREATE PUBLICATION "pgconvoy_shop" FOR TABLE "public"."Order Items"
  */
 export async function createPublication(
   client: pg.Client,
@@ -68,9 +68,9 @@ export async function createPublication(
       return { name, created: true, published, skipped };
     }
     if (pub.puballtables) {
-      throw new PgferryError(`publication "${name}" exists on the source and publishes ALL TABLES`, {
+      throw new PgconvoyError(`publication "${name}" exists on the source and publishes ALL TABLES`, {
         code: 'PUBLICATION_CONFLICT',
-        hint: 'pgferry did not create it that way; drop it (DROP PUBLICATION) or run pgferry teardown, then start again',
+        hint: 'pgconvoy did not create it that way; drop it (DROP PUBLICATION) or run pgconvoy teardown, then start again',
         exitCode: EXIT.source,
       });
     }
@@ -94,18 +94,18 @@ export async function createPublication(
     }
     return { name, created: false, published, skipped };
   } catch (err) {
-    if (err instanceof PgferryError) throw err;
+    if (err instanceof PgconvoyError) throw err;
     if (serverErrorFields(err)?.code === '42501') {
-      throw new PgferryError(`not allowed to create publication "${name}" on the source`, {
+      throw new PgconvoyError(`not allowed to create publication "${name}" on the source`, {
         code: 'PUBLICATION_DENIED',
         hint: `the source role needs CREATE on the database and must own every published table (or be superuser); tables: ${published.map((t) => displayName(t.schema, t.name)).join(', ')}`,
         exitCode: EXIT.source,
         cause: err,
       });
     }
-    throw new PgferryError(`could not create publication "${name}" on the source: ${errorMessage(err)}`, {
+    throw new PgconvoyError(`could not create publication "${name}" on the source: ${errorMessage(err)}`, {
       code: 'PUBLICATION_FAILED',
-      hint: 'run pgferry precheck to see what the source lacks',
+      hint: 'run pgconvoy precheck to see what the source lacks',
       exitCode: EXIT.source,
       cause: err,
     });

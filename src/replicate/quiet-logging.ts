@@ -3,7 +3,7 @@
  * statement texts in several ways: every DDL statement under log_statement = 'ddl' or 'all',
  * slow ones under log_min_duration_statement, failed ones under log_min_error_statement
  * (which is 'error' by default: a subscription that cannot connect would leave the password
- * in the log). So pgferry turns these off for its own session around the statement, and
+ * in the log). So pgconvoy turns these off for its own session around the statement, and
  * says so when the role may not (they need superuser, or a GRANT SET on 15+).
  *
  * Checked on PostgreSQL 13, 15 and 17.
@@ -70,7 +70,7 @@ export async function withoutStatementLogging<T>(
 export function exposedPasswordWarning(server: string, exposedBy: string[]): string {
   return (
     `the ${server} server may have logged the subscription's connection string, password included ` +
-    `(${exposedBy.join(', ')}; turning it off for pgferry's session needs superuser): ` +
+    `(${exposedBy.join(', ')}; turning it off for pgconvoy's session needs superuser): ` +
     `remove it from the server log, or give the ${server} server a password file instead`
   );
 }

@@ -1,12 +1,12 @@
 /**
  * Can the TARGET server open a connection to the source, as its subscription will have to?
- * pgferry reaching both servers proves nothing about the path between them (firewalls,
+ * pgconvoy reaching both servers proves nothing about the path between them (firewalls,
  * pg_hba.conf on the source for the target's address, DNS seen from the target, TLS).
  *
  * How it is tested, for real and without side effects: inside a transaction on the target,
  *
- *     CREATE SUBSCRIPTION pgferry_precheck_<random> CONNECTION '<source>'
- *       PUBLICATION pgferry_precheck_<random>
+ *     CREATE SUBSCRIPTION pgconvoy_precheck_<random> CONNECTION '<source>'
+ *       PUBLICATION pgconvoy_precheck_<random>
  *       WITH (connect = true, enabled = false, create_slot = false, slot_name = NONE, copy_data = false);
  *     ROLLBACK;
  *
@@ -16,7 +16,7 @@
  * list (empty: that publication does not exist; 15+ only warns). With create_slot = false
  * and slot_name = NONE nothing is created on the source; without create_slot the statement
  * may run in a transaction block, and the ROLLBACK removes the catalog row and the
- * replication origin it made on the target, even if pgferry dies midway (the server rolls
+ * replication origin it made on the target, even if pgconvoy dies midway (the server rolls
  * back a transaction whose session ends). The alternatives were worse: dblink or
  * postgres_fdw are often not installed and use a normal, not a replication, connection; a
  * subscription created with connect = false never connects.
@@ -60,7 +60,7 @@ async function probe(
   conninfo: string,
   timeoutSeconds: number,
 ): Promise<ReachabilityResult> {
-  const name = `pgferry_precheck_${randomBytes(4).toString('hex')}`;
+  const name = `pgconvoy_precheck_${randomBytes(4).toString('hex')}`;
   await target.query('BEGIN');
   try {
     await target.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.round(timeoutSeconds)) * 1000}`);

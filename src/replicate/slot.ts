@@ -10,7 +10,7 @@
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
-import { PgferryError, serverErrorFields } from '../errors.js';
+import { PgconvoyError, serverErrorFields } from '../errors.js';
 import { openClient } from '../connect/open-client.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { quoteIdent } from '../util/sql.js';
@@ -67,7 +67,7 @@ export async function createSlotWithSnapshot(
   options: CreateSlotOptions = {},
 ): Promise<SlotWithSnapshot> {
   const where = describeConnection(sourceSpec);
-  const helper = await openClient(sourceSpec, { applicationName: 'pgferry slot' });
+  const helper = await openClient(sourceSpec, { applicationName: 'pgconvoy slot' });
   try {
     const existing = await helper.query<{
       active: boolean;
@@ -76,20 +76,20 @@ export async function createSlotWithSnapshot(
     }>(SLOT_SQL, [slotName]);
     const slot = existing.rows[0];
     if (slot && (slot.active || !options.replaceInactive)) {
-      throw new PgferryError(
+      throw new PgconvoyError(
         `replication slot "${slotName}" already exists on the source ${where}${slot.active ? ` and is in use by process ${slot.active_pid ?? '?'}` : ''}`,
         {
           code: 'SLOT_EXISTS',
           hint: slot.active
-            ? 'another pgferry run (or a subscription) is streaming from it; stop that first, or run pgferry teardown'
-            : 'it is left over from an earlier run and holds WAL on the source: run pgferry teardown, then start again',
+            ? 'another pgconvoy run (or a subscription) is streaming from it; stop that first, or run pgconvoy teardown'
+            : 'it is left over from an earlier run and holds WAL on the source: run pgconvoy teardown, then start again',
           exitCode: EXIT.source,
         },
       );
     }
     if (slot) await dropSlot(helper, slotName);
 
-    const replication = await openReplicationClient(sourceSpec, 'pgferry slot');
+    const replication = await openReplicationClient(sourceSpec, 'pgconvoy slot');
     const timeoutMs = options.timeoutMs ?? 10 * 60_000;
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -128,32 +128,32 @@ function slotError(
   where: string,
   timedOut: boolean,
   timeoutMs: number,
-): PgferryError {
+): PgconvoyError {
   const fields = serverErrorFields(err);
   if (timedOut) {
-    return new PgferryError(
+    return new PgconvoyError(
       `replication slot "${slotName}" did not become consistent within ${Math.round(timeoutMs / 1000)} s on the source ${where}`,
       {
         code: 'SLOT_TIMEOUT',
-        hint: 'the source waits for every transaction open when the slot is created to end: look for long-running or prepared transactions (pgferry precheck lists them)',
+        hint: 'the source waits for every transaction open when the slot is created to end: look for long-running or prepared transactions (pgconvoy precheck lists them)',
         exitCode: EXIT.source,
         cause: err,
       },
     );
   }
   if (fields?.code === '53400') {
-    return new PgferryError(`the source ${where} has no free replication slot for "${slotName}"`, {
+    return new PgconvoyError(`the source ${where} has no free replication slot for "${slotName}"`, {
       code: 'NO_FREE_SLOT',
       hint: 'raise max_replication_slots on the source (needs a restart), or drop slots nobody uses',
       exitCode: EXIT.source,
       cause: err,
     });
   }
-  return new PgferryError(
+  return new PgconvoyError(
     `could not create replication slot "${slotName}" on the source ${where}: ${err instanceof Error ? err.message : String(err)}`,
     {
       code: 'SLOT_FAILED',
-      hint: "check wal_level = logical and the role's REPLICATION right (pgferry precheck checks both)",
+      hint: "check wal_level = logical and the role's REPLICATION right (pgconvoy precheck checks both)",
       exitCode: EXIT.source,
       cause: err,
     },
@@ -183,9 +183,9 @@ export async function dropSlot(client: pg.Client, slotName: string, timeoutMs = 
       if (code !== '55006') throw err; // 55006: became active again; terminate and retry
     }
     if (Date.now() > deadline) {
-      throw new PgferryError(`replication slot "${slotName}" stays in use; it could not be dropped`, {
+      throw new PgconvoyError(`replication slot "${slotName}" stays in use; it could not be dropped`, {
         code: 'SLOT_BUSY',
-        hint: `find the process with SELECT active_pid FROM pg_replication_slots WHERE slot_name = '${slotName}', stop it, and run pgferry teardown again`,
+        hint: `find the process with SELECT active_pid FROM pg_replication_slots WHERE slot_name = '${slotName}', stop it, and run pgconvoy teardown again`,
       });
     }
     await new Promise((resolve) => setTimeout(resolve, 100));

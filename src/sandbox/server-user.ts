@@ -1,7 +1,7 @@
 /**
- * PostgreSQL refuses to run as root. When pgferry (tests, demo, bench) runs as root, the
+ * PostgreSQL refuses to run as root. When pgconvoy (tests, demo, bench) runs as root, the
  * sandbox servers run as an unprivileged OS user: `postgres` when it exists, otherwise
- * `pgferry` created with useradd.
+ * `pgconvoy` created with useradd.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -27,11 +27,11 @@ let cached: ServerUser | undefined | null = null;
 export function serverUser(): ServerUser | undefined {
   if (cached !== null) return cached;
   if (process.getuid?.() !== 0) return (cached = undefined);
-  let user = lookup('postgres') ?? lookup('pgferry');
+  let user = lookup('postgres') ?? lookup('pgconvoy');
   if (!user) {
-    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'pgferry']);
-    user = lookup('pgferry');
-    if (!user) throw new Error('could not create the unprivileged user "pgferry" for sandbox servers');
+    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'pgconvoy']);
+    user = lookup('pgconvoy');
+    if (!user) throw new Error('could not create the unprivileged user "pgconvoy" for sandbox servers');
   }
   return (cached = user);
 }

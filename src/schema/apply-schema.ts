@@ -1,5 +1,5 @@
 /**
- * The schema stage of `pgferry clone`, part two: apply parts of the dumped schema to the
+ * The schema stage of `pgconvoy clone`, part two: apply parts of the dumped schema to the
  * target with `pg_restore --use-list` (pre-data before the copy; each table's indexes when
  * its rows are in; the rest at the end), and show the SQL of any part for --dry-run.
  *
@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import type { PgTools } from './pg-tools.js';
 import { parseRestoreFailure } from './restore-errors.js';
 import { childConninfo, childEnv, runTool } from './run-tool.js';
@@ -48,7 +48,7 @@ function partIds(dump: SchemaDump, part: SchemaPart): number[] {
   const known = new Set(dump.entries.map((e) => e.dumpId));
   for (const ref of part) {
     if (!known.has(ref.dumpId))
-      throw new PgferryError(`schema item ${ref.dumpId} is not in the archive "${dump.files.archive}"`, {
+      throw new PgconvoyError(`schema item ${ref.dumpId} is not in the archive "${dump.files.archive}"`, {
         code: 'SCHEMA_ITEM_UNKNOWN',
         hint: 'pass items from the SchemaDump of that archive (a re-dump numbers items anew)',
       });
@@ -96,7 +96,7 @@ export async function applySchemaSection(options: ApplySchemaOptions): Promise<v
       ...(options.singleTransaction ? ['--single-transaction'] : []),
       ...flags,
       `--use-list=${listFile}`,
-      `--dbname=${childConninfo(target, 'pgferry schema')}`,
+      `--dbname=${childConninfo(target, 'pgconvoy schema')}`,
       dump.files.archive,
     ];
     const result = await runTool(
@@ -125,7 +125,7 @@ export async function applySchemaSection(options: ApplySchemaOptions): Promise<v
     } else {
       hint = `fix the cause on the target and run again; the full SQL is in ${dump.files.whole}`;
     }
-    throw new PgferryError(
+    throw new PgconvoyError(
       `applying the ${part} of the schema to ${where} failed${failure.item ? ` at ${failure.item}` : ''}: ` +
         `${failure.serverMessage ?? result.stderr.trim()}${statement}${rolledBack}`,
       {
@@ -151,7 +151,7 @@ export async function schemaSql(options: SchemaSqlOptions): Promise<string> {
     const args = [...ownershipFlags(dump, options), '--file=-', `--use-list=${listFile}`, dump.files.archive];
     const result = await runTool(tools.pgRestore, args, childEnv(undefined));
     if (result.code !== 0) {
-      throw new PgferryError(`pg_restore could not print the schema: ${result.stderr.trim()}`, {
+      throw new PgconvoyError(`pg_restore could not print the schema: ${result.stderr.trim()}`, {
         code: 'SCHEMA_DUMP_FAILED',
         hint: `check the archive ${dump.files.archive}`,
         exitCode: EXIT.failed,

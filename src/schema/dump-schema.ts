@@ -1,5 +1,5 @@
 /**
- * The schema stage of `pgferry clone`, part one: dump the source's schema once with
+ * The schema stage of `pgconvoy clone`, part one: dump the source's schema once with
  * `pg_dump --format=custom --schema-only` into the run directory, read the archive's table
  * of contents back with pg_restore, and sort every entry by pg_dump's own sections and
  * entry types (never by editing SQL text: a function body may say "GRANT ALL ON ...").
@@ -17,7 +17,7 @@ import type { ConnectionSpec } from '../connect/resolve.js';
 import { describeConnection } from '../connect/resolve.js';
 import { openClient } from '../connect/open-client.js';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { quoteIdent } from '../util/sql.js';
 import { classifyPostData } from './classify.js';
 import type { PgTools } from './pg-tools.js';
@@ -29,7 +29,7 @@ export interface DumpSchemaOptions {
   source: ConnectionSpec;
   tools: PgTools;
   runDir: string;
-  /** Schemas left out of the dump (pgferry's own ledger schema, say). Exact names, not patterns. */
+  /** Schemas left out of the dump (pgconvoy's own ledger schema, say). Exact names, not patterns. */
   excludeSchemas: string[];
   /** Write the SQL files without ALTER ... OWNER TO (and make that the default when applying). */
   noOwner?: boolean;
@@ -38,10 +38,10 @@ export interface DumpSchemaOptions {
   signal?: AbortSignal;
 }
 
-function toolFailure(what: string, result: ToolResult, spec: ConnectionSpec, hint: string): PgferryError {
+function toolFailure(what: string, result: ToolResult, spec: ConnectionSpec, hint: string): PgconvoyError {
   const stderr = result.stderr.trim();
   const exitCode = spec.side === 'source' ? EXIT.source : EXIT.target;
-  return new PgferryError(
+  return new PgconvoyError(
     `${what} failed for the ${spec.side} ${describeConnection(spec)}` +
       (result.signal ? ` (killed by ${result.signal})` : ` (exit code ${result.code})`) +
       (stderr ? `: ${stderr}` : ''),
@@ -52,7 +52,7 @@ function toolFailure(what: string, result: ToolResult, spec: ConnectionSpec, hin
 async function restoreTool(tools: PgTools, args: string[], signal?: AbortSignal): Promise<string> {
   const result = await runTool(tools.pgRestore, args, childEnv(undefined), signal);
   if (result.code !== 0) {
-    throw new PgferryError(`pg_restore ${args.join(' ')} failed: ${result.stderr.trim()}`, {
+    throw new PgconvoyError(`pg_restore ${args.join(' ')} failed: ${result.stderr.trim()}`, {
       code: 'SCHEMA_DUMP_FAILED',
       hint: `check the archive and the run directory; ${tools.pgRestore} is "${tools.version}"`,
       exitCode: EXIT.failed,
@@ -66,7 +66,7 @@ async function restoreTool(tools: PgTools, args: string[], signal?: AbortSignal)
  * Dumps the source's schema and classifies its TOC.
  *
  * @example
- *   const dump = await dumpSchema({ source, tools, runDir: '.pgferry', excludeSchemas: ['pgferry'] });
+ *   const dump = await dumpSchema({ source, tools, runDir: '.pgconvoy', excludeSchemas: ['pgconvoy'] });
  *   dump.postData.filter((i) => i.phase === 'table' && i.table?.name === 'orders');
  */
 export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump> {
@@ -81,7 +81,7 @@ export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump
     '--no-subscriptions',
     `--file=${archive}`,
     ...options.excludeSchemas.map((s) => `--exclude-schema=${quoteIdent(s)}`),
-    `--dbname=${childConninfo(source, 'pgferry pg_dump')}`,
+    `--dbname=${childConninfo(source, 'pgconvoy pg_dump')}`,
   ];
   const dumped = await runTool(tools.pgDump, dumpArgs, childEnv(source), signal);
   if (dumped.code !== 0) {
@@ -103,7 +103,7 @@ export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump
   const entries = parseTocListing(verbose);
   assignSections(entries, { 'pre-data': listedIds(preListing), 'post-data': listedIds(postListing) });
 
-  const client = await openClient(source, { applicationName: 'pgferry schema' });
+  const client = await openClient(source, { applicationName: 'pgconvoy schema' });
   let postData;
   try {
     postData = await classifyPostData(client, entries);

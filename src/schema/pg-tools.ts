@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readdirSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 
 export interface PgTools {
   pgDump: string;
@@ -155,7 +155,7 @@ export function findPgTools(options: FindPgToolsOptions): PgTools {
     (found.length
       ? `found only ${found.join(', ')}`
       : `found no pg_dump (looked in ${[...seen].join(', ') || 'no directory'})`);
-  throw new PgferryError(message, {
+  throw new PgconvoyError(message, {
     code: 'NO_PG_DUMP',
     hint: `install postgresql-client-${options.sourceMajor} (or newer), or pass --pg-bin DIR naming a directory with pg_dump and pg_restore ${options.sourceMajor}+`,
     exitCode: EXIT.usage,

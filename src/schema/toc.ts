@@ -123,7 +123,7 @@ export function restoreList(all: readonly TocEntry[], wanted: Iterable<number>, 
   const ids = new Set(wanted);
   const lines = all.filter((e) => ids.has(e.dumpId)).map((e) => e.line);
   return [
-    `; pgferry restore list: ${title}`,
+    `; pgconvoy restore list: ${title}`,
     `; ${lines.length} entries, in archive order`,
     ...lines,
     '',

@@ -1,5 +1,5 @@
 /**
- * Defence in depth for "never print a password": every password pgferry learns is
+ * Defence in depth for "never print a password": every password pgconvoy learns is
  * registered here, and everything the command line prints goes through `redact()`.
  */
 const secrets = new Set<string>();

@@ -1,13 +1,13 @@
 /**
  * What verify compares besides rows: one side's catalog, read in that side's snapshot —
  * schemas, tables and their columns, indexes, constraints, triggers, views, sequences and
- * extensions. System schemas, pgferry's ledger schema and objects that belong to an
+ * extensions. System schemas, pgconvoy's ledger schema and objects that belong to an
  * extension are left out. Every query was checked on PostgreSQL 13, 15 and 17 (needs 12+:
  * attgenerated).
  */
 import type pg from 'pg';
 
-/** Schemas that are never user data, and pgferry's ledger ($1). */
+/** Schemas that are never user data, and pgconvoy's ledger ($1). */
 const USER_SCHEMA = (ns: string) =>
   `${ns}.nspname NOT IN ('pg_catalog', 'information_schema') AND ${ns}.nspname !~ '^pg_(toast|temp_)' AND ${ns}.nspname <> $1`;
 /** Created by CREATE EXTENSION, not by the user's schema. */

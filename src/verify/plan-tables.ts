@@ -4,7 +4,7 @@
  * inventory found an integer split column and by hash buckets otherwise; largest first.
  */
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import type { Inventory } from '../inventory/inventory.js';
 import { displayName } from '../util/sql.js';
 import type { Catalog, CatalogTable } from './catalog.js';
@@ -23,16 +23,16 @@ export function checkScope(scope: Scope, source: Catalog, target: Catalog): void
         (c.parent?.schema === t.schema && c.parent.name === t.name),
     );
     if (!known) {
-      throw new PgferryError(`table "${displayName(t.schema, t.name)}" is on neither side`, {
+      throw new PgconvoyError(`table "${displayName(t.schema, t.name)}" is on neither side`, {
         code: 'VERIFY_NO_SUCH_TABLE',
-        hint: 'check --table (schema.name; quote names with capitals or spaces); pgferry inspect lists the tables',
+        hint: 'check --table (schema.name; quote names with capitals or spaces); pgconvoy inspect lists the tables',
         exitCode: EXIT.usage,
       });
     }
   }
   for (const s of scope.schemas ?? []) {
     if (!source.schemas.includes(s) && !target.schemas.includes(s)) {
-      throw new PgferryError(`schema "${s}" is on neither side`, {
+      throw new PgconvoyError(`schema "${s}" is on neither side`, {
         code: 'VERIFY_NO_SUCH_SCHEMA',
         hint: 'check --schema; names are case-sensitive',
         exitCode: EXIT.usage,

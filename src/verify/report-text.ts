@@ -2,7 +2,7 @@
  * The human form of a verify report: where each side was read (snapshot, WAL position), a
  * table of tables, then every difference found with its table, chunk and key, then the
  * schema differences, and one result line. Plain text: it survives pipes and logs.
- * (Used by `pgferry verify` and by any command that verifies, e.g. clone --verify.)
+ * (Used by `pgconvoy verify` and by any command that verifies, e.g. clone --verify.)
  */
 import { formatCount, formatDuration } from '../util/format.js';
 import { displayIdent, displayName } from '../util/sql.js';

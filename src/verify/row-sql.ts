@@ -1,5 +1,5 @@
 /**
- * The SQL that verify runs on both servers. Rows are never shipped to pgferry to be
+ * The SQL that verify runs on both servers. Rows are never shipped to pgconvoy to be
  * compared: each server hashes its own rows and returns a few numbers per chunk.
  *
  * Row hash: a 64-bit hash per row over the columns both sides have, named explicitly (so

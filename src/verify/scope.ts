@@ -1,10 +1,10 @@
 /**
  * Which tables and objects a verify run looks at: `--table schema.name` (repeatable; a
  * partitioned table stands for its partitions) and `--schema name` (repeatable). With no
- * filter, everything outside the system schemas and pgferry's ledger.
+ * filter, everything outside the system schemas and pgconvoy's ledger.
  */
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
 
 export interface Scope {
@@ -21,7 +21,7 @@ export function parseTableName(text: string): TableRef {
   const parts: string[] = [];
   let i = 0;
   const bad = (why: string) =>
-    new PgferryError(`--table "${text}" is not a table name: ${why}`, {
+    new PgconvoyError(`--table "${text}" is not a table name: ${why}`, {
       code: 'BAD_TABLE_NAME',
       hint: `write schema.name; quote names with capitals, spaces or dots: --table 'public."Order Items"'`,
       exitCode: EXIT.usage,

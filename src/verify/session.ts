@@ -15,7 +15,7 @@ import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
-import { PgferryError, errorMessage } from '../errors.js';
+import { PgconvoyError, errorMessage } from '../errors.js';
 import { quoteLiteral } from '../util/sql.js';
 import { VERIFY_DEFAULTS } from './types.js';
 
@@ -48,10 +48,10 @@ export function sideExit(spec: ConnectionSpec): typeof EXIT.source | typeof EXIT
 }
 
 /** A failed verify query, naming the side and what was being read. */
-export function verifyQueryError(spec: ConnectionSpec, what: string, err: unknown): PgferryError {
-  if (err instanceof PgferryError) return err;
+export function verifyQueryError(spec: ConnectionSpec, what: string, err: unknown): PgconvoyError {
+  if (err instanceof PgconvoyError) return err;
   const lock = (err as { code?: string } | undefined)?.code === '55P03';
-  return new PgferryError(`verify could not read ${what} on the ${spec.side}: ${errorMessage(err)}`, {
+  return new PgconvoyError(`verify could not read ${what} on the ${spec.side}: ${errorMessage(err)}`, {
     code: lock ? 'VERIFY_LOCK_TIMEOUT' : 'VERIFY_QUERY_FAILED',
     hint: lock
       ? 'another session holds a lock on it (DDL in progress?); run verify again when it is done'
@@ -63,7 +63,7 @@ export function verifyQueryError(spec: ConnectionSpec, what: string, err: unknow
 
 /** Opens a session with every output-affecting setting pinned. */
 export async function openVerifySession(spec: ConnectionSpec, label: string): Promise<pg.Client> {
-  const client = await openClient(spec, { applicationName: `pgferry verify ${label}` });
+  const client = await openClient(spec, { applicationName: `pgconvoy verify ${label}` });
   try {
     await client.query(PIN_SETTINGS, [VERIFY_DEFAULTS.lockTimeout]);
     for (const [name, value] of OPTIONAL_SETTINGS) {
@@ -147,7 +147,7 @@ export async function openCoordinator(spec: ConnectionSpec, given: string | unde
   } catch (err) {
     await close();
     if (given !== undefined) {
-      throw new PgferryError(`cannot read in the ${spec.side} snapshot "${given}": ${errorMessage(err)}`, {
+      throw new PgconvoyError(`cannot read in the ${spec.side} snapshot "${given}": ${errorMessage(err)}`, {
         code: 'VERIFY_BAD_SNAPSHOT',
         hint: 'the transaction that exported it must still be open; export it again with pg_export_snapshot()',
         exitCode: sideExit(spec),

@@ -22,7 +22,7 @@ export interface VerifyOptions {
   schemas?: string[];
   /** Row differences listed per table (the rest are counted, not listed). */
   maxDiffs: number;
-  /** pgferry's ledger schema on the target: never compared. */
+  /** pgconvoy's ledger schema on the target: never compared. */
   ledgerSchema: string;
   /** Read the source in this exported snapshot (its exporting transaction must stay open). */
   sourceSnapshot?: string;

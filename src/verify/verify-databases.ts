@@ -4,7 +4,7 @@
  * parallel) and the schema around them — and names what differs.
  *
  * @example
- *   const report = await verifyDatabases({ source, target, jobs: 4, maxDiffs: 20, ledgerSchema: 'pgferry' });
+ *   const report = await verifyDatabases({ source, target, jobs: 4, maxDiffs: 20, ledgerSchema: 'pgconvoy' });
  *   if (!report.ok) process.exitCode = EXIT.mismatch;
  *
  * Every session is read-only and holds table locks only for one chunk's work. The source is
@@ -13,7 +13,7 @@
  */
 import { describeConnection } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
-import { PgferryError } from '../errors.js';
+import { PgconvoyError } from '../errors.js';
 import { readInventory, type Inventory } from '../inventory/inventory.js';
 import { displayName } from '../util/sql.js';
 import { readCatalog, type Catalog } from './catalog.js';
@@ -64,7 +64,7 @@ async function openPairs(
 
 export async function verifyDatabases(options: VerifyOptions): Promise<VerifyReport> {
   if (!Number.isInteger(options.maxDiffs) || options.maxDiffs < 0) {
-    throw new PgferryError(`max-diffs ${options.maxDiffs} is not a whole number`, {
+    throw new PgconvoyError(`max-diffs ${options.maxDiffs} is not a whole number`, {
       code: 'BAD_ARGUMENT',
       hint: 'give 0 or more',
       exitCode: EXIT.usage,

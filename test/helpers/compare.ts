@@ -1,6 +1,6 @@
 /**
  * Test-side truth: per-table row counts and content checksums computed independently of
- * pgferry's own verify code (md5 of each row's text, sorted, hashed), and catalog facts.
+ * pgconvoy's own verify code (md5 of each row's text, sorted, hashed), and catalog facts.
  */
 import assert from 'node:assert/strict';
 import type { LocalServer } from '../../src/sandbox/local-server.js';
@@ -23,7 +23,7 @@ export async function tableFacts(server: LocalServer, db: string, qualified: str
 }
 
 /** Every ordinary table (and partition) of a database, as a quoted qualified name. */
-export async function userTables(server: LocalServer, db: string, exclude = 'pgferry'): Promise<string[]> {
+export async function userTables(server: LocalServer, db: string, exclude = 'pgconvoy'): Promise<string[]> {
   const rows = await server.sql<{ q: string }>(
     `SELECT format('%I.%I', n.nspname, c.relname) AS q FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1) AND n.nspname !~ '^pg_toast' ORDER BY 1`,
@@ -37,13 +37,13 @@ export async function catalogFacts(server: LocalServer, db: string): Promise<Rec
   const rows = await server.sql<Record<string, unknown>>(
     `SELECT
        (SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND n.nspname !~ '^pg_toast') AS indexes,
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvoy') AND n.nspname !~ '^pg_toast') AS indexes,
        (SELECT bool_and(i.indisvalid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND n.nspname !~ '^pg_toast') AS indexes_valid,
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvoy') AND n.nspname !~ '^pg_toast') AS indexes_valid,
        (SELECT array_agg(conname::text || ':' || contype::text || ':' || convalidated::text ORDER BY conname) FROM pg_constraint k JOIN pg_namespace n ON n.oid = k.connamespace
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND k.contype IN ('p', 'u', 'f', 'c', 'x')) AS constraints,
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvoy') AND k.contype IN ('p', 'u', 'f', 'c', 'x')) AS constraints,
        (SELECT array_agg(tgname::text || ':' || tgenabled::text ORDER BY tgname) FROM pg_trigger WHERE NOT tgisinternal) AS triggers,
-       (SELECT array_agg(x ORDER BY x) FROM (SELECT format('%I.%I', schemaname, sequencename) || '=' || coalesce(last_value::text, 'null') AS x FROM pg_sequences WHERE schemaname <> 'pgferry') q) AS sequences,
+       (SELECT array_agg(x ORDER BY x) FROM (SELECT format('%I.%I', schemaname, sequencename) || '=' || coalesce(last_value::text, 'null') AS x FROM pg_sequences WHERE schemaname <> 'pgconvoy') q) AS sequences,
        (SELECT array_agg(x ORDER BY x) FROM (SELECT format('%I.%I', schemaname, matviewname) || ':' || ispopulated::text AS x FROM pg_matviews) q) AS matviews,
        (SELECT count(*)::int FROM pg_largeobject_metadata) AS large_objects`,
     db,

@@ -50,7 +50,7 @@ export interface CliOptions {
   onSpawn?: (child: import('node:child_process').ChildProcess) => void;
 }
 
-/** Runs `pgferry ARGS...` as a separate process, as a user would. */
+/** Runs `pgconvoy ARGS...` as a separate process, as a user would. */
 export function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const env: Record<string, string> = {};
@@ -80,7 +80,7 @@ process.once('exit', () => {
 });
 
 /** A temporary directory removed when the test process exits. */
-export function tempDir(prefix = 'pgferry-test-'): string {
+export function tempDir(prefix = 'pgconvoy-test-'): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
   tempDirs.push(dir);
   return dir;

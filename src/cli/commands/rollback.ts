@@ -1,10 +1,10 @@
 /**
- * `pgferry rollback`: return to the source after a cutover (or give the logins back after a
+ * `pgconvoy rollback`: return to the source after a cutover (or give the logins back after a
  * cutover that stopped midway). Calls cutover/run-rollback.ts.
  */
 import type { Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
-import { PgferryError } from '../../errors.js';
+import { PgconvoyError } from '../../errors.js';
 import { runRollback } from '../../cutover/run-rollback.js';
 import { formatCount, formatDuration } from '../../util/format.js';
 import { displayName } from '../../util/sql.js';
@@ -37,7 +37,7 @@ export function registerRollback(program: Command): void {
     )
     .option('--timeout <seconds>', 'how long back-replication may take to catch up', positiveInt, 300)
     .option('--force', 'roll back a cutover that had no back-replication (writes on the target are lost)')
-    .option('--ledger-schema <name>', "schema of pgferry's ledger on the target", DEFAULTS.ledgerSchema)
+    .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)
     .option('--json', 'machine-readable output')
     .addHelpText(
       'after',
@@ -49,8 +49,8 @@ primary key back, and gives LOGIN back to the roles cutover revoked (read from t
 ledger). After a cutover that stopped midway: only gives the logins back.
 
 Examples:
-  pgferry rollback --source postgresql://app@old/shop --target postgresql://app@new/shop
-  pgferry rollback --source ... --target ... --sequence-margin 1000`,
+  pgconvoy rollback --source postgresql://app@old/shop --target postgresql://app@new/shop
+  pgconvoy rollback --source ... --target ... --sequence-margin 1000`,
     )
     .action(async (flags: RollbackFlags) => {
       const config = loadConfig(flags.config);
@@ -59,7 +59,7 @@ Examples:
       if (!source || !target) return;
       const margin = Number(flags.sequenceMargin);
       if (!/^\d+$/.test(flags.sequenceMargin.trim()) || !Number.isSafeInteger(margin)) {
-        throw new PgferryError(`--sequence-margin "${flags.sequenceMargin}" is not a whole number`, {
+        throw new PgconvoyError(`--sequence-margin "${flags.sequenceMargin}" is not a whole number`, {
           code: 'BAD_ARGUMENT',
           exitCode: EXIT.usage,
           hint: 'give 0 or more',

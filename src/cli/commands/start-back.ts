@@ -1,5 +1,5 @@
 /**
- * `pgferry start-back`: before cutover, prepare back-replication (target → source) so that a
+ * `pgconvoy start-back`: before cutover, prepare back-replication (target → source) so that a
  * rollback after cutover keeps the writes made on the target. Calls cutover/run-start-back.ts.
  */
 import type { Command } from 'commander';
@@ -28,7 +28,7 @@ export function registerStartBack(program: Command): void {
       '--target-from-source <conninfo>',
       'how the SOURCE server reaches the target, when that differs from --target (the password of --target is used when it has none)',
     )
-    .option('--ledger-schema <name>', "schema of pgferry's ledger on the target", DEFAULTS.ledgerSchema)
+    .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)
     .option('--json', 'machine-readable output')
     .addHelpText(
       'after',
@@ -40,8 +40,8 @@ after forward replication is dropped: then nothing from before cutover is sent b
 every write on the target after it is. On a 16+ source the subscription uses origin = none.
 
 Examples:
-  pgferry start-back --source postgresql://app@old/shop --target postgresql://app@new/shop
-  pgferry start-back --source ... --target ... --target-from-source 'host=new.internal dbname=shop user=app'`,
+  pgconvoy start-back --source postgresql://app@old/shop --target postgresql://app@new/shop
+  pgconvoy start-back --source ... --target ... --target-from-source 'host=new.internal dbname=shop user=app'`,
     )
     .action(async (flags: StartBackFlags) => {
       const config = loadConfig(flags.config);
@@ -59,7 +59,7 @@ Examples:
         `back-replication prepared${result.again ? ' (again)' : ''}: publication "${result.publication}" on the target (${result.tables} table(s)); the source can subscribe to it`,
       );
       out(
-        "  cutover will start it; pgferry rollback after cutover brings the target's writes back to the source",
+        "  cutover will start it; pgconvoy rollback after cutover brings the target's writes back to the source",
       );
       for (const w of result.warnings) err(`warning: ${w}`);
     });

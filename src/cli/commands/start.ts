@@ -1,5 +1,5 @@
 /**
- * `pgferry start`: begin an online migration (initial copy from a slot's snapshot, then a
+ * `pgconvoy start`: begin an online migration (initial copy from a slot's snapshot, then a
  * subscription that replays the source's changes). Parses options and calls online/start.ts.
  */
 import { Option, type Command } from 'commander';
@@ -43,10 +43,10 @@ function printResult(r: StartResult): void {
     out(
       `already replicating into this target (since ${r.state?.replicatingAt?.toISOString() ?? '?'}): nothing to start`,
     );
-    out('  next: pgferry status --source … --target … to see the lag; pgferry cutover when ready');
+    out('  next: pgconvoy status --source … --target … to see the lag; pgconvoy cutover when ready');
     return;
   }
-  if (r.clone) printCloneSummary(r.clone, 'pgferry start …');
+  if (r.clone) printCloneSummary(r.clone, 'pgconvoy start …');
   if (r.mode === 'offline') {
     out('');
     out('copied OFFLINE (--fallback offline): logical replication is not possible with this source, so the');
@@ -65,7 +65,7 @@ function printResult(r: StartResult): void {
     out(`  copied again at cutover (not replicated): ${r.copiedAtCutover.length} table(s)`);
     for (const s of r.copiedAtCutover) out(`    - ${displayName(s.table.schema, s.table.name)}: ${s.reason}`);
   }
-  out('  next: pgferry status (lag), pgferry start-back (a way back after cutover), pgferry cutover');
+  out('  next: pgconvoy status (lag), pgconvoy start-back (a way back after cutover), pgconvoy cutover');
 }
 
 export function registerStart(program: Command): void {
@@ -110,7 +110,7 @@ export function registerStart(program: Command): void {
     )
     .option(
       '--ledger-schema <name>',
-      "schema on the target that keeps pgferry's ledger",
+      "schema on the target that keeps pgconvoy's ledger",
       DEFAULTS.ledgerSchema,
     )
     .option('--run-dir <dir>', `where schema files and logs go (default ${DEFAULTS.runDir}/<target>)`)
@@ -119,19 +119,19 @@ export function registerStart(program: Command): void {
     .addHelpText(
       'after',
       `
-Runs pgferry precheck first; when it blocks, start stops (exit 7) and says why, or with
+Runs pgconvoy precheck first; when it blocks, start stops (exit 7) and says why, or with
 --fallback offline runs the offline clone instead. Otherwise: a publication on the source for
 the tables with a primary key (or replica identity); a replication slot created with an
-exported snapshot; the initial copy by pgferry's parallel engine inside that snapshot (schema,
+exported snapshot; the initial copy by pgconvoy's parallel engine inside that snapshot (schema,
 data, indexes per table, foreign keys); then a subscription on the target that starts exactly
 at the slot (create_slot = false, copy_data = false). Tables without a primary key are copied
 now and again at cutover. Running start again while replicating says so and exits 0. If a
-start stops during its copy, run pgferry teardown, then start again.
+start stops during its copy, run pgconvoy teardown, then start again.
 
 Examples:
-  pgferry start --source postgresql://app@old/shop --target postgresql://app@new/shop --create-database
-  pgferry start --source ... --target ... --jobs 8 --source-from-target 'host=old.internal dbname=shop user=app'
-  pgferry start --source ... --target ... --fallback offline`,
+  pgconvoy start --source postgresql://app@old/shop --target postgresql://app@new/shop --create-database
+  pgconvoy start --source ... --target ... --jobs 8 --source-from-target 'host=old.internal dbname=shop user=app'
+  pgconvoy start --source ... --target ... --fallback offline`,
     )
     .action(async (flags: StartFlags) => {
       const controller = new AbortController();
@@ -151,7 +151,7 @@ Examples:
       try {
         result = await unlessInterrupted(
           controller.signal,
-          'run pgferry teardown, then pgferry start again',
+          'run pgconvoy teardown, then pgconvoy start again',
           () =>
             startOnline({
               clone,

@@ -1,5 +1,5 @@
 /**
- * `pgferry status`: where the migration stands, from the target's ledger.
+ * `pgconvoy status`: where the migration stands, from the target's ledger.
  */
 import type { Command } from 'commander';
 import { DEFAULTS } from '../../defaults.js';
@@ -24,7 +24,7 @@ interface StatusFlags extends ConnectionFlags {
 
 function printStatus(target: string, s: LedgerStatus, all: boolean): void {
   if (!s.exists) {
-    out(`${target}: no pgferry ledger here (nothing started yet)`);
+    out(`${target}: no pgconvoy ledger here (nothing started yet)`);
     return;
   }
   const c = s.counts;
@@ -73,7 +73,7 @@ function printStatus(target: string, s: LedgerStatus, all: boolean): void {
   if (c.failed > 0 || (c.pending > 0 && c.running === 0)) {
     out('');
     out(
-      '  next: run the same `pgferry clone` command again (or start `pgferry worker`) to finish the remaining jobs',
+      '  next: run the same `pgconvoy clone` command again (or start `pgconvoy worker`) to finish the remaining jobs',
     );
   }
 }
@@ -125,7 +125,7 @@ export function registerStatus(program: Command): void {
       'source server (optional): adds replication lag and retained WAL of an online migration',
     )
     .option('--config <file>', 'read connections and options from a config file')
-    .option('--ledger-schema <name>', "schema of pgferry's ledger on the target", DEFAULTS.ledgerSchema)
+    .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)
     .option('--all', 'list done jobs too')
     .option('--watch [seconds]', 'refresh every N seconds (default 2)', positiveInt)
     .option('--json', 'machine-readable output')
@@ -135,12 +135,12 @@ export function registerStatus(program: Command): void {
       const source = connectionFor('source', flags, config, false);
       const interval = flags.watch === true ? 2 : typeof flags.watch === 'number' ? flags.watch : 0;
       for (;;) {
-        const client = await openClient(target, { applicationName: 'pgferry status' });
+        const client = await openClient(target, { applicationName: 'pgconvoy status' });
         let status: LedgerStatus;
         let online: OnlineStatusReport | undefined;
         try {
           status = await readLedgerStatus(client, flags.ledgerSchema);
-          const src = source ? await openClient(source, { applicationName: 'pgferry status' }) : undefined;
+          const src = source ? await openClient(source, { applicationName: 'pgconvoy status' }) : undefined;
           try {
             online = await readOnlineStatus(client, src, flags.ledgerSchema);
           } finally {

@@ -1,5 +1,5 @@
 /**
- * `pgferry teardown`: removes the publications, replication slots and subscriptions pgferry
+ * `pgconvoy teardown`: removes the publications, replication slots and subscriptions pgconvoy
  * made for this database, both directions, on both servers. Safe to run again.
  */
 import type { Command } from 'commander';
@@ -23,7 +23,7 @@ export function registerTeardown(program: Command): void {
   program
     .command('teardown')
     .description(
-      "remove pgferry's replication objects (subscriptions, slots, publications) from both servers",
+      "remove pgconvoy's replication objects (subscriptions, slots, publications) from both servers",
     )
     .option('--source <conninfo>', 'source server: libpq URI or key=value string')
     .option('--target <conninfo>', 'target server: libpq URI or key=value string')
@@ -39,8 +39,8 @@ forgotten slot keeps WAL on its server until the disk is full: run this when a m
 finished or abandoned. Running it again removes nothing and says so.
 
 Examples:
-  pgferry teardown --source postgresql://app@db1/shop --target postgresql://app@db2/shop
-  pgferry teardown --config pgferry.conf --json`,
+  pgconvoy teardown --source postgresql://app@db1/shop --target postgresql://app@db2/shop
+  pgconvoy teardown --config pgconvoy.conf --json`,
     )
     .action(async (flags: TeardownFlags) => {
       const config = loadConfig(flags.config);
@@ -48,10 +48,10 @@ Examples:
       const target = connectionFor('target', flags, config);
       if (!source || !target) return;
       const names = replicationNames(source.database);
-      const src = await openClient(source, { applicationName: 'pgferry teardown' });
+      const src = await openClient(source, { applicationName: 'pgconvoy teardown' });
       let removed: RemovedObject[];
       try {
-        const tgt = await openClient(target, { applicationName: 'pgferry teardown' });
+        const tgt = await openClient(target, { applicationName: 'pgconvoy teardown' });
         try {
           removed = await teardown(src, tgt, names);
         } finally {
@@ -66,7 +66,7 @@ Examples:
       }
       if (removed.length === 0) {
         out(
-          `nothing to remove: no pgferry subscription, slot or publication named "${names.slot}" or "${names.backSlot}" on either server`,
+          `nothing to remove: no pgconvoy subscription, slot or publication named "${names.slot}" or "${names.backSlot}" on either server`,
         );
         return;
       }

@@ -1,5 +1,5 @@
 /**
- * `pgferry verify`: prove that the target holds what the source holds — row counts and
+ * `pgconvoy verify`: prove that the target holds what the source holds — row counts and
  * in-server checksums per chunk, the rows that differ, and the schema — and exit 6 when
  * anything differs.
  */
@@ -121,7 +121,7 @@ export function registerVerify(program: Command): void {
     )
     .option(
       '--ledger-schema <name>',
-      "schema of pgferry's ledger on the target (not compared)",
+      "schema of pgconvoy's ledger on the target (not compared)",
       DEFAULTS.ledgerSchema,
     )
     .option('--json', 'machine-readable output')
@@ -140,9 +140,9 @@ is read-only and holds locks only for one chunk. Exit 0 when everything matches,
 anything differs.
 
 Examples:
-  pgferry verify --source postgresql://app@db1/shop --target postgresql://app@db2/shop
-  pgferry verify --source S --target T --table 'public."Order Items"' --table sales.orders --json
-  pgferry verify --source S --target T --schema sales --jobs 8 --max-diffs 100`,
+  pgconvoy verify --source postgresql://app@db1/shop --target postgresql://app@db2/shop
+  pgconvoy verify --source S --target T --table 'public."Order Items"' --table sales.orders --json
+  pgconvoy verify --source S --target T --schema sales --jobs 8 --max-diffs 100`,
     )
     .action(async (flags: VerifyFlags) => {
       const config = loadConfig(flags.config);

@@ -1,12 +1,12 @@
 /**
- * `pgferry worker`: takes copy jobs from the plan in the target's ledger until none is left.
+ * `pgconvoy worker`: takes copy jobs from the plan in the target's ledger until none is left.
  * Start it on as many machines as help; each job is done once (FOR UPDATE SKIP LOCKED in the
  * job's own transaction), and a worker that dies releases its job to the others.
  */
 import os from 'node:os';
 import type { Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
-import { PgferryError } from '../../errors.js';
+import { PgconvoyError } from '../../errors.js';
 import { openClient } from '../../connect/open-client.js';
 import { readServerInfo } from '../../inventory/server-info.js';
 import { ledgerExists } from '../../ledger/ledger-schema.js';
@@ -36,17 +36,17 @@ export function registerWorker(program: Command): void {
     .option('--config <file>', 'read connections and options from a config file')
     .option('-j, --jobs <n>', 'copy workers in this process', positiveInt, DEFAULTS.jobs)
     .option('--retries <n>', 'retries of a job after a transient failure', positiveInt, DEFAULTS.jobRetries)
-    .option('--name <name>', 'worker name shown by `pgferry status` (default host-pid)')
-    .option('--ledger-schema <name>', "schema of pgferry's ledger on the target", DEFAULTS.ledgerSchema)
+    .option('--name <name>', 'worker name shown by `pgconvoy status` (default host-pid)')
+    .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)
     .option('--json', 'machine-readable summary')
     .addHelpText(
       'after',
       `
 Workflow for several machines:
-  pgferry clone --source S --target T --plan-only     # schema + plan into the ledger
-  pgferry worker --source S --target T --jobs 4       # on each machine, as many as help
-  pgferry status --target T                            # from anywhere
-  pgferry clone --source S --target T                  # once: indexes, constraints, sequences, ANALYZE
+  pgconvoy clone --source S --target T --plan-only     # schema + plan into the ledger
+  pgconvoy worker --source S --target T --jobs 4       # on each machine, as many as help
+  pgconvoy status --target T                            # from anywhere
+  pgconvoy clone --source S --target T                  # once: indexes, constraints, sequences, ANALYZE
 
 Each worker reads its own snapshot of the source: stop writes to the source first.`,
     )
@@ -54,15 +54,15 @@ Each worker reads its own snapshot of the source: stop writes to the source firs
       const config = loadConfig(flags.config);
       const source = connectionFor('source', flags, config)!;
       const target = connectionFor('target', flags, config)!;
-      const client = await openClient(target, { applicationName: 'pgferry worker' });
+      const client = await openClient(target, { applicationName: 'pgconvoy worker' });
       const ledger = new JobLedger(flags.ledgerSchema);
       let replicationRole: boolean;
       try {
         if (!(await ledgerExists(client, flags.ledgerSchema))) {
-          throw new PgferryError(`the target has no pgferry plan (schema "${flags.ledgerSchema}")`, {
+          throw new PgconvoyError(`the target has no pgconvoy plan (schema "${flags.ledgerSchema}")`, {
             code: 'NO_PLAN',
             exitCode: EXIT.target,
-            hint: 'write one first: pgferry clone --source ... --target ... --plan-only',
+            hint: 'write one first: pgconvoy clone --source ... --target ... --plan-only',
           });
         }
         replicationRole = (await readServerInfo(client)).role.canSetReplicationRole;
