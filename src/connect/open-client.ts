@@ -103,8 +103,13 @@ async function connectOnce(spec: ConnectionSpec, useTls: boolean, options: OpenO
     await client.end().catch(() => undefined);
     throw err;
   }
-  if (!options.keepSearchPath && !options.replication)
-    await client.query("SELECT pg_catalog.set_config('search_path', '', false)");
+  // A cutover makes the source database read-only for every new session
+  // (cutover/write-freeze.ts); pgconvoy's own sessions must still write there (rollback,
+  // back-replication, teardown), so they turn the default off for themselves.
+  if (!options.replication)
+    await client.query(
+      `SELECT ${options.keepSearchPath ? '' : "pg_catalog.set_config('search_path', '', false), "}pg_catalog.set_config('default_transaction_read_only', 'off', false)`,
+    );
   return client;
 }
 

@@ -1,17 +1,18 @@
 /**
  * `pgconvoy cutover`: from "the target follows the source" to "the target is the database".
  *
- *   refuse when lag is high or the source's schema changed since start → freeze writes on
- *   the source (revoke logins, end sessions, prove it) → wait until the target applied up
- *   to the freeze point → sequences, large objects, tables replication does not carry → verify →
- *   ANALYZE → drop forward replication → create back-replication (if start-back asked
- *   for it) → phase done
+ *   refuse when lag is high or the source's schema changed since start → freeze writes in
+ *   the source database (read-only for new sessions, CONNECT revoked, sessions ended,
+ *   proven) → wait until the target applied up to the freeze point → sequences, large
+ *   objects, tables replication does not carry → verify → ANALYZE → confirm that nothing
+ *   was written since the proof → drop forward replication → create back-replication (if
+ *   start-back asked for it) → phase done
  *
- * Writes stay blocked on the source from the first revoked login until the end: that
+ * Writes stay blocked in the source database from the moment the gate closes: that
  * stretch is what the operator's application waits through, and it is printed. If anything
- * fails after the freeze, the phase stays "cutover", logins stay revoked and forward
- * replication stays in place: running cutover again resumes, `rollback` gives the logins
- * back instead.
+ * fails after the freeze, the phase stays "cutover", the database stays frozen and forward
+ * replication stays in place: running cutover again freezes and proves again, then
+ * resumes; `rollback` opens the source database again instead.
  *
  * Checked with PostgreSQL 13 and 15 as the source and 17 as the target.
  */
@@ -19,13 +20,14 @@ import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import { formatConninfo } from '../connect/conninfo.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
+import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { exposedPasswordWarning } from '../replicate/quiet-logging.js';
 import { dropPublication } from '../replicate/publication.js';
 import { dropSlot } from '../replicate/slot.js';
 import { waitForCatchUp } from '../replicate/status.js';
 import { dropSubscription, readSubscription } from '../replicate/subscription.js';
-import { requireOnlineState, updateOnlineState } from '../online/state.js';
+import { readFreeze, requireOnlineState, updateOnlineState } from '../online/state.js';
 import { verifyDatabases } from '../verify/verify-databases.js';
 import type { VerifyReport } from '../verify/types.js';
 import { createBackReplication } from './back-replication.js';
@@ -34,7 +36,7 @@ import { replaceLargeObjects } from './large-objects.js';
 import { copyWholeTables, unpublishedTables, type CopiedTable } from './copy-tables.js';
 import { checkReady, mismatchError, verifyOk } from './cutover-checks.js';
 import { copySequenceValues, type SequenceValue } from './sequences.js';
-import { freezeWrites, type KeptRole } from './write-freeze.js';
+import { confirmFreeze, freezeWrites, type KeptRole } from './write-freeze.js';
 
 export interface CutoverOptions {
   source: ConnectionSpec;
@@ -48,8 +50,8 @@ export interface CutoverOptions {
   timeoutMs: number;
   /** How long the source must stay quiet to count as frozen. */
   freezeCheckMs: number;
-  /** Roles that keep LOGIN on the source (pgconvoy's own always does). */
-  keepLogins: string[];
+  /** Roles that keep CONNECT on the source database (pgconvoy's own always does). */
+  keepConnect: string[];
   /** Verify and ANALYZE workers. */
   jobs: number;
   /**
@@ -70,7 +72,10 @@ export interface CutoverResult {
   resumed: boolean;
   freezeLsn: string;
   writesBlockedMs: number;
-  revoked: string[];
+  /** The source database that was frozen. */
+  database: string;
+  /** Grantees (roles, or PUBLIC) that lost CONNECT on it in this run. */
+  revokedConnect: string[];
   kept: KeptRole[];
   sessionsEnded: number;
   sequences: SequenceValue[];
@@ -124,13 +129,27 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
 
       const ownPid =
         (await src.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid')).rows[0]?.pid ?? 0;
+      // What an earlier run proved, read before this run clears it: a run that dropped
+      // forward replication and died left this count as the last word on the source.
+      const earlierProof = resumed ? (await readFreeze(tgt, o.ledgerSchema))?.provenWrites : undefined;
+      const droppedAt =
+        typeof state.detail.forwardDroppedAt === 'string' ? state.detail.forwardDroppedAt : undefined;
+      if (!forward && !droppedAt)
+        throw new PgconvoyError(
+          `forward replication (subscription "${names.subscription}") is missing, and no cutover dropped it`,
+          {
+            code: 'FORWARD_MISSING',
+            exitCode: EXIT.blocked,
+            hint: 'changes the source committed after the target last applied may be missing on the target; pgconvoy rollback opens the source again, then teardown and start over',
+          },
+        );
       const freeze = await step('write freeze', () =>
         freezeWritesOrStepBack(resumed, tgt, o.ledgerSchema, {
           source: src,
           target: tgt,
           ledgerSchema: o.ledgerSchema,
           slotName: names.slot,
-          keepLogins: o.keepLogins,
+          keepConnect: o.keepConnect,
           ownPids: [ownPid],
           intervalMs: o.freezeCheckMs,
           timeoutMs: o.timeoutMs,
@@ -138,6 +157,15 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         }),
       );
       notes.push(...freeze.notes);
+      if (!forward && earlierProof && earlierProof !== freeze.writes)
+        throw new PgconvoyError(
+          `rows were written in the source database after the earlier cutover run dropped forward replication (${earlierProof} → ${freeze.writes} rows written)`,
+          {
+            code: 'WRITES_AFTER_FREEZE',
+            exitCode: EXIT.blocked,
+            hint: 'they are not on the target; compare with pgconvoy verify and move them by hand, or pgconvoy rollback',
+          },
+        );
       const earlier =
         typeof state.detail.freezeStartedAt === 'number' ? state.detail.freezeStartedAt : undefined;
       const frozenSince = resumed && earlier !== undefined ? earlier : freeze.startedAt;
@@ -152,7 +180,9 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
           waitForCatchUp(src, tgt, names, freeze.freezeLsn, { timeoutMs: o.timeoutMs }),
         );
       } else {
-        notes.push('forward replication was already dropped by the earlier cutover run');
+        notes.push(
+          `forward replication was dropped by the earlier cutover run at ${droppedAt ?? '?'}, after its catch-up`,
+        );
       }
       const sequences = await step('sequences', () =>
         copySequenceValues(src, tgt, o.ledgerSchema, o.sequenceMargin),
@@ -183,7 +213,12 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         notes.push(
           `ANALYZE: ${analyzed.analyzed} table(s) with stale statistics or copied at cutover; ${analyzed.skipped} left to autovacuum (their statistics are fresh)`,
         );
+      await step('confirm freeze', () => confirmFreeze(src, tgt, o.ledgerSchema, [ownPid]));
       await step('drop forward replication', async () => {
+        if (forward)
+          await updateOnlineState(tgt, o.ledgerSchema, {
+            detail: { forwardDroppedAt: new Date().toISOString() },
+          });
         await dropSubscription(tgt, names.subscription);
         await dropSlot(src, names.slot);
         await dropPublication(src, names.publication);
@@ -219,7 +254,8 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         resumed,
         freezeLsn: freeze.freezeLsn,
         writesBlockedMs,
-        revoked: freeze.revoked,
+        database: freeze.database,
+        revokedConnect: freeze.revoked,
         kept: freeze.kept,
         sessionsEnded: freeze.terminated,
         sequences,
@@ -239,7 +275,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
   }
 }
 
-/** A freeze that could not even revoke the logins changed nothing: back to "replicating". */
+/** A freeze whose gate could not be closed was undone: back to "replicating". */
 async function freezeWritesOrStepBack(
   resumed: boolean,
   tgt: pg.Client,
@@ -249,7 +285,7 @@ async function freezeWritesOrStepBack(
   try {
     return await freezeWrites(options);
   } catch (err) {
-    if (!resumed && err instanceof PgconvoyError && err.code === 'REVOKE_FAILED')
+    if (!resumed && err instanceof PgconvoyError && err.code === 'FREEZE_FAILED')
       await updateOnlineState(tgt, ledgerSchema, { phase: 'replicating' }).catch(() => undefined);
     throw err;
   }

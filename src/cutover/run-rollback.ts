@@ -4,12 +4,13 @@
  * After a finished cutover (phase done): the application must have stopped writing to the
  * target. Back-replication is allowed to catch up and then removed, sequences, large
  * objects and the tables replication does not carry are copied from the target to the source, and the
- * logins cutover revoked (read from the target's ledger) are given back. Phase rolled-back.
+ * source database is opened again exactly as it was before the freeze (CONNECT and its
+ * read-only default, read from the target's ledger). Phase rolled-back.
  * Without back-replication (start-back was not run) writes made on the target since
  * cutover would be lost: refused unless `force`.
  *
  * After a cutover that stopped midway (phase cutover): the source still has every row and
- * the target was never used, so only the logins are given back; when forward replication is
+ * the target was never used, so only the database is opened again; when forward replication is
  * still in place the phase returns to replicating, and cutover can be tried again.
  *
  * Checked with PostgreSQL 13 and 15 as the source and 17 as the target.
@@ -24,7 +25,7 @@ import { stopBackReplication } from './back-replication.js';
 import { copyWholeTables, unpublishedTables, type CopiedTable } from './copy-tables.js';
 import { replaceLargeObjects } from './large-objects.js';
 import { copySequenceValues, type SequenceValue } from './sequences.js';
-import { restoreLogins } from './write-freeze.js';
+import { releaseFreeze } from './write-freeze.js';
 
 export interface RollbackOptions {
   source: ConnectionSpec;
@@ -45,7 +46,8 @@ export interface RollbackResult {
   sequences: SequenceValue[];
   largeObjects: { count: number; bytes: number };
   copiedTables: CopiedTable[];
-  restoredLogins: string[];
+  /** Grantees given CONNECT on the source database back. */
+  reopened: string[];
   seconds: number;
 }
 
@@ -72,7 +74,7 @@ export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
         sequences: [],
         largeObjects: { count: 0, bytes: 0 },
         copiedTables: [],
-        restoredLogins: [],
+        reopened: [],
         seconds: 0,
       };
       if (state.phase === 'copying' || state.phase === 'replicating') {
@@ -85,15 +87,15 @@ export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
         );
       }
       if (state.phase === 'cutover') {
-        result.restoredLogins = await restoreLogins(src, tgt, o.ledgerSchema);
+        result.reopened = await releaseFreeze(src, tgt, o.ledgerSchema);
         const forward = await readSubscription(tgt, state.names.subscription);
         result.phase = forward ? 'replicating' : 'rolled-back';
         await updateOnlineState(tgt, o.ledgerSchema, { phase: result.phase, cutoverLsn: null });
         o.onEvent({
           type: 'info',
           message: forward
-            ? 'the cutover had not finished: logins given back, forward replication goes on (run cutover again when ready)'
-            : 'the cutover had not finished but forward replication is gone: logins given back',
+            ? 'the cutover had not finished: the source database is open again, forward replication goes on (run cutover again when ready)'
+            : 'the cutover had not finished but forward replication is gone: the source database is open again',
         });
       } else if (state.phase === 'done') {
         if (!state.back?.createdAt && !o.force) {
@@ -102,7 +104,7 @@ export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
             {
               code: 'NO_BACK_REPLICATION',
               exitCode: EXIT.blocked,
-              hint: 'run rollback with --force to give the source its logins back anyway (sequences and tables without a primary key are still copied back; rows of replicated tables written on the target since cutover are lost)',
+              hint: 'run rollback with --force to open the source database again anyway (sequences and tables without a primary key are still copied back; rows of replicated tables written on the target since cutover are lost)',
             },
           );
         }
@@ -111,11 +113,11 @@ export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
         result.largeObjects = await replaceLargeObjects(tgt, src);
         const tables = await unpublishedTables(src, state.published);
         result.copiedTables = await copyWholeTables(o.target, o.source, tables, 'pgconvoy rollback copy');
-        result.restoredLogins = await restoreLogins(src, tgt, o.ledgerSchema);
+        result.reopened = await releaseFreeze(src, tgt, o.ledgerSchema);
         result.phase = 'rolled-back';
         await updateOnlineState(tgt, o.ledgerSchema, { phase: 'rolled-back' });
       } else {
-        result.restoredLogins = await restoreLogins(src, tgt, o.ledgerSchema);
+        result.reopened = await releaseFreeze(src, tgt, o.ledgerSchema);
         o.onEvent({ type: 'info', message: 'already rolled back' });
       }
       result.seconds = (Date.now() - started) / 1000;

@@ -1,33 +1,53 @@
 /**
- * The write freeze of a cutover: nobody but pgconvoy may write to the source database any
- * more, and pgconvoy proves it before it takes the source's final WAL position.
+ * The write freeze of a cutover: after it, no transaction can commit a write in the migrated
+ * database on the source, whoever runs it, and pgconvoy proves that before it takes the
+ * freeze point (the source WAL position up to which the target must have applied).
  *
- * 1. Every role that may log in loses LOGIN (ALTER ROLE … NOLOGIN), except: the role
- *    pgconvoy connects as, the role the subscription streams as (the walsender of the
- *    forward slot), roles the operator keeps (--keep-login), and superusers. Superusers
- *    are administrators; locking them out is not pgconvoy's call (and a non-superuser
- *    cannot do it anyway). Their sessions in the database are ended like all others, and
- *    the check below catches one that comes back and writes. The roles changed are
- *    written to the TARGET's ledger first, then changed on the source, so rollback can
- *    always restore exactly them. Note that LOGIN is cluster-wide: the roles cannot log in
- *    to any database of the source server until rollback.
- * 2. Every other client session connected to the source database is terminated.
- * 3. The check: two samples `intervalMs` apart of the sessions connected to the database
- *    (other than pgconvoy's) and of the transaction-id snapshot (txid_current_snapshot,
- *    which moves whenever a transaction with an xid, i.e. a writing one, starts or ends).
- *    Frozen when no other session is connected at either sample. Transaction ids that move
- *    meanwhile with no session in this database come from another database of the server
- *    or from autovacuum: reported, not blocking. The source's pg_current_wal_lsn() at the
- *    second sample is the freeze point: every transaction of this database that committed
- *    did so before it, so the target has everything once it has applied up to there.
+ * The gate touches this database only, never a role or another database of the server:
+ * 1. The database's state before the freeze (who holds CONNECT, its own
+ *    default_transaction_read_only) is written to the TARGET's ledger first, so rollback
+ *    restores exactly that even after a crash, and a rerun never records the frozen state
+ *    as "before".
+ * 2. `ALTER DATABASE … SET default_transaction_read_only = on`: every session that starts
+ *    from now on, superusers and pgconvoy's own role included, is read-only; a plain write
+ *    fails with SQLSTATE 25006. (Logical replication apply workers ignore the setting, so
+ *    back-replication into the source still applies. pgconvoy's own sessions turn it off
+ *    when they connect: see connect/open-client.ts.)
+ * 3. CONNECT on the database is revoked from PUBLIC and from every role holding it, except
+ *    pgconvoy's own, the role the forward subscription streams as and --keep-login roles
+ *    (granted CONNECT first when they only had it through PUBLIC). Other roles' clients get
+ *    "permission denied for database" at connect. Superusers ignore CONNECT; step 2 holds them.
+ * 4. Every other session connected to the database (client backends and background workers
+ *    such as pg_cron's; not walsenders, autovacuum or parallel workers) is terminated, and
+ *    pgconvoy waits until they are gone.
  *
- * Checked on PostgreSQL 13, 15 and 17.
+ * The proof does not sample sessions. Once the gate is in place, a session that started
+ * before it is the only kind that can write without deliberately overriding the read-only
+ * default; the proof requires that none of those is left (they cannot come back), and that
+ * the database's count of rows written to its user tables (pg_stat_user_tables: inserted +
+ * updated + deleted, which pgconvoy's own sessions never move) stays still across the
+ * check interval. Any movement fails the round: the other sessions are ended again and the
+ * round repeats until the timeout, which fails the freeze. At the end of cutover,
+ * confirmFreeze ends the other sessions once more (which flushes their statistics) and
+ * requires the count to be where the proof left it, before forward replication is dropped:
+ * a session that overrode the read-only default and wrote is caught there.
+ *
+ * Needs the database's owner or a superuser (steps 2, 3); ending other roles' sessions needs
+ * pg_signal_backend (or superuser for superusers' sessions): without it, pgconvoy waits for
+ * them to end and names them. Checked on PostgreSQL 13, 15 and 17.
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
-import { PgconvoyError, errorMessage } from '../errors.js';
-import { markRoleRestored, readRevokedRoles, recordRevokedRoles } from '../online/state.js';
-import { quoteIdent } from '../util/sql.js';
+import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
+import {
+  markFreezeReleased,
+  readFreeze,
+  recordFreezeGrants,
+  recordFreezePlan,
+  recordFreezeProof,
+  type ConnectGrant,
+} from '../online/state.js';
+import { quoteIdent, quoteLiteral } from '../util/sql.js';
 
 export interface FreezeOptions {
   /** pgconvoy's session on the source database. */
@@ -35,10 +55,10 @@ export interface FreezeOptions {
   /** pgconvoy's session on the target database (the ledger). */
   target: pg.Client;
   ledgerSchema: string;
-  /** The forward slot: its walsender (and the role it streams as) are left alone. */
+  /** The forward slot: the role its walsender streams as keeps CONNECT. */
   slotName: string;
-  /** Roles never to revoke, besides pgconvoy's own. */
-  keepLogins: string[];
+  /** Roles that keep CONNECT, besides pgconvoy's own. */
+  keepConnect: string[];
   /** pgconvoy's own backends on the source (never terminated). */
   ownPids: number[];
   intervalMs: number;
@@ -52,13 +72,17 @@ export interface KeptRole {
 }
 
 export interface FreezeResult {
-  /** Roles that lost LOGIN in this run. */
+  database: string;
+  /** Grantees (roles, or PUBLIC) that lost CONNECT on the database in this run. */
   revoked: string[];
   kept: KeptRole[];
+  /** Sessions ended in this run. */
   terminated: number;
   /** The source's WAL position once writes were proven to have stopped. */
   freezeLsn: string;
-  /** When the first login was revoked (ms since the epoch). */
+  /** Rows written to the database's user tables, as counted at the proof. */
+  writes: string;
+  /** When the gate closed (ms since the epoch). */
   startedAt: number;
   notes: string[];
 }
@@ -67,61 +91,101 @@ interface Session {
   pid: number;
   usename: string | null;
   application_name: string | null;
+  backend_type: string | null;
   state: string | null;
   writing: boolean;
+  /** Started before the gate closed: may still write without asking to. */
+  before_gate: boolean;
 }
 
-// backend_type: 10+.
+// Every backend in this database that could write: not walsenders (they stream, the forward
+// subscription's among them), not autovacuum, not parallel workers (their leader is ended).
 const SESSIONS_SQL = `
-SELECT a.pid, a.usename, a.application_name, a.state, a.backend_xid IS NOT NULL AS writing
+SELECT a.pid, a.usename, a.application_name, a.backend_type, a.state,
+       a.backend_xid IS NOT NULL AS writing,
+       a.backend_start <= $2::timestamptz AS before_gate
 FROM pg_catalog.pg_stat_activity a
 WHERE a.datname = pg_catalog.current_database()
-  AND a.backend_type = 'client backend'
+  AND a.backend_type NOT IN ('walsender', 'autovacuum worker', 'parallel worker')
   AND a.pid <> ALL ($1::int[])
 ORDER BY a.pid`;
 
-const LOGIN_ROLES_SQL = `
-SELECT r.rolname AS name, r.rolsuper AS superuser
-FROM pg_catalog.pg_roles r
-WHERE r.rolcanlogin AND r.rolname !~ '^pg_'
-ORDER BY r.rolname`;
+const CONNECT_HOLDERS_SQL = `
+SELECT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE r.rolname END AS grantee, x.is_grantable AS grantable
+FROM pg_catalog.pg_database d,
+     LATERAL pg_catalog.aclexplode(COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) x
+     LEFT JOIN pg_catalog.pg_roles r ON r.oid = x.grantee
+WHERE d.datname = pg_catalog.current_database() AND x.privilege_type = 'CONNECT'
+  AND (x.grantee = 0 OR r.rolname IS NOT NULL)
+ORDER BY 1`;
 
-async function sample(source: pg.Client, ownPids: number[]) {
-  const head = await source.query<{ lsn: string; snap: string }>(
-    'SELECT pg_catalog.pg_current_wal_lsn()::text AS lsn, pg_catalog.txid_current_snapshot()::text AS snap',
-  );
-  const sessions = await source.query<Session>(SESSIONS_SQL, [ownPids]);
-  return { lsn: head.rows[0]?.lsn ?? '0/0', snap: head.rows[0]?.snap ?? '', sessions: sessions.rows };
+const DATABASE_READ_ONLY_SQL = `
+SELECT (SELECT pg_catalog.substr(c, pg_catalog.length('default_transaction_read_only=') + 1)
+        FROM pg_catalog.unnest(s.setconfig) c WHERE c LIKE 'default\\_transaction\\_read\\_only=%') AS value
+FROM pg_catalog.pg_db_role_setting s
+JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
+WHERE d.datname = pg_catalog.current_database() AND s.setrole = 0`;
+
+// Rows written to user tables by committed (and aborted) transactions: pgconvoy's sessions
+// on the source only read, and catalog writes (autovacuum's ANALYZE, say) are not counted.
+const WRITES_SQL = `
+SELECT COALESCE(pg_catalog.sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::text AS writes
+FROM pg_catalog.pg_stat_user_tables`;
+
+async function countWrites(source: pg.Client): Promise<string> {
+  await source.query('SELECT pg_catalog.pg_stat_clear_snapshot()');
+  const res = await source.query<{ writes: string }>(WRITES_SQL);
+  return res.rows[0]?.writes ?? '0';
 }
 
-async function terminate(
-  source: pg.Client,
-  sessions: Session[],
-): Promise<{ ended: number; refused: string[] }> {
+async function sessions(source: pg.Client, ownPids: number[], gateAt: string): Promise<Session[]> {
+  return (await source.query<Session>(SESSIONS_SQL, [ownPids, gateAt])).rows;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const describeSession = (s: Session) =>
+  `pid ${s.pid} ${s.backend_type ?? ''} role "${s.usename ?? '?'}" application "${s.application_name ?? ''}" ${s.state ?? ''}${s.writing ? ' (in a writing transaction)' : ''}`;
+
+/** Terminates the sessions; returns how many were signalled and which were refused. */
+async function terminate(source: pg.Client, list: Session[]): Promise<{ ended: number; refused: Session[] }> {
   let ended = 0;
-  const refused: string[] = [];
-  for (const s of sessions) {
+  const refused: Session[] = [];
+  for (const s of list) {
     try {
       const res = await source.query<{ ok: boolean }>('SELECT pg_catalog.pg_terminate_backend($1) AS ok', [
         s.pid,
       ]);
       if (res.rows[0]?.ok) ended++;
     } catch (err) {
-      refused.push(`pid ${s.pid} (${s.usename ?? '?'}): ${errorMessage(err)}`);
+      if (serverErrorFields(err)?.code !== '42501') throw err;
+      refused.push(s);
     }
   }
   return { ended, refused };
 }
 
-const describeSession = (s: Session) =>
-  `pid ${s.pid} role "${s.usename ?? '?'}" application "${s.application_name ?? ''}" ${s.state ?? ''}${s.writing ? ' (in a writing transaction)' : ''}`;
+function gateError(what: string, err: unknown): PgconvoyError {
+  const fields = serverErrorFields(err);
+  return new PgconvoyError(`could not ${what} on the source: ${errorMessage(err)}`, {
+    code: 'FREEZE_FAILED',
+    exitCode: EXIT.source,
+    hint:
+      fields?.code === '42501'
+        ? "the write freeze needs the source database's owner or a superuser (it changes the database's CONNECT privilege and its default_transaction_read_only); connect as one, then run cutover again. What was already changed was restored"
+        : 'what was already changed was restored; fix the cause and run cutover again',
+    cause: err,
+  });
+}
 
-/** Revokes logins, ends sessions, proves that writes stopped. See the module comment. */
+/** Closes the gate, ends the other sessions, proves that writes stopped. See the module comment. */
 export async function freezeWrites(o: FreezeOptions): Promise<FreezeResult> {
   const { source } = o;
-  const me = await source.query<{ cur: string; ses: string }>(
-    'SELECT current_user AS cur, session_user AS ses',
+  const me = await source.query<{ cur: string; ses: string; db: string; superuser: boolean }>(
+    `SELECT current_user AS cur, session_user AS ses, pg_catalog.current_database() AS db,
+            (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS superuser`,
   );
+  const db = me.rows[0]?.db ?? '';
   const streamer = await source.query<{ usename: string | null }>(
     `SELECT a.usename FROM pg_catalog.pg_replication_slots s
      JOIN pg_catalog.pg_stat_activity a ON a.pid = s.active_pid WHERE s.slot_name = $1`,
@@ -132,90 +196,217 @@ export async function freezeWrites(o: FreezeOptions): Promise<FreezeResult> {
   const streamingRole = streamer.rows[0]?.usename;
   if (streamingRole && !keep.has(streamingRole))
     keep.set(streamingRole, 'the role the forward subscription streams as');
-  for (const r of o.keepLogins) if (!keep.has(r)) keep.set(r, '--keep-login');
+  for (const r of o.keepConnect) if (!keep.has(r)) keep.set(r, '--keep-connect');
 
-  const roles = await source.query<{ name: string; superuser: boolean }>(LOGIN_ROLES_SQL);
-  const kept: KeptRole[] = [];
-  const toRevoke: string[] = [];
-  for (const r of roles.rows) {
-    const reason =
-      keep.get(r.name) ?? (r.superuser ? 'superuser (its sessions are ended, not its login)' : undefined);
-    if (reason) kept.push({ name: r.name, reason });
-    else toRevoke.push(r.name);
-  }
+  const earlier = await readFreeze(o.target, o.ledgerSchema);
+  const holders = (await source.query<ConnectGrant>(CONNECT_HOLDERS_SQL)).rows;
+  const priorReadOnly =
+    (await source.query<{ value: string | null }>(DATABASE_READ_ONLY_SQL)).rows[0]?.value ?? null;
+  await recordFreezePlan(o.target, o.ledgerSchema, {
+    database: db,
+    priorConnect: holders,
+    priorReadOnly,
+    granted: [],
+  });
+  const resumed = earlier !== undefined && earlier.releasedAt === null;
 
-  await recordRevokedRoles(o.target, o.ledgerSchema, toRevoke);
+  // Kept roles that could only connect through PUBLIC get CONNECT of their own.
+  const existing = await source.query<{ rolname: string; rolsuper: boolean }>(
+    'SELECT rolname, rolsuper FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[])',
+    [[...keep.keys()]],
+  );
+  const direct = new Set(holders.map((h) => h.grantee));
+  const toGrant = existing.rows.filter((r) => !r.rolsuper && !direct.has(r.rolname)).map((r) => r.rolname);
+  const toRevoke = holders.map((h) => h.grantee).filter((g) => !keep.has(g));
+  const qdb = quoteIdent(db);
   const startedAt = Date.now();
-  const revoked: string[] = [];
-  for (const name of toRevoke) {
-    try {
-      await source.query(`ALTER ROLE ${quoteIdent(name)} NOLOGIN`);
-      revoked.push(name);
-    } catch (err) {
-      await restoreLogins(source, o.target, o.ledgerSchema).catch(() => undefined);
-      throw new PgconvoyError(
-        `could not revoke LOGIN from role "${name}" on the source: ${errorMessage(err)}`,
-        {
-          code: 'REVOKE_FAILED',
-          exitCode: EXIT.source,
-          hint: 'the source role needs CREATEROLE (and on 16+ ADMIN OPTION on the roles) or superuser; the logins already revoked were given back, nothing else changed',
-          cause: err,
-        },
+  try {
+    await recordFreezeGrants(o.target, o.ledgerSchema, toGrant);
+    await source.query(`ALTER DATABASE ${qdb} SET default_transaction_read_only = on`);
+    for (const role of toGrant) await source.query(`GRANT CONNECT ON DATABASE ${qdb} TO ${quoteIdent(role)}`);
+    for (const g of toRevoke)
+      await source.query(
+        `REVOKE CONNECT ON DATABASE ${qdb} FROM ${g === 'PUBLIC' ? 'PUBLIC' : quoteIdent(g)} CASCADE`,
       );
-    }
+  } catch (err) {
+    await releaseFreeze(source, o.target, o.ledgerSchema).catch(() => undefined);
+    throw gateError('close the write gate of the database', err);
   }
-  if (revoked.length > 0)
-    o.onInfo(`revoked LOGIN on the source from ${revoked.map((r) => `"${r}"`).join(', ')}`);
-
+  const gateAt = (await source.query<{ t: string }>('SELECT pg_catalog.clock_timestamp()::text AS t')).rows[0]
+    ?.t;
+  if (!gateAt) throw new Error('the source did not say what time it is');
+  if (toRevoke.length > 0)
+    o.onInfo(
+      `revoked CONNECT on database ${qdb} from ${toRevoke.map((r) => (r === 'PUBLIC' ? r : `"${r}"`)).join(', ')}`,
+    );
+  o.onInfo(`database ${qdb} is read-only for every new session`);
+  const stillHolding = (await source.query<ConnectGrant>(CONNECT_HOLDERS_SQL)).rows.filter(
+    (h) => !keep.has(h.grantee),
+  );
   const notes: string[] = [];
+  if (stillHolding.length > 0)
+    notes.push(
+      `still holding CONNECT (granted by another role): ${stillHolding.map((h) => h.grantee).join(', ')}; their new sessions are read-only`,
+    );
+
   let terminated = 0;
   const deadline = Date.now() + o.timeoutMs;
+  const settleMs = Math.max(o.intervalMs, 200);
   for (;;) {
-    const first = await sample(source, o.ownPids);
-    if (first.sessions.length === 0) {
-      await new Promise((r) => setTimeout(r, o.intervalMs));
-      const second = await sample(source, o.ownPids);
-      if (second.sessions.length === 0) {
-        if (first.snap !== second.snap) {
-          notes.push(
-            `transaction ids moved on the source server during the check (${first.snap} → ${second.snap}) with no session in this database: another database or autovacuum`,
-          );
-        }
-        return { revoked, kept, terminated, freezeLsn: second.lsn, startedAt, notes };
-      }
-    }
-    const now = await sample(source, o.ownPids);
-    if (Date.now() > deadline) {
-      throw new PgconvoyError(
-        `writes to the source did not stop: ${now.sessions.length} session(s) keep connecting to the database`,
-        {
-          code: 'WRITES_NOT_FROZEN',
-          exitCode: EXIT.blocked,
-          hint: `stop these clients (they belong to roles pgconvoy did not revoke: ${kept.map((k) => k.name).join(', ') || 'none'}), then run cutover again; or pgconvoy rollback to give the revoked logins back: ${now.sessions.map(describeSession).join('; ')}`,
-          details: { sessions: now.sessions },
-        },
-      );
-    }
-    const { ended, refused } = await terminate(source, now.sessions);
+    // End every other session (those that started after the gate are read-only, but the
+    // application should notice); wait until those that started before the gate are gone.
+    const others = await sessions(source, o.ownPids, gateAt);
+    const { ended, refused } = await terminate(source, others);
     terminated += ended;
-    if (refused.length > 0) notes.push(...refused.map((r) => `could not end session ${r}`));
-    await new Promise((r) => setTimeout(r, 50));
+    const early = others.filter((s) => s.before_gate);
+    if (early.length > 0) {
+      if (Date.now() > deadline)
+        throw notFrozen(
+          early,
+          refused.filter((s) => s.before_gate),
+          kept(keep),
+          o.timeoutMs,
+        );
+      await sleep(50);
+      continue;
+    }
+    // None before the gate is left, and none can start before it any more. A backend that
+    // read the database's settings just before the gate closed shows up within moments:
+    // wait, look again, and count the writes across the interval.
+    const before = await countWrites(source);
+    await sleep(settleMs);
+    const late = await sessions(source, o.ownPids, gateAt);
+    const after = await countWrites(source);
+    const lsn = (await source.query<{ lsn: string }>('SELECT pg_catalog.pg_current_wal_lsn()::text AS lsn'))
+      .rows[0]?.lsn;
+    if (late.some((s) => s.before_gate) || before !== after || !lsn) {
+      if (before !== after)
+        o.onInfo(
+          `rows were written in database ${qdb} during the check (${BigInt(after) - BigInt(before)}): ending its sessions and checking again`,
+        );
+      if (Date.now() > deadline) {
+        const { refused: r } = await terminate(source, late);
+        throw notFrozen(late, r, kept(keep), o.timeoutMs, before !== after);
+      }
+      continue;
+    }
+    await recordFreezeProof(o.target, o.ledgerSchema, { lsn, writes: after });
+    if (resumed) notes.push('the freeze of an earlier run was in place: re-established and proven again');
+    return {
+      database: db,
+      revoked: toRevoke,
+      kept: kept(keep),
+      terminated,
+      freezeLsn: lsn,
+      writes: after,
+      startedAt,
+      notes,
+    };
   }
 }
 
-/** Gives LOGIN back to every role the ledger says pgconvoy revoked and has not restored yet. */
-export async function restoreLogins(
+const kept = (keep: Map<string, string>): KeptRole[] => [...keep].map(([name, reason]) => ({ name, reason }));
+
+function notFrozen(
+  list: Session[],
+  refused: Session[],
+  keptRoles: KeptRole[],
+  timeoutMs: number,
+  moved = false,
+): PgconvoyError {
+  const why = moved
+    ? `rows kept being written in the source database during the check (a session that turns default_transaction_read_only off, or a subscription applying into it)`
+    : `${list.length} session(s) that started before the freeze are still connected`;
+  return new PgconvoyError(
+    `writes to the source did not stop within ${Math.round(timeoutMs / 1000)} s: ${why}`,
+    {
+      code: 'WRITES_NOT_FROZEN',
+      exitCode: EXIT.blocked,
+      hint: `${refused.length > 0 ? `pgconvoy may not end ${refused.length} of them (GRANT pg_signal_backend TO the source role, or end them yourself); ` : ''}stop these clients, then run cutover again; or pgconvoy rollback to open the database again. Sessions: ${list.map(describeSession).join('; ') || 'none now'}. Roles that keep CONNECT: ${keptRoles.map((k) => k.name).join(', ')}`,
+      details: { sessions: list },
+    },
+  );
+}
+
+/**
+ * Before forward replication is dropped: ends the other sessions once more (which flushes
+ * their statistics) and requires the database's write count to be where the proof left it.
+ * A mismatch means a write landed on the source after the freeze point; the caller must
+ * not drop forward replication (a rerun of cutover freezes, proves and catches up again).
+ */
+export async function confirmFreeze(
+  source: pg.Client,
+  target: pg.Client,
+  ledgerSchema: string,
+  ownPids: number[],
+): Promise<void> {
+  const record = await readFreeze(target, ledgerSchema);
+  if (!record?.provenWrites || !record.provenAt)
+    throw new PgconvoyError('the write freeze of this cutover was never proven', {
+      code: 'WRITES_NOT_FROZEN',
+      exitCode: EXIT.blocked,
+      hint: 'run cutover again: it freezes and proves again before it trusts a freeze point',
+    });
+  const others = await sessions(source, ownPids, new Date(0).toISOString());
+  await terminate(source, others);
+  for (let i = 0; i < 100; i++) {
+    if ((await sessions(source, ownPids, new Date(0).toISOString())).length === 0) break;
+    await sleep(20);
+  }
+  // Before 15 the statistics travel to the collector by UDP: give them the collector's interval.
+  await sleep(others.length > 0 ? 600 : 0);
+  const writes = await countWrites(source);
+  if (writes !== record.provenWrites)
+    throw new PgconvoyError(
+      `${BigInt(writes) - BigInt(record.provenWrites)} row(s) were written in the source database after the freeze point`,
+      {
+        code: 'WRITES_AFTER_FREEZE',
+        exitCode: EXIT.blocked,
+        hint: 'a session turned default_transaction_read_only off (or a subscription applies into the source database); forward replication was kept: stop that writer and run cutover again, which freezes, proves and catches up again',
+      },
+    );
+}
+
+/**
+ * Opens the source database again exactly as the ledger says it was before the freeze:
+ * CONNECT given back to whoever lost it (with grant option where they had it), CONNECT taken
+ * from the roles pgconvoy granted it to, the database's read-only default as it was.
+ * Returns the grantees given back. Idempotent; a no-op when nothing is frozen.
+ */
+export async function releaseFreeze(
   source: pg.Client,
   target: pg.Client,
   ledgerSchema: string,
 ): Promise<string[]> {
-  const restored: string[] = [];
-  for (const role of await readRevokedRoles(target, ledgerSchema)) {
-    if (role.restoredAt !== null || !role.hadLogin) continue;
-    const exists = await source.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [role.name]);
-    if ((exists.rowCount ?? 0) > 0) await source.query(`ALTER ROLE ${quoteIdent(role.name)} LOGIN`);
-    await markRoleRestored(target, ledgerSchema, role.name);
-    restored.push(role.name);
+  const record = await readFreeze(target, ledgerSchema);
+  if (!record || record.releasedAt) return [];
+  const qdb = quoteIdent(record.database);
+  const now = (await source.query<ConnectGrant>(CONNECT_HOLDERS_SQL)).rows;
+  const holding = new Map(now.map((h) => [h.grantee, h.grantable]));
+  const roles = new Set(
+    (await source.query<{ rolname: string }>('SELECT rolname FROM pg_catalog.pg_roles')).rows.map(
+      (r) => r.rolname,
+    ),
+  );
+  const given: string[] = [];
+  for (const g of record.priorConnect) {
+    if (holding.get(g.grantee) === g.grantable) continue;
+    if (g.grantee !== 'PUBLIC' && !roles.has(g.grantee)) continue; // dropped since: nothing to give back
+    const who = g.grantee === 'PUBLIC' ? 'PUBLIC' : quoteIdent(g.grantee);
+    await source.query(
+      `GRANT CONNECT ON DATABASE ${qdb} TO ${who}${g.grantable ? ' WITH GRANT OPTION' : ''}`,
+    );
+    given.push(g.grantee);
   }
-  return restored;
+  const prior = new Set(record.priorConnect.map((g) => g.grantee));
+  for (const role of record.granted)
+    if (!prior.has(role) && roles.has(role))
+      await source.query(`REVOKE CONNECT ON DATABASE ${qdb} FROM ${quoteIdent(role)}`);
+  await source.query(
+    record.priorReadOnly === null
+      ? `ALTER DATABASE ${qdb} RESET default_transaction_read_only`
+      : `ALTER DATABASE ${qdb} SET default_transaction_read_only = ${quoteLiteral(record.priorReadOnly)}`,
+  );
+  await markFreezeReleased(target, ledgerSchema);
+  return given;
 }

@@ -77,6 +77,24 @@ CREATE TABLE ${s}.online_revoked_roles (
   restored_at timestamptz
 );
 `,
+  // 3: the write freeze is per database (CONNECT, a read-only default) instead of per role
+  // (LOGIN, which is server-wide). One row: what the source database looked like before the
+  // freeze, written before anything is changed, so rollback restores exactly that.
+  (s) => `
+DROP TABLE ${s}.online_revoked_roles;
+CREATE TABLE ${s}.online_freeze (
+  id integer PRIMARY KEY CHECK (id = 1),
+  database text NOT NULL,
+  prior_connect jsonb NOT NULL,
+  prior_read_only text,
+  granted jsonb NOT NULL DEFAULT '[]',
+  recorded_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  proven_lsn text,
+  proven_writes text,
+  proven_at timestamptz,
+  released_at timestamptz
+);
+`,
 ];
 
 /** Creates or upgrades the ledger schema. Idempotent and safe to run concurrently. */

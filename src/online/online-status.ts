@@ -13,14 +13,15 @@ import type pg from 'pg';
 import { readPgconvoySlots } from '../replicate/precheck-rows.js';
 import { replicationStatus, type ReplicationStatus } from '../replicate/status.js';
 import { formatBytes } from '../util/format.js';
-import { readOnlineState, readRevokedRoles, type OnlineState, type RevokedRole } from './state.js';
+import { readFreeze, readOnlineState, type FreezeRecord, type OnlineState } from './state.js';
 
 /** Retained WAL above this is worth a warning whatever the server allows. */
 export const RETAINED_WAL_WARN_BYTES = 1024 ** 3;
 
 export interface OnlineStatusReport {
   state: OnlineState;
-  revokedRoles: RevokedRole[];
+  /** The write freeze of the source database, when cutover made one. */
+  freeze: FreezeRecord | undefined;
   /** Which replication `replication` describes; undefined without a source session. */
   direction: 'forward' | 'back' | undefined;
   replication: ReplicationStatus | undefined;
@@ -84,7 +85,7 @@ export async function readOnlineStatus(
   if (!state) return undefined;
   const report: OnlineStatusReport = {
     state,
-    revokedRoles: await readRevokedRoles(target, ledgerSchema),
+    freeze: await readFreeze(target, ledgerSchema),
     direction: undefined,
     replication: undefined,
     maxSlotWalKeepBytes: undefined,

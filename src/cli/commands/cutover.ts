@@ -18,7 +18,7 @@ interface CutoverFlags extends ConnectionFlags {
   sequenceMargin: string;
   timeout: number;
   freezeCheck: number;
-  keepLogin: string[];
+  keepConnect: string[];
   jobs?: number;
   verify: 'full' | 'counts' | false;
   targetFromSource?: string;
@@ -46,7 +46,7 @@ function printResult(r: CutoverResult): void {
   );
   out(`  writes were blocked for ${formatDuration(r.writesBlockedMs)}`);
   out(
-    `  logins revoked on the source: ${r.revoked.length ? r.revoked.map((x) => `"${x}"`).join(', ') : 'none in this run'} (kept: ${r.kept.map((k) => `"${k.name}" (${k.reason})`).join(', ') || 'none'}); ${r.sessionsEnded} session(s) ended`,
+    `  source database "${r.database}" frozen: read-only for every new session; CONNECT revoked from ${r.revokedConnect.length ? r.revokedConnect.map((x) => (x === 'PUBLIC' ? x : `"${x}"`)).join(', ') : 'nobody in this run'} (kept: ${r.kept.map((k) => `"${k.name}" (${k.reason})`).join(', ') || 'none'}); ${r.sessionsEnded} session(s) ended`,
   );
   out(`  sequences set: ${r.sequences.length}; large objects copied: ${r.largeObjects.count}`);
   for (const t of r.copiedTables)
@@ -67,7 +67,9 @@ function printResult(r: CutoverResult): void {
   for (const n of r.notes) out(`  note: ${n}`);
   out('');
   out(`point the application at the target: ${r.targetConninfo}`);
-  out('the source keeps its logins revoked; when you are sure, run pgconvoy teardown to remove what is left');
+  out(
+    'the source database stays frozen (pgconvoy rollback opens it again); when you are sure, run pgconvoy teardown to remove what is left',
+  );
 }
 
 export function registerCutover(program: Command): void {
@@ -84,8 +86,8 @@ export function registerCutover(program: Command): void {
     .option('--timeout <seconds>', 'for catching up and for freezing writes, each', positiveInt, 300)
     .option('--freeze-check <ms>', 'how long the source must stay quiet to count as frozen', positiveInt, 500)
     .option(
-      '--keep-login <role>',
-      'a role that keeps LOGIN on the source (repeat for more)',
+      '--keep-connect <role>',
+      'a role that keeps CONNECT on the source database, read-only (repeat for more)',
       (v: string, prev: string[]) => [...prev, v],
       [] as string[],
     )
@@ -106,17 +108,21 @@ export function registerCutover(program: Command): void {
       'after',
       `
 Refuses (exit 7) when the lag is above --max-lag or the source's schema changed since start.
-Then revokes LOGIN on the source from every role except pgconvoy's own, the replication role
-and superusers (the roles are recorded in the target's ledger), ends the sessions connected
-to the source database, proves that no write happens any more, waits until the target has
-applied everything, sets every sequence, copies the tables without a primary key, verifies
-(exit 6 on a difference), runs ANALYZE, drops forward replication, and starts
+Then freezes the source DATABASE (nothing else on that server): every new session there is
+read-only (superusers too), CONNECT is revoked from PUBLIC and every role but pgconvoy's own,
+the replication role and --keep-connect roles (what it was is recorded in the target's
+ledger first), the sessions connected to it are ended, and pgconvoy proves that no row is
+written any more. Then waits until the target has applied everything, sets every sequence,
+copies the tables without a primary key, verifies (exit 6 on a difference), runs ANALYZE,
+checks again that nothing was written on the source, drops forward replication, and starts
 back-replication when pgconvoy start-back prepared it. Prints how long writes were blocked.
-After a failure, run cutover again to resume, or pgconvoy rollback to give the logins back.
+Needs the source database's owner or a superuser (and pg_signal_backend to end other roles'
+sessions). After a failure, run cutover again: it freezes and proves again, then resumes;
+or pgconvoy rollback to open the source database again.
 
 Examples:
   pgconvoy cutover --source postgresql://app@old/shop --target postgresql://app@new/shop
-  pgconvoy cutover --source ... --target ... --max-lag 16MB --sequence-margin 1000 --keep-login monitoring`,
+  pgconvoy cutover --source ... --target ... --max-lag 16MB --sequence-margin 1000 --keep-connect monitoring`,
     )
     .action(async (flags: CutoverFlags) => {
       const config = loadConfig(flags.config);
@@ -139,7 +145,7 @@ Examples:
         sequenceMargin: wholeNumber(flags.sequenceMargin, '--sequence-margin'),
         timeoutMs: flags.timeout * 1000,
         freezeCheckMs: flags.freezeCheck,
-        keepLogins: flags.keepLogin,
+        keepConnect: flags.keepConnect,
         jobs: flags.jobs ?? DEFAULTS.jobs,
         verify: flags.verify === false ? 'none' : flags.verify,
         targetFromSource: flags.targetFromSource,

@@ -25,7 +25,7 @@ export function registerRollback(program: Command): void {
   program
     .command('rollback')
     .description(
-      'go back to the source: stop back-replication, sync sequences back, restore the revoked logins',
+      'go back to the source: stop back-replication, sync sequences back, open the source database again',
     )
     .option('--source <conninfo>', 'source server: libpq URI or key=value string')
     .option('--target <conninfo>', 'target server: libpq URI or key=value string')
@@ -45,8 +45,9 @@ export function registerRollback(program: Command): void {
 Stop the application's writes to the target first. After a finished cutover: waits until the
 source has applied every write made on the target (back-replication, see start-back), removes
 back-replication, sets the source's sequences from the target, copies the tables without a
-primary key back, and gives LOGIN back to the roles cutover revoked (read from the target's
-ledger). After a cutover that stopped midway: only gives the logins back.
+primary key back, and opens the source database again exactly as it was before the freeze
+(who may CONNECT, its read-only default; read from the target's ledger). After a cutover that
+stopped midway: only opens the source database again.
 
 Examples:
   pgconvoy rollback --source postgresql://app@old/shop --target postgresql://app@new/shop
@@ -85,7 +86,7 @@ Examples:
       for (const t of result.copiedTables)
         out(`copied back ${displayName(t.table.schema, t.table.name)}: ${formatCount(t.rows)} rows`);
       out(
-        `logins restored on the source: ${result.restoredLogins.length ? result.restoredLogins.map((r) => `"${r}"`).join(', ') : 'none'}`,
+        `source database open again: writable by new sessions; CONNECT given back to ${result.reopened.length ? result.reopened.map((r) => (r === 'PUBLIC' ? r : `"${r}"`)).join(', ') : 'nobody (none had lost it)'}`,
       );
       out(`phase ${result.from} → ${result.phase} in ${formatDuration(result.seconds * 1000)}`);
       if (result.phase === 'rolled-back') out('point the application back at the source');

@@ -109,9 +109,10 @@ function printOnline(o: OnlineStatusReport, withSource: boolean): void {
     );
   if (s.writesBlockedMs !== null)
     out(`  cutover at ${s.cutoverLsn ?? '?'}: writes were blocked for ${formatDuration(s.writesBlockedMs)}`);
-  const revoked = o.revokedRoles.filter((x) => x.restoredAt === null);
-  if (revoked.length > 0)
-    out(`  logins revoked on the source: ${revoked.map((x) => `"${x.name}"`).join(', ')}`);
+  if (o.freeze && !o.freeze.releasedAt)
+    out(
+      `  source database "${o.freeze.database}" frozen since ${o.freeze.recordedAt.toISOString()}${o.freeze.provenLsn ? ` (proven at ${o.freeze.provenLsn})` : ' (not proven yet: run cutover again)'}: read-only, CONNECT only for pgconvoy's roles; pgconvoy rollback opens it again`,
+    );
   for (const w of o.warnings) err(`  warning: ${w}`);
 }
 
