@@ -386,6 +386,8 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
           target: o.target,
           ledger,
           snapshot: snapshotName,
+          // Online start hands in the slot's snapshot: a copy from any other is worthless.
+          snapshotRequired: o.snapshot !== undefined,
           jobs: o.jobs,
           workerPrefix: o.workerPrefix,
           maxAttempts: o.maxAttempts,

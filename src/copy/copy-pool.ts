@@ -16,6 +16,8 @@ export interface CopyPoolOptions {
   ledger: JobLedger;
   /** Exported source snapshot all workers import; undefined: each worker reads its own. */
   snapshot: string | undefined;
+  /** Losing `snapshot` is fatal (an online start), not a warning. */
+  snapshotRequired: boolean;
   jobs: number;
   workerPrefix: string;
   maxAttempts: number;
@@ -54,6 +56,7 @@ export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
       maxAttempts: o.maxAttempts,
       signal: o.signal,
       snapshotLost,
+      snapshotRequired: o.snapshotRequired,
       onEvent: o.onEvent,
     }).run(),
   );

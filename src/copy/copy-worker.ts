@@ -12,7 +12,8 @@
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
-import { errorMessage, serverErrorFields } from '../errors.js';
+import { EXIT } from '../defaults.js';
+import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import type { JobLedger, JobRow } from '../ledger/jobs.js';
 import { qualifiedName } from '../util/sql.js';
 import { copyStream } from './copy-stream.js';
@@ -52,6 +53,11 @@ export interface WorkerContext {
   signal: AbortSignal | undefined;
   /** Shared between workers: set once the source snapshot could not be imported any more. */
   snapshotLost: { value: boolean };
+  /**
+   * The copy is only worth anything in `snapshot` (an online start: the slot's changes begin
+   * exactly there): losing it is fatal instead of a warning and a newer snapshot.
+   */
+  snapshotRequired: boolean;
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -76,23 +82,6 @@ export class CopyWorker {
     if (!this.sourceClient) {
       const source = await openClient(this.ctx.source, { applicationName: `pgconvoy copy ${this.name}` });
       await prepareSourceSession(source);
-      const snapshot = this.ctx.snapshotLost.value ? undefined : this.ctx.snapshot;
-      try {
-        await beginInSnapshot(source, snapshot);
-      } catch (err) {
-        // The exporting session is gone (source restarted): later reads see a newer snapshot.
-        if (serverErrorFields(err)?.code !== '22023' || !snapshot) throw err;
-        await source.query('ROLLBACK');
-        if (!this.ctx.snapshotLost.value) {
-          this.ctx.snapshotLost.value = true;
-          this.ctx.onEvent({
-            type: 'warning',
-            message:
-              'the source snapshot was lost (the source restarted?); remaining jobs read a newer snapshot: the copy is consistent only if nothing wrote to the source meanwhile — run pgconvoy verify',
-          });
-        }
-        await beginInSnapshot(source, undefined);
-      }
       this.sourceClient = source;
     }
     if (!this.targetClient) {
@@ -129,11 +118,18 @@ export class CopyWorker {
             await sleep(1000, this.ctx.signal);
             continue;
           }
+          // One source transaction per job, in the shared snapshot: the locks a job takes on
+          // the source end with it, so the application's ALTER TABLE on a table copied
+          // early does not wait for the whole copy.
+          await this.beginSourceTransaction(source);
           await this.runJob(source, target, job);
+          // The job is done and committed: a source session lost now only costs a reconnect.
+          await source.query('COMMIT').catch(() => this.disconnect());
           consecutiveFailures = 0;
         } catch (err) {
           await this.disconnect();
           if (this.ctx.signal?.aborted) return;
+          if (err instanceof PgconvoyError && err.code === 'SNAPSHOT_LOST') throw err;
           consecutiveFailures++;
           await this.handleFailure(job, err, consecutiveFailures);
         }
@@ -141,6 +137,36 @@ export class CopyWorker {
     } finally {
       this.ctx.signal?.removeEventListener('abort', onAbort);
       await this.disconnect();
+    }
+  }
+
+  private async beginSourceTransaction(source: pg.Client): Promise<void> {
+    const snapshot = this.ctx.snapshotLost.value ? undefined : this.ctx.snapshot;
+    try {
+      await beginInSnapshot(source, snapshot);
+    } catch (err) {
+      // The exporting session is gone (source restarted, or the exporter died).
+      if (serverErrorFields(err)?.code !== '22023' || !snapshot) throw err;
+      await source.query('ROLLBACK');
+      if (this.ctx.snapshotRequired)
+        throw new PgconvoyError(
+          `the source snapshot ${snapshot} could not be imported any more: ${errorMessage(err)}`,
+          {
+            code: 'SNAPSHOT_LOST',
+            exitCode: EXIT.source,
+            hint: "an online start must copy every table in the replication slot's own snapshot, or changes would be applied twice or lost: run pgconvoy teardown with the same --source and --target, then pgconvoy start again",
+            cause: err,
+          },
+        );
+      if (!this.ctx.snapshotLost.value) {
+        this.ctx.snapshotLost.value = true;
+        this.ctx.onEvent({
+          type: 'warning',
+          message:
+            'the source snapshot was lost (the source restarted?); remaining jobs read a newer snapshot: the copy is consistent only if nothing wrote to the source meanwhile — run pgconvoy verify',
+        });
+      }
+      await beginInSnapshot(source, undefined);
     }
   }
 

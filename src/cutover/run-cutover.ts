@@ -36,6 +36,7 @@ import { replaceLargeObjects } from './large-objects.js';
 import { copyWholeTables, unpublishedTables, type CopiedTable } from './copy-tables.js';
 import { checkReady, mismatchError, verifyOk } from './cutover-checks.js';
 import { copySequenceValues, type SequenceValue } from './sequences.js';
+import { refreshTargetMatviews, type RefreshedViews } from './refresh-matviews.js';
 import { confirmFreeze, freezeWrites, type KeptRole } from './write-freeze.js';
 
 export interface CutoverOptions {
@@ -54,6 +55,8 @@ export interface CutoverOptions {
   keepConnect: string[];
   /** Verify and ANALYZE workers. */
   jobs: number;
+  /** Refresh the target's populated materialized views after catch-up. */
+  refreshMatviews: boolean;
   /**
    * While writes are blocked: 'full' checksums every row, 'counts' compares exact row counts
    * (and checksums the tables copied at cutover), 'none' skips it.
@@ -81,6 +84,8 @@ export interface CutoverResult {
   sequences: SequenceValue[];
   largeObjects: { count: number; bytes: number };
   copiedTables: CopiedTable[];
+  /** Materialized views refreshed on the target (undefined: --no-refresh-matviews). */
+  matviews: RefreshedViews | undefined;
   verify: VerifyReport | undefined;
   backReplication: { originNone: boolean; loggedBy?: string[] } | undefined;
   /** What to point the application at: the target, without its password. */
@@ -193,6 +198,9 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         copyWholeTables(o.source, o.target, unpublished, 'pgconvoy cutover copy'),
       );
       const copied = copiedTables.map((t) => t.table);
+      let matviews: RefreshedViews | undefined;
+      if (o.refreshMatviews)
+        matviews = await step('refresh materialized views', () => refreshTargetMatviews(tgt, o.ledgerSchema));
       let verify: VerifyReport | undefined;
       if (o.verify !== 'none') {
         verify = await step(o.verify === 'full' ? 'verify' : 'verify (row counts)', () =>
@@ -261,6 +269,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         sequences,
         largeObjects,
         copiedTables,
+        matviews,
         verify,
         backReplication,
         targetConninfo: formatConninfo(o.target.conninfo),

@@ -22,7 +22,13 @@ import { buildTableJobs, checkScope } from './plan-tables.js';
 import { runTasks } from './run-tasks.js';
 import { openCoordinator, type Coordinator } from './session.js';
 import { tableResult } from './table-job.js';
-import { VERIFY_DEFAULTS, type SideInfo, type VerifyOptions, type VerifyReport } from './types.js';
+import {
+  VERIFY_DEFAULTS,
+  type SideInfo,
+  type TableResult,
+  type VerifyOptions,
+  type VerifyReport,
+} from './types.js';
 import { WorkerPair } from './worker-pair.js';
 
 async function openCoordinators(options: VerifyOptions): Promise<[Coordinator, Coordinator]> {
@@ -110,9 +116,26 @@ export async function verifyDatabases(options: VerifyOptions): Promise<VerifyRep
       emit,
     });
 
-    const tables = [...plan.jobs.map(tableResult), ...plan.unpaired].sort((a, b) =>
-      displayName(a.schema, a.name).localeCompare(displayName(b.schema, b.name)),
+    // A materialized view's rows are derived data, refreshed on the source's own schedule (a
+    // view last refreshed before the copy legitimately differs from the target's fresh one):
+    // its definition and populated state are compared as schema, its rows only noted.
+    const matviews = new Set(
+      catalogs[0].tables.filter((t) => t.relkind === 'm').map((t) => displayName(t.schema, t.name)),
     );
+    const isMatview = (t: TableResult) => matviews.has(displayName(t.schema, t.name));
+    for (const t of plan.jobs.map(tableResult).filter((r) => isMatview(r) && r.status !== 'match'))
+      schema.push({
+        kind: 'materialized view',
+        object: displayName(t.schema, t.name),
+        problem: 'different',
+        source: `${t.rows.source ?? '?'} rows`,
+        target: `${t.rows.target ?? '?'} rows (derived data: REFRESH MATERIALIZED VIEW where it matters)`,
+        severity: 'note',
+      });
+    const tables = [
+      ...plan.jobs.map(tableResult).filter((r) => !isMatview(r) || r.status === 'match'),
+      ...plan.unpaired,
+    ].sort((a, b) => displayName(a.schema, a.name).localeCompare(displayName(b.schema, b.name)));
     const failing = schema.filter((d) => d.severity === 'difference');
     const differing = tables.filter((t) => t.status !== 'match');
     const side = (c: Coordinator, spec: VerifyOptions['source']): SideInfo => ({

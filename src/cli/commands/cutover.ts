@@ -21,6 +21,7 @@ interface CutoverFlags extends ConnectionFlags {
   keepConnect: string[];
   jobs?: number;
   verify: 'full' | 'counts' | false;
+  refreshMatviews: boolean;
   targetFromSource?: string;
   ledgerSchema: string;
   json?: boolean;
@@ -49,6 +50,10 @@ function printResult(r: CutoverResult): void {
     `  source database "${r.database}" frozen: read-only for every new session; CONNECT revoked from ${r.revokedConnect.length ? r.revokedConnect.map((x) => (x === 'PUBLIC' ? x : `"${x}"`)).join(', ') : 'nobody in this run'} (kept: ${r.kept.map((k) => `"${k.name}" (${k.reason})`).join(', ') || 'none'}); ${r.sessionsEnded} session(s) ended`,
   );
   out(`  sequences set: ${r.sequences.length}; large objects copied: ${r.largeObjects.count}`);
+  if (r.matviews)
+    out(
+      `  materialized views refreshed on the target: ${r.matviews.count}${r.matviews.concurrently ? ` (${r.matviews.concurrently} concurrently)` : ''}`,
+    );
   for (const t of r.copiedTables)
     out(
       `  copied ${displayName(t.table.schema, t.table.name)}: ${formatCount(t.rows)} rows, ${formatBytes(t.bytes)}`,
@@ -101,6 +106,7 @@ export function registerCutover(program: Command): void {
         .default('full'),
     )
     .option('--no-verify', 'skip verification (faster, and unproven)')
+    .option('--no-refresh-matviews', "leave the target's materialized views as start filled them")
     .option('--target-from-source <conninfo>', 'how the SOURCE server reaches the target (back-replication)')
     .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)
     .option('--json', 'machine-readable output')
@@ -147,6 +153,7 @@ Examples:
         freezeCheckMs: flags.freezeCheck,
         keepConnect: flags.keepConnect,
         jobs: flags.jobs ?? DEFAULTS.jobs,
+        refreshMatviews: flags.refreshMatviews,
         verify: flags.verify === false ? 'none' : flags.verify,
         targetFromSource: flags.targetFromSource,
         onEvent: (e) => {

@@ -12,6 +12,7 @@ import { readServerInfo } from '../../inventory/server-info.js';
 import { ledgerExists } from '../../ledger/ledger-schema.js';
 import { JobLedger } from '../../ledger/jobs.js';
 import { runCopyPool } from '../../copy/copy-pool.js';
+import { readOnlineState } from '../../online/state.js';
 import { formatBytes, formatCount, formatDuration } from '../../util/format.js';
 import { displayName } from '../../util/sql.js';
 import { err, out, outJson } from '../output.js';
@@ -65,6 +66,13 @@ Each worker reads its own snapshot of the source: stop writes to the source firs
             hint: 'write one first: pgconvoy clone --source ... --target ... --plan-only',
           });
         }
+        const online = await readOnlineState(client, flags.ledgerSchema);
+        if (online?.phase === 'copying')
+          throw new PgconvoyError('this target is being filled by an online start', {
+            code: 'ONLINE_COPY',
+            exitCode: EXIT.usage,
+            hint: "an online start copies in its replication slot's snapshot, which a separate worker cannot join (its rows would come from another point in time and replication would apply changes twice or miss them); let pgconvoy start finish its copy",
+          });
         replicationRole = (await readServerInfo(client)).role.canSetReplicationRole;
       } finally {
         await client.end();
@@ -82,6 +90,7 @@ Each worker reads its own snapshot of the source: stop writes to the source firs
         target,
         ledger,
         snapshot: undefined,
+        snapshotRequired: false,
         jobs: flags.jobs,
         workerPrefix: flags.name ?? `${os.hostname()}-${process.pid}`,
         maxAttempts: flags.retries + 1,
