@@ -125,3 +125,48 @@ export function rowSecurityHint(side: 'source' | 'target'): string {
 export function selectHint(side: 'source' | 'target'): string {
   return `GRANT SELECT on those tables to the ${side} role (partitions and inheritance children each need their own grant), or connect as their owner or a superuser`;
 }
+
+/** Something that keeps pgconvoy from reading (or loading) some tables whole, said once for all of them. */
+export interface AccessProblem {
+  code: 'ROW_SECURITY_FILTERS' | 'TABLE_NOT_READABLE';
+  detail: string;
+  hint: string;
+  /** The tables, one line each. */
+  items: string[];
+}
+
+/**
+ * What stops a copy: on the side read ('read': a source, or either side for verify), tables
+ * whose rows a policy filters and tables without SELECT; on the side loaded ('load'), tables
+ * whose policies apply to the role (COPY FROM refuses them).
+ */
+export function accessProblems(
+  access: ReadAccess,
+  side: 'source' | 'target',
+  use: 'read' | 'load',
+): AccessProblem[] {
+  const problems: AccessProblem[] = [];
+  const filtered = filteredTables(access);
+  if (filtered.length > 0) {
+    problems.push({
+      code: 'ROW_SECURITY_FILTERS',
+      detail:
+        use === 'read'
+          ? `row-level security would hide rows of ${filtered.length} table(s) from the ${side} role "${access.role.name}": they cannot be copied or verified whole`
+          : `row-level security applies to the ${side} role "${access.role.name}" on ${filtered.length} table(s): COPY FROM refuses to load them`,
+      hint: rowSecurityHint(side),
+      items: filtered.map(
+        (t) => `${displayName(t.schema, t.name)}${t.forced ? ' (FORCE)' : ''}: ${bypassReason(access, t)}`,
+      ),
+    });
+  }
+  if (use === 'read' && access.unreadable.length > 0) {
+    problems.push({
+      code: 'TABLE_NOT_READABLE',
+      detail: `the ${side} role "${access.role.name}" may not read ${access.unreadable.length} table(s)`,
+      hint: selectHint(side),
+      items: access.unreadable.map((t) => displayName(t.schema, t.name)),
+    });
+  }
+  return problems;
+}
