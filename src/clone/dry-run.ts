@@ -12,6 +12,12 @@ import { copyStatements } from '../copy/copy-stream.js';
 import { planTableColumns, readColumnCatalog, type ColumnCatalog } from '../copy/table-columns.js';
 import type { CloneOptions, PhaseName } from './run-clone.js';
 import { resolveQueueFile } from '../plan/queue-plan.js';
+import {
+  accessProblems,
+  readAccess,
+  rowSecurityLines,
+  type AccessProblem,
+} from '../inventory/read-access.js';
 
 export interface DryRunPlan {
   source: string;
@@ -28,14 +34,23 @@ export interface DryRunPlan {
   }[];
   totalBytes: number;
   notes: string[];
+  /** Tables with row-level security on the source, each with whether the source role bypasses it. */
+  rowSecurity: string[];
+  /** What would stop the copy (a table the source role cannot read whole, a target table it cannot load). */
+  problems: (AccessProblem & { side: 'source' | 'target' })[];
 }
 
 export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
   const source = await openClient(o.source, { applicationName: 'pgconvoy clone --dry-run' });
   const notes: string[] = [];
+  const problems: DryRunPlan['problems'] = [];
   try {
     const info = await readServerInfo(source);
     const inventory = await readInventory(source, o.ledgerSchema);
+    const sourceAccess = await readAccess(source, o.ledgerSchema);
+    problems.push(
+      ...accessProblems(sourceAccess, 'source', 'read').map((p) => ({ ...p, side: 'source' as const })),
+    );
     let pgDump: string | undefined;
     if (o.schema === 'apply') {
       const tools = findPgTools({
@@ -50,7 +65,11 @@ export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
     try {
       const target = await openClient(o.target, { applicationName: 'pgconvoy clone --dry-run' });
       const fromTarget = await readColumnCatalog(target);
+      const targetAccess = await readAccess(target, o.ledgerSchema);
       await target.end();
+      problems.push(
+        ...accessProblems(targetAccess, 'target', 'load').map((p) => ({ ...p, side: 'target' as const })),
+      );
       if (fromTarget.size > 0) targetColumns = fromTarget;
       else notes.push('the target has no tables yet: COPY formats assume it will get the source schema');
     } catch (err) {
@@ -109,6 +128,8 @@ export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
       jobs,
       totalBytes: jobs.reduce((s, j) => s + j.estimatedBytes, 0),
       notes,
+      rowSecurity: rowSecurityLines(sourceAccess),
+      problems,
     };
   } finally {
     await source.end().catch(() => undefined);

@@ -45,7 +45,13 @@ import {
   refreshMatviews,
   syncSequences,
 } from './finish-steps.js';
-import { existingRowsError, loadBlockers, nonEmptyTables, type ExistingRowsPolicy } from './target-checks.js';
+import {
+  existingRowsError,
+  loadBlockers,
+  nonEmptyTables,
+  rowSecurityLoadError,
+  type ExistingRowsPolicy,
+} from './target-checks.js';
 
 export type PhaseName =
   | 'connect'
@@ -296,6 +302,9 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     const sourceColumns = await readColumnCatalog(source);
     const targetColumns = await readColumnCatalog(target);
     const tables = queue ? queue.tables.map((t) => t.table) : copyableTables(inventory);
+    // Before any job exists: a table the target role may not load fails every job of it alike.
+    const refused = await rowSecurityLoadError(target, tables, o.ledgerSchema);
+    if (refused) throw refused;
     const planChunks: ChunkPlanner = queue
       ? (_client, table) =>
           Promise.resolve({

@@ -1,12 +1,14 @@
 /**
  * Checks on the target before any row moves: tables that already hold rows pgconvoy did not
- * put there (refused unless the user says truncate or skip), and, for loads into existing
- * tables, triggers and foreign keys that would fire when session_replication_role cannot be
- * set. Checked on 13, 15, 17.
+ * put there (refused unless the user says truncate or skip), tables whose row-level security
+ * applies to the target role (COPY FROM refuses them: one message for all, not one failed
+ * job each), and, for loads into existing tables, triggers and foreign keys that would fire
+ * when session_replication_role cannot be set. Checked on 13, 15, 17.
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
+import { filteredTables, readAccess, rowSecurityHint } from '../inventory/read-access.js';
 import type { TableRef } from '../plan/chunk.js';
 import { displayName, qualifiedName } from '../util/sql.js';
 
@@ -66,4 +68,26 @@ export async function loadBlockers(target: pg.Client): Promise<string[]> {
      LIMIT 20`,
   );
   return res.rows.map((r) => r.what);
+}
+
+/** Among `tables` (those to load), the ones COPY FROM would refuse because a policy applies to the role. */
+export async function rowSecurityLoadError(
+  target: pg.Client,
+  tables: readonly TableRef[],
+  ledgerSchema: string,
+): Promise<PgconvoyError | undefined> {
+  const access = await readAccess(target, ledgerSchema);
+  const loading = new Set(tables.map((t) => JSON.stringify([t.schema, t.name])));
+  const refused = filteredTables(access).filter((t) => loading.has(JSON.stringify([t.schema, t.name])));
+  if (refused.length === 0) return undefined;
+  const names = refused.map((t) => `${displayName(t.schema, t.name)}${t.forced ? ' (FORCE)' : ''}`);
+  return new PgconvoyError(
+    `row-level security on the target applies to the role "${access.role.name}" on ${names.length} table(s), and COPY FROM refuses to load them: ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', …' : ''}`,
+    {
+      code: 'ROW_SECURITY_FILTERS',
+      exitCode: EXIT.target,
+      hint: `nothing was copied; ${rowSecurityHint('target')}`,
+      details: { tables: names },
+    },
+  );
 }

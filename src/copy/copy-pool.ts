@@ -43,6 +43,12 @@ export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
   // TRUNCATE (and so COPY FREEZE) is refused on a table that a foreign key points at.
   const freezable = new Set([...sourceColumns.keys()].filter((k) => !referenced.has(k)));
   const snapshotLost = { value: false };
+  // A worker that stops with an error (a table the role may not read whole, say) stops the
+  // others too: their in-flight jobs roll back and stay pending for the next run.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  if (o.signal?.aborted) stop.abort();
+  o.signal?.addEventListener('abort', onAbort, { once: true });
   const workers = Array.from({ length: o.jobs }, (_, i) =>
     new CopyWorker(`${o.workerPrefix}-${i + 1}`, {
       source: o.source,
@@ -54,13 +60,19 @@ export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
       freezable,
       replicationRole: o.replicationRole,
       maxAttempts: o.maxAttempts,
-      signal: o.signal,
+      signal: stop.signal,
       snapshotLost,
       snapshotRequired: o.snapshotRequired,
       onEvent: o.onEvent,
-    }).run(),
+    })
+      .run()
+      .catch((err: unknown) => {
+        stop.abort();
+        throw err;
+      }),
   );
   const results = await Promise.allSettled(workers);
+  o.signal?.removeEventListener('abort', onAbort);
   const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failure) throw failure.reason;
 }

@@ -10,7 +10,9 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { chunkCondition, type Chunk, type TableRef } from '../plan/chunk.js';
-import { qualifiedName, quoteIdent } from '../util/sql.js';
+import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
+import type { Side } from '../connect/resolve.js';
+import { accessDeniedError } from './read-denied.js';
 
 export interface CopyStreamOptions {
   table: TableRef;
@@ -21,6 +23,8 @@ export interface CopyStreamOptions {
   freeze: boolean;
   /** Called with byte counts as data flows (for progress). */
   onBytes?: (n: number) => void;
+  /** Which server each end is, for errors (default: read the source, load the target). */
+  sides?: { read: Side; load: Side };
 }
 
 export interface CopyStreamResult {
@@ -29,7 +33,7 @@ export interface CopyStreamResult {
 }
 
 /** The two COPY statements of a job (also shown by --dry-run). */
-export function copyStatements(o: Omit<CopyStreamOptions, 'onBytes'>): { out: string; in: string } {
+export function copyStatements(o: Omit<CopyStreamOptions, 'onBytes' | 'sides'>): { out: string; in: string } {
   const table = qualifiedName(o.table.schema, o.table.name);
   const cols = o.columns.map(quoteIdent).join(', ');
   const cond = chunkCondition(o.chunk);
@@ -63,6 +67,19 @@ export async function copyStream(
   const reader = source.query(copyTo(sql.out));
   const writer = target.query(copyFrom(sql.in));
   const counter = new ByteCounter(o.onBytes);
-  await pipeline(reader, counter, writer);
+  // The first error decides which end failed; the other end's error is only the teardown.
+  let readError: unknown;
+  reader.once('error', (err: unknown) => (readError = err));
+  try {
+    await pipeline(reader, counter, writer);
+  } catch (err) {
+    const sides = o.sides ?? { read: 'source', load: 'target' };
+    const name = displayName(o.table.schema, o.table.name);
+    throw (
+      (err === readError
+        ? accessDeniedError(err, sides.read, name)
+        : accessDeniedError(err, sides.load, name, true)) ?? err
+    );
+  }
   return { rows: writer.rowCount ?? 0, bytes: counter.bytes };
 }

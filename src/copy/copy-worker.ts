@@ -7,7 +7,9 @@
  *
  * Any failure rolls the whole job back. Transient failures (see transient.ts) are retried
  * with backoff after reconnecting both sessions; a job that keeps failing is marked failed
- * and the worker goes on with the next one.
+ * and the worker goes on with the next one. A job refused for want of rights (row-level
+ * security, no SELECT: see read-denied.ts) is marked failed and stops the worker with that
+ * error: no other job could do better, and the user must fix the role first.
  */
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
@@ -20,6 +22,7 @@ import { copyStream } from './copy-stream.js';
 import { beginInSnapshot, prepareSourceSession } from './source-snapshot.js';
 import { planTableColumns, tableKey, type ColumnCatalog } from './table-columns.js';
 import { prepareTargetSession } from './target-session.js';
+import { isAccessDenied } from './read-denied.js';
 import { backoffMs, isTransient } from './transient.js';
 
 export type CopyEvent =
@@ -216,6 +219,7 @@ export class CopyWorker {
     const attempts = (job?.attempts ?? 0) + 1;
     const final = job !== undefined && (!transient || attempts >= this.ctx.maxAttempts);
     if (!transient && job === undefined) throw err; // cannot even connect or claim: not ours to retry
+    const denied = isAccessDenied(err);
     if (!final && consecutive > this.ctx.maxAttempts * 3) throw err; // a server that never comes back
     // Record the attempt on a fresh connection (the job's transaction is gone).
     const delayMs = backoffMs(Math.min(consecutive, 8));
@@ -234,6 +238,7 @@ export class CopyWorker {
     }
     if (final && job) {
       this.ctx.onEvent({ type: 'job-failed', worker: this.name, job, error: message });
+      if (denied) throw err;
       return;
     }
     this.ctx.onEvent({

@@ -38,12 +38,17 @@ export async function exportSnapshot(source: ConnectionSpec): Promise<SnapshotHa
   };
 }
 
-/** Settings for every source session: no timeouts that would cut a long copy short. */
+/**
+ * Settings for every source session: no timeouts that would cut a long copy short, and
+ * row_security off, as pg_dump does: a read that a row-level security policy would filter
+ * then fails (see read-denied.ts) instead of silently returning fewer rows.
+ */
 export async function prepareSourceSession(client: pg.Client): Promise<void> {
   await client.query(
     `SELECT pg_catalog.set_config('statement_timeout', '0', false),
             pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false),
-            pg_catalog.set_config('lock_timeout', '0', false)`,
+            pg_catalog.set_config('lock_timeout', '0', false),
+            pg_catalog.set_config('row_security', 'off', false)`,
   );
 }
 

@@ -4,7 +4,10 @@
  *    (only when the role may set it; otherwise the caller must make sure none exist yet);
  *  - synchronous_commit = off: a target crash may lose the last commits, but a job's rows
  *    and its "done" mark commit together, so a lost commit is simply a job done again;
- *  - no statement, lock or idle timeouts cutting a long load short.
+ *  - no statement, lock or idle timeouts cutting a long load short;
+ *  - row_security = off: COPY FROM refuses a table whose policies apply to the role anyway,
+ *    and the DELETE that empties a table before a cutover copy must fail rather than
+ *    delete only the rows a policy shows.
  */
 import type pg from 'pg';
 
@@ -19,6 +22,7 @@ export async function prepareTargetSession(client: pg.Client, o: TargetSessionOp
     ['statement_timeout', '0'],
     ['lock_timeout', '0'],
     ['idle_in_transaction_session_timeout', '0'],
+    ['row_security', 'off'],
   ];
   if (o.replicationRole) settings.push(['session_replication_role', 'replica']);
   if (o.maintenanceWorkMem) settings.push(['maintenance_work_mem', o.maintenanceWorkMem]);

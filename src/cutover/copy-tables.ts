@@ -77,6 +77,7 @@ export async function copyWholeTables(
             chunk: { kind: 'whole' },
             format: columns.format,
             freeze: false,
+            sides: { read: from.side, load: to.side },
           });
           await dst.query('COMMIT');
           copied.push({ table, rows: r.rows, bytes: r.bytes, ms: Date.now() - started });

@@ -16,6 +16,7 @@ import { subscriptionConninfo } from './subscription.js';
 import { readSettings, row, type CheckStatus, type PrecheckRow, type Settings } from './precheck-rows.js';
 import { checkSourceRole, checkSourceSettings, checkSourceTables } from './precheck-source.js';
 import { checkSourceActivity, leftoverSlotsRow } from './precheck-activity.js';
+import { checkReadAccess } from './precheck-access.js';
 import {
   checkExtensions,
   checkTargetRole,
@@ -105,6 +106,7 @@ export async function runPrecheck(
         rows.push(...(await checkSourceSettings(src, srcSettings, names)));
         rows.push(await checkSourceRole(src));
         rows.push(...(await checkSourceTables(src, { ledgerSchema, longTransactionSeconds, names })));
+        rows.push(...(await checkReadAccess(src, 'source', ledgerSchema)));
         rows.push(...(await checkSourceActivity(src, { ledgerSchema, longTransactionSeconds, names })));
       }
       rows.push(versionRow('target', targetSummary, sourceSummary));
@@ -126,6 +128,7 @@ export async function runPrecheck(
         if (probe?.loggedBy) rows.push(passwordLoggedRow(probe.loggedBy));
         rows.push(await leftoverSlotsRow(tgt, 'target', names.backSlot));
       }
+      rows.push(...(await checkReadAccess(tgt, 'target', ledgerSchema)));
       rows.push(...(await checkExtensions(src, tgt)));
       const counts: Record<CheckStatus, number> = { pass: 0, warn: 0, fail: 0, info: 0 };
       for (const r of rows) counts[r.status]++;

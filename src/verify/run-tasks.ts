@@ -51,8 +51,10 @@ export async function runTasks(
     const narrowing = (chunk: string) => () => options.emit({ type: 'narrowing', table: job.ref, chunk });
     switch (task.kind) {
       case 'plan': {
-        const chunks = await pair.task(`the key range of ${name}`, () =>
-          planKeyRanges(pair, job, options.chunkRows),
+        const chunks = await pair.task(
+          `the key range of ${name}`,
+          () => planKeyRanges(pair, job, options.chunkRows),
+          name,
         );
         job.chunksTotal = chunks.length;
         job.pending += chunks.length;
@@ -61,14 +63,16 @@ export async function runTasks(
       }
       case 'chunk': {
         const label = chunkLabel(task.chunk);
-        const match = await pair.task(`${name} ${label}`, () =>
-          verifyKeyRange(pair, job, task.chunk, narrowing(label)),
+        const match = await pair.task(
+          `${name} ${label}`,
+          () => verifyKeyRange(pair, job, task.chunk, narrowing(label)),
+          name,
         );
         options.emit({ type: 'chunk-done', table: job.ref, chunk: label, match, chunksDone: ++chunksDone });
         break;
       }
       case 'hash': {
-        const match = await pair.task(name, () => verifyHashed(pair, job, narrowing('hash buckets')));
+        const match = await pair.task(name, () => verifyHashed(pair, job, narrowing('hash buckets')), name);
         options.emit({
           type: 'chunk-done',
           table: job.ref,
@@ -79,8 +83,10 @@ export async function runTasks(
         break;
       }
       case 'count': {
-        const [s, t] = await pair.task(name, () =>
-          pair.both<{ n: string }>('the row count', countSql(job.shape)),
+        const [s, t] = await pair.task(
+          name,
+          () => pair.both<{ n: string }>('the row count', countSql(job.shape)),
+          name,
         );
         job.sourceRows = Number(s[0]?.n ?? 0);
         job.targetRows = Number(t[0]?.n ?? 0);

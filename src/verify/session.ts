@@ -7,6 +7,9 @@
  * - Everything is read-only: every transaction is READ ONLY, and locks are held only for
  *   one task (one short transaction per chunk, each importing the side's exported snapshot),
  *   with a small lock_timeout so verify never queues behind DDL and blocks others.
+ * - Nothing is compared that a row-level security policy filtered: row_security is off on
+ *   both sides, so such a read fails (naming the table and the fix) instead of returning,
+ *   and agreeing on, fewer rows.
  *
  * A coordinator session per side exports the snapshot and stays idle in its transaction
  * (holding no table locks) until verification ends.
@@ -17,6 +20,7 @@ import type { ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage } from '../errors.js';
 import { quoteLiteral } from '../util/sql.js';
+import { accessDeniedError } from '../copy/read-denied.js';
 import { VERIFY_DEFAULTS } from './types.js';
 
 // Checked on 13, 15, 17. set_config() takes parameters, SET does not.
@@ -30,7 +34,8 @@ SELECT pg_catalog.set_config('TimeZone', 'UTC', false),
        pg_catalog.set_config('default_transaction_read_only', 'on', false),
        pg_catalog.set_config('lock_timeout', $1, false),
        pg_catalog.set_config('statement_timeout', '0', false),
-       pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false)`;
+       pg_catalog.set_config('idle_in_transaction_session_timeout', '0', false),
+       pg_catalog.set_config('row_security', 'off', false)`;
 
 /** Not every server lets every role set these; the C locale prints numbers plainly. */
 const OPTIONAL_SETTINGS: [string, string][] = [
@@ -50,6 +55,8 @@ export function sideExit(spec: ConnectionSpec): typeof EXIT.source | typeof EXIT
 /** A failed verify query, naming the side and what was being read. */
 export function verifyQueryError(spec: ConnectionSpec, what: string, err: unknown): PgconvoyError {
   if (err instanceof PgconvoyError) return err;
+  const denied = accessDeniedError(err, spec.side, what);
+  if (denied) return denied;
   const lock = (err as { code?: string } | undefined)?.code === '55P03';
   return new PgconvoyError(`verify could not read ${what} on the ${spec.side}: ${errorMessage(err)}`, {
     code: lock ? 'VERIFY_LOCK_TIMEOUT' : 'VERIFY_QUERY_FAILED',

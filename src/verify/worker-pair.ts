@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import type { ConnectionSpec } from '../connect/resolve.js';
+import { accessDeniedError } from '../copy/read-denied.js';
 import { beginTask, endTask, openVerifySession, verifyQueryError } from './session.js';
 
 export interface SideSession {
@@ -14,6 +15,9 @@ export interface SideSession {
 }
 
 export class WorkerPair {
+  /** The table the running task reads: a read refused for want of rights names it. */
+  private reading: string | undefined;
+
   private constructor(
     readonly source: SideSession,
     readonly target: SideSession,
@@ -36,8 +40,8 @@ export class WorkerPair {
     return new WorkerPair({ ...source, client: s.value }, { ...target, client: t.value });
   }
 
-  /** Runs `task` inside one snapshot transaction per side; `what` names it in errors. */
-  async task<T>(what: string, task: () => Promise<T>): Promise<T> {
+  /** Runs `task` inside one snapshot transaction per side; `what` names it in errors, `table` what it reads. */
+  async task<T>(what: string, task: () => Promise<T>, table?: string): Promise<T> {
     await Promise.all(
       [this.source, this.target].map((side) =>
         beginTask(side.client, side.snapshot).catch((err: unknown) => {
@@ -45,6 +49,7 @@ export class WorkerPair {
         }),
       ),
     );
+    this.reading = table;
     try {
       const result = await task();
       await Promise.all([endTask(this.source.client), endTask(this.target.client)]);
@@ -55,6 +60,8 @@ export class WorkerPair {
         this.target.client.query('ROLLBACK').catch(() => undefined),
       ]);
       throw err;
+    } finally {
+      this.reading = undefined;
     }
   }
 
@@ -68,7 +75,10 @@ export class WorkerPair {
       try {
         return (await side.client.query<R>(sql, params)).rows;
       } catch (err) {
-        throw verifyQueryError(side.spec, what, err);
+        throw (
+          (this.reading ? accessDeniedError(err, side.spec.side, this.reading) : undefined) ??
+          verifyQueryError(side.spec, what, err)
+        );
       }
     };
     return Promise.all([run(this.source), run(this.target)]);

@@ -230,7 +230,9 @@ Examples:
       const options = buildCloneOptions(flags, controller.signal);
       if (flags.dryRun) {
         const plan = await planDryRun(options);
-        if (flags.json) return outJson({ ok: true, dryRun: plan });
+        // A plan that would stop at a table is not a plan: say so in the exit code too.
+        if (plan.problems.length > 0) process.exitCode = EXIT.blocked;
+        if (flags.json) return outJson({ ok: plan.problems.length === 0, dryRun: plan });
         out(`dry run: ${plan.source} → ${plan.target} (nothing will be touched)`);
         if (plan.pgDump) out(`  schema from ${plan.pgDump}`);
         out(`  phases: ${plan.phases.join(' → ')}`);
@@ -249,6 +251,15 @@ Examples:
           ),
         );
         for (const n of plan.notes) out(`  note: ${n}`);
+        if (plan.rowSecurity.length > 0) {
+          out('  row-level security on the source:');
+          for (const line of plan.rowSecurity) out(`    - ${line}`);
+        }
+        for (const p of plan.problems) {
+          out(`  problem: ${p.detail}`);
+          for (const item of p.items) out(`    - ${item}`);
+          out(`    hint: ${p.hint}`);
+        }
         return;
       }
       const progress = new CloneProgress(isTTY() && !flags.json, Boolean(flags.quiet));
