@@ -408,7 +408,18 @@ function onlineTests(sourceMajor: number, ending: 'rollback' | 'teardown'): void
     }
 
     test('teardown leaves no slot, publication or subscription; a second one is a no-op', async () => {
-      const run = await runCli(['teardown', ...s.args, '--json']);
+      if (ending === 'teardown') {
+        const refused = await runCli(['teardown', ...s.args]);
+        assert.equal(refused.code, 7, 'teardown keeps the way back unless forced');
+        assert.match(refused.stderr, /back-replication from the target to the source is running/);
+        assert.match(refused.stderr, /--force/);
+      }
+      const run = await runCli([
+        'teardown',
+        ...s.args,
+        '--json',
+        ...(ending === 'teardown' ? ['--force'] : []),
+      ]);
       assert.equal(run.code, 0, run.stderr);
       const removed = (JSON.parse(run.stdout) as { removed: { side: string; kind: string }[] }).removed;
       assert.deepEqual(
@@ -420,6 +431,18 @@ function onlineTests(sourceMajor: number, ending: 'rollback' | 'teardown'): void
       const second = await runCli(['teardown', ...s.args]);
       assert.equal(second.code, 0, second.stderr);
       assert.match(second.stdout, /^nothing to remove: /);
+      if (ending === 'teardown') {
+        // A write on the target after back-replication was torn down: rollback cannot prove
+        // the source has it, and says so instead of reporting success.
+        await target.sql("INSERT INTO public.nokey VALUES ('after teardown', 1)", s.db);
+        const rollback = await runCli(['rollback', ...s.args]);
+        assert.equal(rollback.code, 7, rollback.stdout + rollback.stderr);
+        assert.match(
+          rollback.stderr,
+          /back-replication .* is gone: nothing proves that the source has the writes/,
+        );
+        assert.match(rollback.stderr, /--force/);
+      }
     });
   });
 }

@@ -2,9 +2,9 @@
  * The run directory Flexy users know: the schema files (written by the schema stage), a
  * job status file with one line per job, and one log file per run.
  */
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { JobRow } from '../ledger/jobs.js';
+import { appendPrivateFile, makePrivateDir, writePrivateFile } from '../util/private-files.js';
 import { redact } from '../util/redact.js';
 import { displayName } from '../util/sql.js';
 
@@ -13,14 +13,15 @@ export class RunFiles {
   readonly statusFile: string;
 
   constructor(readonly dir: string) {
-    mkdirSync(path.join(dir, 'logs'), { recursive: true });
+    makePrivateDir(dir);
+    makePrivateDir(path.join(dir, 'logs'));
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     this.logFile = path.join(dir, 'logs', `run-${stamp}.log`);
     this.statusFile = path.join(dir, 'migration_jobs_status.tsv');
   }
 
   log(line: string): void {
-    appendFileSync(this.logFile, `${new Date().toISOString()} ${redact(line)}\n`);
+    appendPrivateFile(this.logFile, `${new Date().toISOString()} ${redact(line)}\n`);
   }
 
   /** Rewrites the status file from the ledger's view of every job. */
@@ -49,6 +50,6 @@ export class RunFiles {
         (j.error ?? '').replace(/[\t\n]/g, ' '),
       ].join('\t'),
     );
-    writeFileSync(this.statusFile, redact([header, ...lines].join('\n') + '\n'));
+    writePrivateFile(this.statusFile, redact([header, ...lines].join('\n') + '\n'));
   }
 }

@@ -118,22 +118,32 @@ export async function createBackReplication(
 }
 
 /**
- * Waits until the source has applied everything written on the target, then drops the
- * subscription, slot and publication of back-replication. Returns what it removed.
+ * Waits until the source has applied everything written on the target. False when the
+ * subscription or its slot is gone: then nothing proves the source has the target's writes.
  */
-export async function stopBackReplication(
+export async function waitForBackCatchUp(
   source: pg.Client,
   target: pg.Client,
   names: ReplicationNames,
   timeoutMs: number,
-): Promise<string[]> {
-  const removed: string[] = [];
+): Promise<boolean> {
   const back = { slot: names.backSlot, subscription: names.backSubscription };
   const sub = await readSubscription(source, names.backSubscription);
   const slot = await target.query('SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1', [
     names.backSlot,
   ]);
-  if (sub && (slot.rowCount ?? 0) > 0) await waitForCatchUp(target, source, back, undefined, { timeoutMs });
+  if (!sub || (slot.rowCount ?? 0) === 0) return false;
+  await waitForCatchUp(target, source, back, undefined, { timeoutMs });
+  return true;
+}
+
+/** Drops the subscription, slot and publication of back-replication. Returns what it removed. */
+export async function dropBackReplication(
+  source: pg.Client,
+  target: pg.Client,
+  names: ReplicationNames,
+): Promise<string[]> {
+  const removed: string[] = [];
   if (await dropSubscription(source, names.backSubscription))
     removed.push(`subscription "${names.backSubscription}" on the source`);
   if (await dropSlot(target, names.backSlot)) removed.push(`slot "${names.backSlot}" on the target`);

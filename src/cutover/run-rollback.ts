@@ -21,7 +21,7 @@ import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { readOnlineState, updateOnlineState, type OnlinePhase } from '../online/state.js';
 import { readSubscription } from '../replicate/subscription.js';
-import { stopBackReplication } from './back-replication.js';
+import { dropBackReplication, waitForBackCatchUp } from './back-replication.js';
 import { copyWholeTables, unpublishedTables, type CopiedTable } from './copy-tables.js';
 import { replaceLargeObjects } from './large-objects.js';
 import { copySequenceValues, type SequenceValue } from './sequences.js';
@@ -98,21 +98,43 @@ export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
             : 'the cutover had not finished but forward replication is gone: the source database is open again',
         });
       } else if (state.phase === 'done') {
+        const lossHint =
+          'run rollback with --force to open the source database again anyway (sequences, large objects and tables without a primary key are still copied back; rows of replicated tables written on the target since cutover are lost)';
         if (!state.back?.createdAt && !o.force) {
           throw new PgconvoyError(
             'no back-replication was set up: writes made on the target since cutover are not on the source',
-            {
-              code: 'NO_BACK_REPLICATION',
-              exitCode: EXIT.blocked,
-              hint: 'run rollback with --force to open the source database again anyway (sequences and tables without a primary key are still copied back; rows of replicated tables written on the target since cutover are lost)',
-            },
+            { code: 'NO_BACK_REPLICATION', exitCode: EXIT.blocked, hint: lossHint },
           );
         }
-        result.removed = await stopBackReplication(src, tgt, state.names, o.timeoutMs);
+        // The catalogs, not the ledger, say whether the source has the target's writes: a
+        // back-replication that was torn down since proves nothing. An earlier rollback run
+        // that got past the catch-up recorded it before dropping back-replication.
+        const caughtUp =
+          typeof state.detail.backCaughtUpAt === 'string' ||
+          (state.back?.createdAt !== undefined &&
+            (await waitForBackCatchUp(src, tgt, state.names, o.timeoutMs)));
+        if (!caughtUp && !o.force) {
+          throw new PgconvoyError(
+            `back-replication (subscription "${state.names.backSubscription}" on the source) is gone: nothing proves that the source has the writes made on the target since cutover`,
+            { code: 'BACK_REPLICATION_GONE', exitCode: EXIT.blocked, hint: lossHint },
+          );
+        }
+        if (!caughtUp)
+          o.onEvent({
+            type: 'warning',
+            message:
+              'rolling back without back-replication (--force): rows of replicated tables written on the target since cutover are not on the source',
+          });
+        else
+          await updateOnlineState(tgt, o.ledgerSchema, {
+            detail: { backCaughtUpAt: new Date().toISOString() },
+          });
+        // Everything that can still fail runs before back-replication is dropped.
         result.sequences = await copySequenceValues(tgt, src, o.ledgerSchema, o.sequenceMargin);
         result.largeObjects = await replaceLargeObjects(tgt, src);
         const tables = await unpublishedTables(src, state.published);
         result.copiedTables = await copyWholeTables(o.target, o.source, tables, 'pgconvoy rollback copy');
+        result.removed = await dropBackReplication(src, tgt, state.names);
         result.reopened = await releaseFreeze(src, tgt, o.ledgerSchema);
         result.phase = 'rolled-back';
         await updateOnlineState(tgt, o.ledgerSchema, { phase: 'rolled-back' });

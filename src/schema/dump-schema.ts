@@ -11,7 +11,7 @@
  *   schema_indexes_only.sql      post-data: indexes, constraints, triggers, ...
  *   schema-pre-data.list / schema-post-data.list   the restore lists behind those two files
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync } from 'node:fs';
 import path from 'node:path';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { describeConnection } from '../connect/resolve.js';
@@ -19,6 +19,7 @@ import { openClient } from '../connect/open-client.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { quoteIdent } from '../util/sql.js';
+import { makePrivateDir, writePrivateFile } from '../util/private-files.js';
 import { classifyPostData } from './classify.js';
 import type { PgTools } from './pg-tools.js';
 import { childConninfo, childEnv, runTool, type ToolResult } from './run-tool.js';
@@ -71,7 +72,7 @@ async function restoreTool(tools: PgTools, args: string[], signal?: AbortSignal)
  */
 export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump> {
   const { source, tools, runDir, signal } = options;
-  mkdirSync(runDir, { recursive: true });
+  makePrivateDir(runDir);
   const archive = path.join(runDir, 'schema.dump');
   const dumpArgs = [
     '--format=custom',
@@ -120,7 +121,7 @@ export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump
   };
   const preList = path.join(runDir, 'schema-pre-data.list');
   const postList = path.join(runDir, 'schema-post-data.list');
-  writeFileSync(
+  writePrivateFile(
     preList,
     restoreList(
       entries,
@@ -128,7 +129,7 @@ export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump
       'pre-data',
     ),
   );
-  writeFileSync(
+  writePrivateFile(
     postList,
     restoreList(
       entries,
@@ -145,6 +146,8 @@ export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump
     restoreTool(tools, [...flags, `--file=${files.preData}`, `--use-list=${preList}`, archive], signal),
     restoreTool(tools, [...flags, `--file=${files.postData}`, `--use-list=${postList}`, archive], signal),
   ]);
+  // pg_dump and pg_restore create their files with our umask: narrow them like ours.
+  for (const file of [archive, files.whole, files.preData, files.postData]) chmodSync(file, 0o600);
 
   return {
     runDir,

@@ -6,6 +6,9 @@
  * stray PG* variables, and session settings through PGOPTIONS.
  */
 import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { formatConninfo } from '../connect/conninfo.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { redact } from '../util/redact.js';
@@ -18,10 +21,36 @@ export interface ToolResult {
   stderr: string;
 }
 
-/** `--dbname` value for a child: the resolved keywords, minus password and options. */
+// libpq reads sslpassword from no environment variable: it reaches a child through a
+// service file of its own (0600 in a 0700 directory), named in the child's conninfo, never
+// in its argv. The values pgconvoy resolved already include the user's own service entry.
+const SECRET_SERVICE = 'pgconvoy_secrets';
+const secretFiles = new Map<string, string>();
+let secretDir: string | undefined;
+
+function secretServiceFile(sslpassword: string): string {
+  const known = secretFiles.get(sslpassword);
+  if (known) return known;
+  if (!secretDir) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pgconvoy-secrets-'));
+    chmodSync(dir, 0o700);
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    secretDir = dir;
+  }
+  const file = path.join(secretDir, `service-${secretFiles.size + 1}.conf`);
+  writeFileSync(file, `[${SECRET_SERVICE}]\nsslpassword=${sslpassword}\n`, { mode: 0o600 });
+  secretFiles.set(sslpassword, file);
+  return file;
+}
+
+/** `--dbname` value for a child: the resolved keywords, minus password, sslpassword and options. */
 export function childConninfo(spec: ConnectionSpec, applicationName: string): string {
-  const { options: _options, ...info } = spec.conninfo;
-  return formatConninfo({ ...info, fallback_application_name: applicationName });
+  const { options: _options, sslpassword, service: _service, ...info } = spec.conninfo;
+  return formatConninfo({
+    ...info,
+    ...(sslpassword !== undefined ? { service: SECRET_SERVICE } : {}),
+    fallback_application_name: applicationName,
+  });
 }
 
 /** `-c name=value` words for PGOPTIONS; spaces and backslashes escaped as libpq wants. */
@@ -41,6 +70,8 @@ export function childEnv(
 ): Record<string, string> {
   const env: Record<string, string> = { LC_ALL: 'C', LC_MESSAGES: 'C' };
   if (spec?.password !== undefined) env.PGPASSWORD = spec.password;
+  const sslpassword = spec?.conninfo.sslpassword;
+  if (sslpassword !== undefined) env.PGSERVICEFILE = secretServiceFile(sslpassword);
   const options = pgOptions(spec?.options, settings);
   if (options) env.PGOPTIONS = options;
   return env;

@@ -4,7 +4,11 @@
  */
 import type { Command } from 'commander';
 import { openClient } from '../../connect/open-client.js';
+import { DEFAULTS, EXIT } from '../../defaults.js';
+import { PgconvoyError } from '../../errors.js';
+import { readOnlineState } from '../../online/state.js';
 import { replicationNames } from '../../replicate/names.js';
+import { readSubscription } from '../../replicate/subscription.js';
 import { teardown, type RemovedObject } from '../../replicate/teardown.js';
 import { out, outJson } from '../output.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
@@ -12,6 +16,8 @@ import { loadConfig } from '../common-options.js';
 
 interface TeardownFlags extends ConnectionFlags {
   json?: boolean;
+  force?: boolean;
+  ledgerSchema: string;
 }
 
 function describe(r: RemovedObject): string {
@@ -28,6 +34,8 @@ export function registerTeardown(program: Command): void {
     .option('--source <conninfo>', 'source server: libpq URI or key=value string')
     .option('--target <conninfo>', 'target server: libpq URI or key=value string')
     .option('--config <file>', 'read connections and options from a config file')
+    .option('--force', 'also remove back-replication after a cutover (the way back to the source is lost)')
+    .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)
     .option('--json', 'machine-readable output')
     .addHelpText(
       'after',
@@ -36,7 +44,9 @@ Removes, for the source database's migration, in both directions (source → tar
 back-replication target → source): the subscriptions (without contacting the other server),
 the replication slots (stopping a walsender still attached), and the publications. A
 forgotten slot keeps WAL on its server until the disk is full: run this when a migration is
-finished or abandoned. Running it again removes nothing and says so.
+finished or abandoned. Running it again removes nothing and says so. After a cutover whose
+back-replication is running, teardown refuses without --force: it is the way back (rollback)
+without losing the writes made on the target.
 
 Examples:
   pgconvoy teardown --source postgresql://app@db1/shop --target postgresql://app@db2/shop
@@ -53,6 +63,20 @@ Examples:
       try {
         const tgt = await openClient(target, { applicationName: 'pgconvoy teardown' });
         try {
+          const state = await readOnlineState(tgt, flags.ledgerSchema);
+          if (
+            state?.phase === 'done' &&
+            !flags.force &&
+            (await readSubscription(src, names.backSubscription))
+          )
+            throw new PgconvoyError(
+              'back-replication from the target to the source is running: it is the way back',
+              {
+                code: 'BACK_REPLICATION_RUNNING',
+                exitCode: EXIT.blocked,
+                hint: 'pgconvoy rollback uses it to return to the source without losing the writes made on the target since cutover; when you no longer need a way back, run teardown with --force',
+              },
+            );
           removed = await teardown(src, tgt, names);
         } finally {
           await tgt.end().catch(() => undefined);
