@@ -1,0 +1,92 @@
+/**
+ * A writer for the freeze tests: inserts (writer, n) rows into public.events, either
+ * connecting for every insert (every 10 ms) or holding one connection, and remembers what it
+ * saw commit and every attempt that failed, with its SQLSTATE.
+ */
+import pg from 'pg';
+
+export interface Attempt {
+  at: number;
+  ok: boolean;
+  /** SQLSTATE or the client's error text. */
+  error?: string;
+}
+
+/** Inserts (writer, n) rows until stopped; remembers what it saw commit and every failure. */
+export class Writer {
+  readonly committed: number[] = [];
+  readonly attempts: Attempt[] = [];
+  private stopped = false;
+  private done: Promise<void> = Promise.resolve();
+  private n = 0;
+
+  constructor(
+    readonly name: string,
+    private readonly config: pg.ClientConfig,
+    private readonly mode: 'short' | 'long',
+  ) {}
+
+  start(): void {
+    this.done = this.mode === 'short' ? this.short() : this.long();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.done;
+  }
+
+  private note(ok: boolean, err?: unknown): void {
+    const e = err as { code?: string; message?: string } | undefined;
+    this.attempts.push({
+      at: Date.now(),
+      ok,
+      ...(ok ? {} : { error: e?.code ?? e?.message ?? String(err) }),
+    });
+  }
+
+  private async insert(client: pg.Client): Promise<void> {
+    const n = ++this.n;
+    await client.query('INSERT INTO public.events (writer, n) VALUES ($1, $2)', [this.name, n]);
+    this.committed.push(n);
+  }
+
+  private async short(): Promise<void> {
+    while (!this.stopped) {
+      const client = new pg.Client(this.config);
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        await this.insert(client);
+        this.note(true);
+      } catch (err) {
+        this.note(false, err);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  private async long(): Promise<void> {
+    let client: pg.Client | undefined;
+    while (!this.stopped) {
+      try {
+        if (!client) {
+          client = new pg.Client(this.config);
+          client.on('error', () => undefined);
+          await client.connect();
+        }
+        await this.insert(client);
+        this.note(true);
+      } catch (err) {
+        this.note(false, err);
+        if (!(err as { code?: string }).code || (err as { code?: string }).code === '57P01') {
+          await client?.end().catch(() => undefined);
+          client = undefined;
+        }
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await client?.end().catch(() => undefined);
+  }
+}
