@@ -54,6 +54,27 @@ after(async () => {
 
 describe(`online migration ${SYSTEM_MAJOR} → ${NEW_MAJOR} as a non-superuser on both sides`, () => {
   const args = () => ['--source', source.url(DB, 'mig', 'migpw'), '--target', target.url(DB, 'mig', 'migpw')];
+  test('precheck names the rights the freeze needs, and the GRANT that gives them', async () => {
+    await source.sql(`CREATE ROLE weak LOGIN REPLICATION PASSWORD 'weakpw'`);
+    await source.sql('GRANT SELECT ON ALL TABLES IN SCHEMA public TO weak', DB);
+    const run = await runCli([
+      'precheck',
+      '--source',
+      source.url(DB, 'weak', 'weakpw'),
+      '--target',
+      target.url(DB, 'mig', 'migpw'),
+      '--json',
+    ]);
+    assert.equal(run.code, 7, run.stdout + run.stderr);
+    const rows = (JSON.parse(run.stdout) as { rows: { id: string; status: string; hint?: string }[] }).rows;
+    const freeze = rows.find((r) => r.id === 'source.freeze_rights');
+    assert.equal(freeze?.status, 'fail');
+    assert.match(freeze?.hint ?? '', /ALTER DATABASE "mgd" OWNER TO "weak"/);
+    const end = rows.find((r) => r.id === 'source.end_sessions');
+    assert.equal(end?.status, 'warn');
+    assert.match(end?.hint ?? '', /GRANT pg_signal_backend TO "weak"/);
+  });
+
   test('precheck, start under a writer, status, cutover, verify, teardown', async () => {
     const writer = new Writer(
       'app',

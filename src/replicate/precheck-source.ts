@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { readInventory } from '../inventory/inventory.js';
-import { displayName } from '../util/sql.js';
+import { displayName, quoteIdent } from '../util/sql.js';
 import { formatBytes } from '../util/format.js';
 import type { ReplicationNames } from './names.js';
 import { publishableTables, readReplicationTables, tablesWithoutIdentity } from './replication-tables.js';
@@ -252,4 +252,64 @@ export async function checkSourceTables(
         }),
   );
   return rows;
+}
+
+/**
+ * What cutover's write freeze needs (cutover/write-freeze.ts): the database's owner or a
+ * superuser to make the database read-only and revoke CONNECT; pg_signal_backend (or
+ * superuser) to end other roles' sessions, without which cutover waits for them to end.
+ */
+export async function checkFreezeRights(client: pg.Client): Promise<PrecheckRow[]> {
+  const res = await client.query<{
+    role: string;
+    db: string;
+    owner: boolean;
+    superuser: boolean;
+    signal: boolean;
+  }>(
+    `SELECT current_user AS role, pg_catalog.current_database() AS db,
+            pg_catalog.pg_has_role(current_user, d.datdba, 'USAGE') AS owner,
+            r.rolsuper AS superuser,
+            r.rolsuper OR pg_catalog.pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS signal
+     FROM pg_catalog.pg_database d, pg_catalog.pg_roles r
+     WHERE d.datname = pg_catalog.current_database() AND r.rolname = current_user`,
+  );
+  const r = res.rows[0];
+  if (!r) return [];
+  const role = quoteIdent(r.role);
+  const db = quoteIdent(r.db);
+  return [
+    r.owner || r.superuser
+      ? row({
+          id: 'source.freeze_rights',
+          side: 'source',
+          status: 'pass',
+          check: 'write freeze at cutover',
+          detail: `role "${r.role}" ${r.superuser ? 'is a superuser' : 'owns the database'}: it can make the database read-only and revoke CONNECT`,
+        })
+      : row({
+          id: 'source.freeze_rights',
+          side: 'source',
+          status: 'fail',
+          check: 'write freeze at cutover',
+          detail: `role "${r.role}" does not own database ${db}: cutover could not stop the application's writes there`,
+          hint: `run pgconvoy as the database's owner, or as a superuser: ALTER DATABASE ${db} OWNER TO ${role}`,
+        }),
+    r.signal
+      ? row({
+          id: 'source.end_sessions',
+          side: 'source',
+          status: 'pass',
+          check: "ending others' sessions",
+          detail: `role "${r.role}" may end other roles' sessions at the freeze`,
+        })
+      : row({
+          id: 'source.end_sessions',
+          side: 'source',
+          status: 'warn',
+          check: "ending others' sessions",
+          detail: `role "${r.role}" may not end other roles' sessions: at the freeze, cutover waits (up to --timeout) for the application's open sessions to end and names them`,
+          hint: `GRANT pg_signal_backend TO ${role}; (as a superuser or the cloud's admin role), or end the application's sessions yourself when cutover asks`,
+        }),
+  ];
 }

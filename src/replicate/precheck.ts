@@ -14,7 +14,12 @@ import { replicationNames } from './names.js';
 import { probeSourceFromTarget, type ReachabilityResult } from './reachability.js';
 import { subscriptionConninfo } from './subscription.js';
 import { readSettings, row, type CheckStatus, type PrecheckRow, type Settings } from './precheck-rows.js';
-import { checkSourceRole, checkSourceSettings, checkSourceTables } from './precheck-source.js';
+import {
+  checkFreezeRights,
+  checkSourceRole,
+  checkSourceSettings,
+  checkSourceTables,
+} from './precheck-source.js';
 import { checkSourceActivity, leftoverSlotsRow } from './precheck-activity.js';
 import { checkReadAccess } from './precheck-access.js';
 import {
@@ -105,6 +110,7 @@ export async function runPrecheck(
       if (replicable) {
         rows.push(...(await checkSourceSettings(src, srcSettings, names)));
         rows.push(await checkSourceRole(src));
+        rows.push(...(await checkFreezeRights(src)));
         rows.push(...(await checkSourceTables(src, { ledgerSchema, longTransactionSeconds, names })));
         rows.push(...(await checkReadAccess(src, 'source', ledgerSchema)));
         rows.push(...(await checkSourceActivity(src, { ledgerSchema, longTransactionSeconds, names })));
