@@ -23,6 +23,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
   closeSync,
 } from 'node:fs';
@@ -106,6 +107,9 @@ export function reapOrphanServers(): number {
       owner = undefined;
     }
     if (owner !== undefined && isAlive(owner)) continue;
+    // No readable owner yet: another process may be creating this server right now (the
+    // directory exists a moment before its owner.json is written). Only an old one is an orphan.
+    if (owner === undefined && Date.now() - statSync(dir).mtimeMs < 60_000) continue;
     try {
       const pidLine = readFileSync(path.join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0];
       if (pidLine) process.kill(Number(pidLine), 'SIGQUIT');
