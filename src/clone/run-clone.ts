@@ -32,6 +32,7 @@ import { runCopyPool } from '../copy/copy-pool.js';
 import { backoffMs, isTransient } from '../copy/transient.js';
 import { exportSnapshot, type SnapshotHandle } from '../copy/source-snapshot.js';
 import { planTableColumns, readColumnCatalog, tableKey, type ColumnCatalog } from '../copy/table-columns.js';
+import { readPartitionedTables, targetRelation } from '../copy/partitioned-target.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
 import { applySqlAtomically } from './apply-sql.js';
 import { schemaSql } from '../schema/index.js';
@@ -570,13 +571,14 @@ async function planJobs(
   );
   // Rows in a table pgconvoy has no job for (yet) are somebody else's.
   const fresh = tables.filter((t) => !started.has(tableKey(t)));
-  const occupied = await nonEmptyTables(target, fresh);
+  const partitioned = await readPartitionedTables(target);
+  const occupied = await nonEmptyTables(target, fresh, partitioned);
   const skip = new Set<string>();
   if (occupied.length > 0) {
     if (o.existingRows === 'error') throw existingRowsError(occupied);
     for (const t of occupied) {
       if (o.existingRows === 'truncate') {
-        await target.query(`TRUNCATE ONLY ${qualifiedName(t.schema, t.name)}`);
+        await target.query(`TRUNCATE ${targetRelation(t, partitioned)}`);
         emit({
           type: 'info',
           message: `emptied ${displayName(t.schema, t.name)} on the target (--existing-rows truncate)`,

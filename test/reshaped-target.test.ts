@@ -1,0 +1,118 @@
+/**
+ * Migrating into a target whose layout the operator changed (issue 17), against real
+ * servers (source 15 → target 17): a flat source table into a list-partitioned target table
+ * of the same name, columns in another order with an extra column that has a default.
+ * `clone --schema skip` routes every row to its partition, a row that fits no partition
+ * fails its job with the key and the fix, and verify compares the layouts by content.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { LocalServer } from '../src/sandbox/local-server.js';
+import {
+  NEW_MAJOR,
+  SYSTEM_MAJOR,
+  createDatabase,
+  runCli,
+  startServer,
+  tempDir,
+  uniqueName,
+} from './helpers/servers.js';
+
+let source: LocalServer;
+let target: LocalServer;
+
+before(async () => {
+  [source, target] = await Promise.all([startServer(SYSTEM_MAJOR), startServer(NEW_MAJOR)]);
+});
+after(async () => {
+  await Promise.all([source?.destroy(), target?.destroy()]);
+});
+
+/** A flat events table on the source: 3000 rows over the regions eu, us and ap. */
+const FLAT_SOURCE = `
+CREATE TABLE public.events (id bigint PRIMARY KEY, region text NOT NULL, payload text, at timestamptz NOT NULL);
+INSERT INTO public.events
+  SELECT g, (ARRAY['eu', 'us', 'ap'])[g % 3 + 1], 'row ' || g, '2024-01-01'::timestamptz + g * interval '1 minute'
+  FROM generate_series(1, 3000) g;
+CREATE TABLE public.notes (id int PRIMARY KEY, body text);
+INSERT INTO public.notes SELECT g, 'note ' || g FROM generate_series(1, 50) g;
+ANALYZE;`;
+
+/** The same table list-partitioned by region on the target (the key must hold the partition column). */
+const PARTITIONED_TARGET = (regions: string[]) => `
+CREATE TABLE public.events (id bigint NOT NULL, region text NOT NULL, payload text, at timestamptz NOT NULL,
+                            PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+${regions.map((r) => `CREATE TABLE public.events_${r} PARTITION OF public.events FOR VALUES IN ('${r}');`).join('\n')}
+CREATE INDEX events_at_idx ON public.events (at);
+CREATE TABLE public.notes (id int PRIMARY KEY, body text);`;
+
+async function pair(targetSchema: string): Promise<{ db: string; args: string[] }> {
+  const db = uniqueName('reshape');
+  await Promise.all([createDatabase(source, db), createDatabase(target, db)]);
+  await source.sql(FLAT_SOURCE, db);
+  await target.sql(targetSchema, db);
+  return { db, args: ['--source', source.url(db), '--target', target.url(db)] };
+}
+
+const clone = (args: string[], ...more: string[]) =>
+  runCli(['clone', ...args, '--schema', 'skip', '--run-dir', tempDir(), '--jobs', '2', ...more]);
+
+describe('clone --schema skip into a partitioned target', () => {
+  test('a flat table into a list-partitioned one: every row in its partition, chunks too, verify passes', async () => {
+    const p = await pair(PARTITIONED_TARGET(['eu', 'us', 'ap']));
+    // Chunks of a few rows each: several jobs load one partitioned table.
+    const run = await clone(p.args, '--split-tables-larger-than', '100kB', '--chunk-size', '64kB');
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    assert.match(run.stderr, /public\.events: \d+ chunks by key-range/);
+    const counts = await target.sql<{ part: string; n: string; wrong: string }>(
+      `SELECT tableoid::regclass::text AS part, count(*) AS n,
+              count(*) FILTER (WHERE 'events_' || region <> tableoid::regclass::text) AS wrong
+       FROM public.events GROUP BY 1 ORDER BY 1`,
+      p.db,
+    );
+    assert.deepEqual(
+      counts.map((c) => [c.part, Number(c.n), Number(c.wrong)]),
+      [
+        ['events_ap', 1000, 0],
+        ['events_eu', 1000, 0],
+        ['events_us', 1000, 0],
+      ],
+    );
+    // The operator's index and key stay as they were made.
+    const idx = await target.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM pg_indexes WHERE tablename = 'events' AND indexname IN ('events_at_idx', 'events_pkey')`,
+      p.db,
+    );
+    assert.equal(Number(idx[0]?.n), 2);
+    const verify = await runCli(['verify', ...p.args, '--json']);
+    assert.equal(verify.code, 0, verify.stderr + verify.stdout);
+    const report = JSON.parse(verify.stdout) as { tables: { name: string; status: string; rows: unknown }[] };
+    const events = report.tables.find((t) => t.name === 'events');
+    assert.deepEqual([events?.status, events?.rows], ['match', { source: 3000, target: 3000 }]);
+  });
+
+  test('a row that fits no partition fails with the key and the fix; a default partition, then a rerun completes', async () => {
+    const p = await pair(PARTITIONED_TARGET(['eu', 'us']));
+    const run = await clone(p.args);
+    assert.equal(run.code, 1, run.stderr + run.stdout);
+    assert.match(
+      run.stdout + run.stderr,
+      /no partition of public\.events on the target accepts a row of the source: partition key \(region\) = \(ap\)/,
+    );
+    assert.match(run.stdout + run.stderr, /CREATE TABLE … PARTITION OF public\.events DEFAULT/);
+    // Failed at once (not retried as a transient failure), and the other table is in.
+    assert.doesNotMatch(run.stdout + run.stderr, /transient failure/);
+    const notes = await target.sql<{ n: string }>('SELECT count(*) AS n FROM public.notes', p.db);
+    assert.equal(Number(notes[0]?.n), 50);
+    await target.sql('CREATE TABLE public.events_other PARTITION OF public.events DEFAULT', p.db);
+    const again = await clone(p.args);
+    assert.equal(again.code, 0, again.stderr + again.stdout);
+    const rows = await target.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM public.events_other WHERE region = 'ap'`,
+      p.db,
+    );
+    assert.equal(Number(rows[0]?.n), 1000);
+    const verify = await runCli(['verify', ...p.args]);
+    assert.equal(verify.code, 0, verify.stderr + verify.stdout);
+  });
+});
