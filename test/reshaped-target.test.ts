@@ -116,3 +116,47 @@ describe('clone --schema skip into a partitioned target', () => {
     assert.equal(verify.code, 0, verify.stderr + verify.stdout);
   });
 });
+
+describe('clone --schema skip into a target with other columns', () => {
+  test('columns in another order and one more with a default: matched by name, the default filled in, verify passes', async () => {
+    const p = await pair(`
+      CREATE TABLE public.events (source_note text DEFAULT 'migrated', at timestamptz NOT NULL, payload text,
+                                  region text NOT NULL, id bigint PRIMARY KEY);
+      CREATE TABLE public.notes (body text, id int PRIMARY KEY);`);
+    const dry = await runCli(['clone', ...p.args, '--schema', 'skip', '--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr + dry.stdout);
+    assert.match(dry.stdout, /public\.events: target column\(s\) source_note left to their defaults/);
+    const run = await clone(p.args);
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    assert.match(run.stderr, /public\.events: target column\(s\) source_note left to their defaults/);
+    const rows = await target.sql<{ n: string; wrong: string }>(
+      `SELECT count(*) AS n, count(*) FILTER (WHERE source_note IS DISTINCT FROM 'migrated'
+                                               OR payload IS DISTINCT FROM 'row ' || id) AS wrong
+       FROM public.events`,
+      p.db,
+    );
+    assert.deepEqual([Number(rows[0]?.n), Number(rows[0]?.wrong)], [3000, 0]);
+    const verify = await runCli(['verify', ...p.args, '--json']);
+    assert.equal(verify.code, 0, verify.stderr + verify.stdout);
+    const report = JSON.parse(verify.stdout) as { schema: { object: string; severity: string }[] };
+    assert.deepEqual(
+      report.schema.map((d) => [d.object, d.severity]),
+      [['public.events.source_note', 'note']],
+    );
+  });
+
+  test('a source column the target lacks is refused before any row moves, unless --exclude-column', async () => {
+    const p = await pair(`
+      CREATE TABLE public.events (id bigint PRIMARY KEY, region text NOT NULL, at timestamptz NOT NULL);
+      CREATE TABLE public.notes (id int PRIMARY KEY, body text);`);
+    const refused = await clone(p.args);
+    assert.equal(refused.code, 5, refused.stderr + refused.stdout);
+    assert.match(refused.stderr, /column "payload" of public\.events does not exist on the target/);
+    assert.match(refused.stderr, /--exclude-column public\.events\.payload/);
+    const run = await clone(p.args, '--exclude-column', 'public.events.payload');
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    assert.match(run.stderr, /public\.events: source column\(s\) payload left behind \(--exclude-column\)/);
+    const rows = await target.sql<{ n: string }>('SELECT count(*) AS n FROM public.events', p.db);
+    assert.equal(Number(rows[0]?.n), 3000);
+  });
+});

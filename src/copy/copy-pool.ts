@@ -8,7 +8,7 @@ import type { ConnectionSpec } from '../connect/resolve.js';
 import type { JobLedger } from '../ledger/jobs.js';
 import { referencedTables } from '../clone/target-checks.js';
 import { CopyWorker, type CopyEvent } from './copy-worker.js';
-import { readColumnCatalog, tableKey } from './table-columns.js';
+import { readColumnCatalog, tableKey, type ExcludedColumns } from './table-columns.js';
 import { readPartitionedTables } from './partitioned-target.js';
 
 export interface CopyPoolOptions {
@@ -20,6 +20,8 @@ export interface CopyPoolOptions {
   /** Losing `snapshot` is fatal (an online start), not a warning. */
   snapshotRequired: boolean;
   jobs: number;
+  /** Source columns left behind (`--exclude-column`). */
+  excludeColumns: ExcludedColumns;
   workerPrefix: string;
   maxAttempts: number;
   /** Whether target sessions set session_replication_role = replica. */
@@ -59,6 +61,7 @@ export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
       snapshot: o.snapshot,
       sourceColumns,
       targetColumns,
+      excludeColumns: o.excludeColumns,
       truncatable,
       targetPartitioned: partitioned,
       replicationRole: o.replicationRole,

@@ -22,7 +22,7 @@ import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import type { JobLedger, JobRow } from '../ledger/jobs.js';
 import { copyStream } from './copy-stream.js';
 import { beginInSnapshot, prepareSourceSession } from './source-snapshot.js';
-import { planTableColumns, tableKey, type ColumnCatalog } from './table-columns.js';
+import { planTableColumns, tableKey, type ColumnCatalog, type ExcludedColumns } from './table-columns.js';
 import { prepareTargetSession } from './target-session.js';
 import { isAccessDenied } from './read-denied.js';
 import { targetRelation } from './partitioned-target.js';
@@ -50,6 +50,7 @@ export interface WorkerContext {
   snapshot: string | undefined;
   sourceColumns: ColumnCatalog;
   targetColumns: ColumnCatalog;
+  excludeColumns: ExcludedColumns;
   /** Tables a job that owns them whole may truncate (and load with COPY FREEZE unless partitioned). */
   truncatable: Set<string>;
   /** Target tables that are partitioned (tableKey()s). */
@@ -185,7 +186,12 @@ export class CopyWorker {
       'application_name',
       `pgconvoy copy ${this.name}: job ${job.id}`,
     ]);
-    const plan = planTableColumns(job.table, this.ctx.sourceColumns, this.ctx.targetColumns);
+    const plan = planTableColumns(
+      job.table,
+      this.ctx.sourceColumns,
+      this.ctx.targetColumns,
+      this.ctx.excludeColumns,
+    );
     const owned =
       job.chunk.kind === 'whole' && job.chunkCount === 1 && this.ctx.truncatable.has(tableKey(job.table));
     // A whole-table job owns its table: truncating it in this transaction makes a retry start
