@@ -160,3 +160,45 @@ describe('clone --schema skip into a target with other columns', () => {
     assert.equal(Number(rows[0]?.n), 3000);
   });
 });
+
+describe('start --schema skip into a partitioned target (online)', () => {
+  test('inserts, updates, deletes and a TRUNCATE while replicating are routed into the partitions; cutover verifies equal', async () => {
+    const p = await pair(PARTITIONED_TARGET(['eu', 'us', 'ap']));
+    const startArgs = ['start', ...p.args, '--schema', 'skip', '--jobs', '2', '--run-dir', tempDir()];
+    // The target's key (id, region) has a column the source's key (id) lacks: refused up front.
+    const refused = await runCli(startArgs);
+    assert.equal(refused.code, 7, refused.stderr + refused.stdout);
+    assert.match(
+      refused.stderr,
+      /public\.events: the target finds rows by \(id, region\), the source sends \(id\)[^]*ALTER TABLE public\.events REPLICA IDENTITY FULL/,
+    );
+    await source.sql('ALTER TABLE public.events REPLICA IDENTITY FULL', p.db);
+    const start = await runCli(startArgs);
+    assert.equal(start.code, 0, start.stderr + start.stdout);
+    await source.sql(
+      `INSERT INTO public.events SELECT g, 'us', 'late ' || g, now() FROM generate_series(3001, 3100) g;
+       UPDATE public.events SET region = 'ap', payload = 'moved' WHERE id BETWEEN 1 AND 30;
+       DELETE FROM public.events WHERE id BETWEEN 100 AND 149;
+       TRUNCATE public.notes;
+       INSERT INTO public.notes VALUES (1, 'after truncate');`,
+      p.db,
+    );
+    const cutover = await runCli(['cutover', ...p.args, '--json']);
+    assert.equal(cutover.code, 0, cutover.stderr + target.logTail());
+    const r = JSON.parse(cutover.stdout) as { verify: { ok: boolean } };
+    assert.equal(r.verify.ok, true);
+    const facts = `SELECT (SELECT count(*) FROM public.events)::int AS events,
+                          (SELECT count(*) FROM public.events WHERE region = 'ap')::int AS ap,
+                          (SELECT string_agg(body, ',') FROM public.notes) AS notes`;
+    const [want] = await source.sql(facts, p.db);
+    const [got] = await target.sql(facts, p.db);
+    assert.deepEqual(got, want);
+    assert.deepEqual(want, { events: 3050, ap: 1003, notes: 'after truncate' });
+    // Updated rows changed partition on the target too.
+    const moved = await target.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM public.events_ap WHERE payload = 'moved'`,
+      p.db,
+    );
+    assert.equal(Number(moved[0]?.n), 30);
+  });
+});
