@@ -9,7 +9,13 @@ import { readServerInfo } from '../inventory/server-info.js';
 import { chunkLabel } from '../plan/chunk.js';
 import { findPgTools } from '../schema/pg-tools.js';
 import { copyStatements } from '../copy/copy-stream.js';
-import { planTableColumns, readColumnCatalog, type ColumnCatalog } from '../copy/table-columns.js';
+import { displayName } from '../util/sql.js';
+import {
+  columnPlanNotes,
+  planTableColumns,
+  readColumnCatalog,
+  type ColumnCatalog,
+} from '../copy/table-columns.js';
 import type { CloneOptions, PhaseName } from './run-clone.js';
 import { resolveQueueFile } from '../plan/queue-plan.js';
 import {
@@ -86,8 +92,10 @@ export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
     const jobs: DryRunPlan['jobs'] = [];
     for (const table of queue ? queue.tables.map((t) => t.table) : copyableTables(inventory)) {
       const cols = targetColumns.has(JSON.stringify([table.schema, table.name]))
-        ? planTableColumns(table, sourceColumns, targetColumns)
-        : planTableColumns(table, sourceColumns, sourceColumns);
+        ? planTableColumns(table, sourceColumns, targetColumns, o.excludeColumns)
+        : planTableColumns(table, sourceColumns, sourceColumns, o.excludeColumns);
+      const columnNotes = columnPlanNotes(cols);
+      if (columnNotes) notes.push(`${displayName(table.schema, table.name)}: ${columnNotes}`);
       const listed = queue?.tables.find((t) => t.table.oid === table.oid);
       const plan = listed
         ? { chunks: listed.chunks, method: 'key-range' as const }

@@ -31,7 +31,15 @@ import type { CopyEvent } from '../copy/copy-worker.js';
 import { runCopyPool } from '../copy/copy-pool.js';
 import { backoffMs, isTransient } from '../copy/transient.js';
 import { exportSnapshot, type SnapshotHandle } from '../copy/source-snapshot.js';
-import { planTableColumns, readColumnCatalog, tableKey, type ColumnCatalog } from '../copy/table-columns.js';
+import {
+  columnPlanNotes,
+  planTableColumns,
+  readColumnCatalog,
+  tableKey,
+  type ColumnCatalog,
+  type ExcludedColumns,
+} from '../copy/table-columns.js';
+import { readPartitionedTables, targetRelation } from '../copy/partitioned-target.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
 import { applySqlAtomically } from './apply-sql.js';
 import { schemaSql } from '../schema/index.js';
@@ -105,6 +113,8 @@ export interface CloneOptions {
   planChunks: ChunkPlanner;
   /** Flexy's queue file: only the tables it lists, cut as it says (see plan/queue-plan.ts). */
   queueFile?: { text: string; fileName: string; allowGaps: boolean };
+  /** Source columns left behind (`--exclude-column`), as excludedKey()s. */
+  excludeColumns: ExcludedColumns;
   /** Names the workers of this process (`host-pid-N`). */
   workerPrefix: string;
   signal: AbortSignal | undefined;
@@ -398,6 +408,7 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
           // Online start hands in the slot's snapshot: a copy from any other is worthless.
           snapshotRequired: o.snapshot !== undefined,
           jobs: o.jobs,
+          excludeColumns: o.excludeColumns,
           workerPrefix: o.workerPrefix,
           maxAttempts: o.maxAttempts,
           replicationRole,
@@ -566,17 +577,18 @@ async function planJobs(
   const started = new Set(existing.map((j) => tableKey(j.table)));
   // Every table must exist on the target with the source's columns before anything is judged.
   const formats = new Map(
-    tables.map((t) => [tableKey(t), planTableColumns(t, sourceColumns, targetColumns)]),
+    tables.map((t) => [tableKey(t), planTableColumns(t, sourceColumns, targetColumns, o.excludeColumns)]),
   );
   // Rows in a table pgconvoy has no job for (yet) are somebody else's.
   const fresh = tables.filter((t) => !started.has(tableKey(t)));
-  const occupied = await nonEmptyTables(target, fresh);
+  const partitioned = await readPartitionedTables(target);
+  const occupied = await nonEmptyTables(target, fresh, partitioned);
   const skip = new Set<string>();
   if (occupied.length > 0) {
     if (o.existingRows === 'error') throw existingRowsError(occupied);
     for (const t of occupied) {
       if (o.existingRows === 'truncate') {
-        await target.query(`TRUNCATE ONLY ${qualifiedName(t.schema, t.name)}`);
+        await target.query(`TRUNCATE ${targetRelation(t, partitioned)}`);
         emit({
           type: 'info',
           message: `emptied ${displayName(t.schema, t.name)} on the target (--existing-rows truncate)`,
@@ -600,6 +612,9 @@ async function planJobs(
         type: 'info',
         message: `${displayName(table.schema, table.name)}: text COPY (${columns.reason})`,
       });
+    const columnNotes = columnPlanNotes(columns);
+    if (columnNotes)
+      emit({ type: 'info', message: `${displayName(table.schema, table.name)}: ${columnNotes}` });
     const plan = await o.planChunks(source, table, sourceInfo.major);
     if (plan.note) emit({ type: 'warning', message: plan.note });
     if (plan.chunks.length > 1) {

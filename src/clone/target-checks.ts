@@ -10,16 +10,21 @@ import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { filteredTables, readAccess, rowSecurityHint } from '../inventory/read-access.js';
 import type { TableRef } from '../plan/chunk.js';
-import { displayName, qualifiedName } from '../util/sql.js';
+import { targetRelation } from '../copy/partitioned-target.js';
+import { displayName } from '../util/sql.js';
 
 export type ExistingRowsPolicy = 'error' | 'truncate' | 'skip';
 
-/** Tables among `tables` that hold at least one row on the target. */
-export async function nonEmptyTables(target: pg.Client, tables: readonly TableRef[]): Promise<TableRef[]> {
+/** Tables among `tables` that hold at least one row on the target (a partitioned one: in its partitions). */
+export async function nonEmptyTables(
+  target: pg.Client,
+  tables: readonly TableRef[],
+  partitioned: ReadonlySet<string>,
+): Promise<TableRef[]> {
   const out: TableRef[] = [];
   for (const t of tables) {
     const res = await target.query<{ found: boolean }>(
-      `SELECT EXISTS (SELECT 1 FROM ONLY ${qualifiedName(t.schema, t.name)}) AS found`,
+      `SELECT EXISTS (SELECT 1 FROM ${targetRelation(t, partitioned)}) AS found`,
     );
     if (res.rows[0]?.found) out.push(t);
   }

@@ -8,7 +8,8 @@ import type { ConnectionSpec } from '../connect/resolve.js';
 import type { JobLedger } from '../ledger/jobs.js';
 import { referencedTables } from '../clone/target-checks.js';
 import { CopyWorker, type CopyEvent } from './copy-worker.js';
-import { readColumnCatalog, tableKey } from './table-columns.js';
+import { readColumnCatalog, tableKey, type ExcludedColumns } from './table-columns.js';
+import { readPartitionedTables } from './partitioned-target.js';
 
 export interface CopyPoolOptions {
   source: ConnectionSpec;
@@ -19,6 +20,8 @@ export interface CopyPoolOptions {
   /** Losing `snapshot` is fatal (an online start), not a warning. */
   snapshotRequired: boolean;
   jobs: number;
+  /** Source columns left behind (`--exclude-column`). */
+  excludeColumns: ExcludedColumns;
   workerPrefix: string;
   maxAttempts: number;
   /** Whether target sessions set session_replication_role = replica. */
@@ -30,18 +33,19 @@ export interface CopyPoolOptions {
 export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
   const source = await openClient(o.source, { applicationName: 'pgconvoy copy setup' });
   const target = await openClient(o.target, { applicationName: 'pgconvoy copy setup' });
-  let sourceColumns, targetColumns, referenced;
+  let sourceColumns, targetColumns, referenced, partitioned;
   try {
-    [sourceColumns, targetColumns, referenced] = await Promise.all([
+    [sourceColumns, targetColumns, referenced, partitioned] = await Promise.all([
       readColumnCatalog(source),
       readColumnCatalog(target),
       referencedTables(target),
+      readPartitionedTables(target),
     ]);
   } finally {
     await Promise.all([source.end().catch(() => undefined), target.end().catch(() => undefined)]);
   }
-  // TRUNCATE (and so COPY FREEZE) is refused on a table that a foreign key points at.
-  const freezable = new Set([...sourceColumns.keys()].filter((k) => !referenced.has(k)));
+  // TRUNCATE is refused on a table that a foreign key points at.
+  const truncatable = new Set([...sourceColumns.keys()].filter((k) => !referenced.has(k)));
   const snapshotLost = { value: false };
   // A worker that stops with an error (a table the role may not read whole, say) stops the
   // others too: their in-flight jobs roll back and stay pending for the next run.
@@ -57,7 +61,9 @@ export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
       snapshot: o.snapshot,
       sourceColumns,
       targetColumns,
-      freezable,
+      excludeColumns: o.excludeColumns,
+      truncatable,
+      targetPartitioned: partitioned,
       replicationRole: o.replicationRole,
       maxAttempts: o.maxAttempts,
       signal: stop.signal,

@@ -13,6 +13,7 @@ import { chunkCondition, type Chunk, type TableRef } from '../plan/chunk.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
 import type { Side } from '../connect/resolve.js';
 import { accessDeniedError } from './read-denied.js';
+import { noPartitionError } from './partitioned-target.js';
 
 export interface CopyStreamOptions {
   table: TableRef;
@@ -75,10 +76,14 @@ export async function copyStream(
   } catch (err) {
     const sides = o.sides ?? { read: 'source', load: 'target' };
     const name = displayName(o.table.schema, o.table.name);
+    // A target error may also reach the reader (the pipeline destroys it with that error):
+    // only the target ever says that no partition takes a row.
     throw (
       (err === readError
         ? accessDeniedError(err, sides.read, name)
-        : accessDeniedError(err, sides.load, name, true)) ?? err
+        : accessDeniedError(err, sides.load, name, true)) ??
+      noPartitionError(err, name) ??
+      err
     );
   }
   return { rows: writer.rowCount ?? 0, bytes: counter.bytes };

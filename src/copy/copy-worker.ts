@@ -5,6 +5,9 @@
  *   BEGIN; claim job (FOR UPDATE SKIP LOCKED); [TRUNCATE ONLY t;] COPY … FROM STDIN [FREEZE];
  *   mark job done; COMMIT
  *
+ * (A target table that is partitioned is truncated with its partitions and loaded without
+ * FREEZE: see partitioned-target.ts.)
+ *
  * Any failure rolls the whole job back. Transient failures (see transient.ts) are retried
  * with backoff after reconnecting both sessions; a job that keeps failing is marked failed
  * and the worker goes on with the next one. A job refused for want of rights (row-level
@@ -17,12 +20,12 @@ import type { ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import type { JobLedger, JobRow } from '../ledger/jobs.js';
-import { qualifiedName } from '../util/sql.js';
 import { copyStream } from './copy-stream.js';
 import { beginInSnapshot, prepareSourceSession } from './source-snapshot.js';
-import { planTableColumns, tableKey, type ColumnCatalog } from './table-columns.js';
+import { planTableColumns, tableKey, type ColumnCatalog, type ExcludedColumns } from './table-columns.js';
 import { prepareTargetSession } from './target-session.js';
 import { isAccessDenied } from './read-denied.js';
+import { targetRelation } from './partitioned-target.js';
 import { backoffMs, isTransient } from './transient.js';
 
 export type CopyEvent =
@@ -47,8 +50,11 @@ export interface WorkerContext {
   snapshot: string | undefined;
   sourceColumns: ColumnCatalog;
   targetColumns: ColumnCatalog;
-  /** Tables that may be truncated and loaded with COPY FREEZE when one job owns them whole. */
-  freezable: Set<string>;
+  excludeColumns: ExcludedColumns;
+  /** Tables a job that owns them whole may truncate (and load with COPY FREEZE unless partitioned). */
+  truncatable: Set<string>;
+  /** Target tables that are partitioned (tableKey()s). */
+  targetPartitioned: Set<string>;
   replicationRole: boolean;
   /** Attempts per job before it is marked failed. */
   maxAttempts: number;
@@ -180,12 +186,19 @@ export class CopyWorker {
       'application_name',
       `pgconvoy copy ${this.name}: job ${job.id}`,
     ]);
-    const plan = planTableColumns(job.table, this.ctx.sourceColumns, this.ctx.targetColumns);
-    const freeze =
-      job.chunk.kind === 'whole' && job.chunkCount === 1 && this.ctx.freezable.has(tableKey(job.table));
+    const plan = planTableColumns(
+      job.table,
+      this.ctx.sourceColumns,
+      this.ctx.targetColumns,
+      this.ctx.excludeColumns,
+    );
+    const owned =
+      job.chunk.kind === 'whole' && job.chunkCount === 1 && this.ctx.truncatable.has(tableKey(job.table));
     // A whole-table job owns its table: truncating it in this transaction makes a retry start
     // clean and lets COPY FREEZE write the rows frozen (no second write of every page later).
-    if (freeze) await target.query(`TRUNCATE ONLY ${qualifiedName(job.table.schema, job.table.name)}`);
+    // PostgreSQL refuses FREEZE on a partitioned table (its partitions get the rows).
+    const freeze = owned && !this.ctx.targetPartitioned.has(tableKey(job.table));
+    if (owned) await target.query(`TRUNCATE ${targetRelation(job.table, this.ctx.targetPartitioned)}`);
     const result = await copyStream(source, target, {
       table: job.table,
       columns: plan.columns,
@@ -214,7 +227,9 @@ export class CopyWorker {
   }
 
   private async handleFailure(job: JobRow | undefined, err: unknown, consecutive: number): Promise<void> {
-    const message = errorMessage(err).split('\n')[0] ?? 'unknown error';
+    // The hint travels with the job: the summary lists failed jobs long after the error.
+    const first = errorMessage(err).split('\n')[0] ?? 'unknown error';
+    const message = err instanceof PgconvoyError && err.hint ? `${first} (${err.hint})` : first;
     const transient = isTransient(err);
     const attempts = (job?.attempts ?? 0) + 1;
     const final = job !== undefined && (!transient || attempts >= this.ctx.maxAttempts);

@@ -8,12 +8,17 @@
  * table goes binary only when every column has the very same type name on both sides, with
  * binary send/receive, and that type is built in (OID below 16384, the first user OID), an
  * enum (sent as its label), or a domain over a built-in type; otherwise text. Generated columns are left out (the target computes them). Checked on 13, 15, 17.
+ *
+ * Columns are matched by name, never by position: a target whose columns are in another
+ * order, or that has columns the source lacks (left to their defaults), loads the same. A
+ * source column the target lacks is refused unless the user excludes it
+ * (`--exclude-column schema.table.column`): its values would be lost without a word.
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
-import { displayName } from '../util/sql.js';
+import { displayIdent, displayName, splitIdentifiers } from '../util/sql.js';
 
 export interface ColumnInfo {
   name: string;
@@ -21,6 +26,8 @@ export interface ColumnInfo {
   builtin: boolean;
   binaryIo: boolean;
   generated: boolean;
+  /** NOT NULL without a default (nor identity): a load that leaves it out fails. */
+  required: boolean;
 }
 
 export interface TableColumns {
@@ -29,6 +36,30 @@ export interface TableColumns {
   format: 'binary' | 'text';
   /** Why text was chosen, for the plan display. */
   reason: string | undefined;
+  /** Target columns the source lacks: the load leaves them to their defaults. */
+  defaulted: string[];
+  /** Source columns left out by --exclude-column. */
+  excluded: string[];
+}
+
+/** Columns left out of the copy (`--exclude-column`), as excludedKey()s. */
+export type ExcludedColumns = ReadonlySet<string>;
+export const excludedKey = (t: TableRef, column: string): string =>
+  JSON.stringify([t.schema, t.name, column]);
+
+/** `--exclude-column schema.table.column` (SQL's quoting; a bare table.column is in public). */
+export function parseExcludedColumn(text: string): string {
+  const bad = (why: string) =>
+    new PgconvoyError(`--exclude-column "${text}" is not a column name: ${why}`, {
+      code: 'BAD_COLUMN_NAME',
+      exitCode: EXIT.usage,
+      hint: `write schema.table.column; quote names with capitals, spaces or dots: --exclude-column 'public."Order Items"."Note"'`,
+    });
+  const parts = splitIdentifiers(text, bad);
+  if (parts.length === 2) parts.unshift('public');
+  if (parts.length !== 3) throw bad('expected schema.table.column');
+  const [schema = '', name = '', column = ''] = parts;
+  return excludedKey({ schema, name }, column);
 }
 
 // attgenerated exists since PostgreSQL 12.
@@ -43,7 +74,8 @@ SELECT n.nspname AS schema, c.relname AS table, a.attname AS name,
          ELSE a.atttypid < 16384
        END AS builtin,
        (t.typsend <> 0 AND t.typreceive <> 0) AS binary_io,
-       a.attgenerated <> '' AS generated
+       a.attgenerated <> '' AS generated,
+       a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AS required
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -65,6 +97,7 @@ export async function readColumnCatalog(client: pg.Client): Promise<ColumnCatalo
     builtin: boolean;
     binary_io: boolean;
     generated: boolean;
+    required: boolean;
   }>(COLUMNS_SQL);
   const out: ColumnCatalog = new Map();
   for (const r of res.rows) {
@@ -77,6 +110,7 @@ export async function readColumnCatalog(client: pg.Client): Promise<ColumnCatalo
       builtin: r.builtin,
       binaryIo: r.binary_io,
       generated: r.generated,
+      required: r.required,
     });
   }
   return out;
@@ -87,6 +121,7 @@ export function planTableColumns(
   table: TableRef,
   source: ColumnCatalog,
   target: ColumnCatalog,
+  exclude: ExcludedColumns = new Set(),
 ): TableColumns {
   const name = displayName(table.schema, table.name);
   const src = source.get(tableKey(table));
@@ -106,15 +141,20 @@ export function planTableColumns(
   }
   const byName = new Map(dst.map((c) => [c.name, c]));
   const columns: string[] = [];
+  const excluded: string[] = [];
   let reason: string | undefined;
   for (const col of src) {
     if (col.generated) continue;
+    if (exclude.has(excludedKey(table, col.name))) {
+      excluded.push(col.name);
+      continue;
+    }
     const other = byName.get(col.name);
     if (!other) {
       throw new PgconvoyError(`column "${col.name}" of ${name} does not exist on the target`, {
         code: 'TARGET_COLUMN_MISSING',
         exitCode: EXIT.target,
-        hint: 'the target table must have every source column (same names); fix the target schema and run again',
+        hint: `add the column to the target table, or leave its values behind with --exclude-column ${name}.${displayIdent(col.name)}`,
       });
     }
     if (other.generated) {
@@ -135,5 +175,34 @@ export function planTableColumns(
       reason = `column "${col.name}" has a user-defined type (${col.type}) whose binary form carries server-specific OIDs`;
     else if (!col.binaryIo || !other.binaryIo) reason = `type ${col.type} has no binary send/receive`;
   }
-  return { columns, format: reason ? 'text' : 'binary', reason };
+  const fromSource = new Set(src.map((c) => c.name));
+  const defaulted = dst.filter((c) => !c.generated && !fromSource.has(c.name)).map((c) => c.name);
+  const required = dst.find((c) => c.required && (!fromSource.has(c.name) || excluded.includes(c.name)));
+  if (required) {
+    throw new PgconvoyError(
+      `column "${required.name}" of ${name} is NOT NULL without a default on the target, and the copy gives it no value`,
+      {
+        code: 'TARGET_COLUMN_REQUIRED',
+        exitCode: EXIT.target,
+        hint: 'give the target column a default (ALTER TABLE … ALTER COLUMN … SET DEFAULT …) or allow NULL, then run again',
+      },
+    );
+  }
+  return {
+    columns,
+    format: reason ? 'text' : 'binary',
+    reason,
+    defaulted: [...defaulted, ...excluded.filter((c) => byName.has(c))],
+    excluded,
+  };
+}
+
+/** What the plan says about a table's columns beyond the format: defaults used, columns left behind. */
+export function columnPlanNotes(plan: TableColumns): string | undefined {
+  const names = (list: string[]) => list.map(displayIdent).join(', ');
+  const notes = [
+    plan.defaulted.length ? `target column(s) ${names(plan.defaulted)} left to their defaults` : '',
+    plan.excluded.length ? `source column(s) ${names(plan.excluded)} left behind (--exclude-column)` : '',
+  ].filter(Boolean);
+  return notes.length ? notes.join('; ') : undefined;
 }

@@ -21,7 +21,7 @@ import { readReplicationTables } from '../replicate/replication-tables.js';
 import { planTableColumns, readColumnCatalog } from '../copy/table-columns.js';
 import { prepareSourceSession } from '../copy/source-snapshot.js';
 import { prepareTargetSession } from '../copy/target-session.js';
-import { qualifiedName } from '../util/sql.js';
+import { readPartitionedTables, targetRelation } from '../copy/partitioned-target.js';
 
 export interface CopiedTable {
   table: TableRef;
@@ -56,20 +56,21 @@ export async function copyWholeTables(
       await prepareTargetSession(dst, { replicationRole: await mayReplicaRole(dst) });
       const fromColumns = await readColumnCatalog(src);
       const toColumns = await readColumnCatalog(dst);
+      const partitioned = await readPartitionedTables(dst);
       const copied: CopiedTable[] = [];
       for (const table of tables) {
         const started = Date.now();
         const columns = planTableColumns(table, fromColumns, toColumns);
-        const name = qualifiedName(table.schema, table.name);
+        const relation = targetRelation(table, partitioned);
         await dst.query('BEGIN');
         try {
           await dst.query('SAVEPOINT empty');
           try {
-            await dst.query(`TRUNCATE ONLY ${name}`);
+            await dst.query(`TRUNCATE ${relation}`);
           } catch (err) {
             if (serverErrorFields(err)?.code !== '0A000') throw err; // referenced by a foreign key
             await dst.query('ROLLBACK TO SAVEPOINT empty');
-            await dst.query(`DELETE FROM ONLY ${name}`);
+            await dst.query(`DELETE FROM ${relation}`);
           }
           const r = await copyStream(src, dst, {
             table,

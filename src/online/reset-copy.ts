@@ -12,6 +12,7 @@
  */
 import type pg from 'pg';
 import type { TableRef } from '../plan/chunk.js';
+import { readPartitionedTables, targetRelation } from '../copy/partitioned-target.js';
 import { qualifiedName } from '../util/sql.js';
 
 const DATA_STEPS = ['sequences', 'large-objects', 'materialized-views', 'analyze'];
@@ -30,7 +31,8 @@ export async function resetInterruptedCopy(target: pg.Client, ledgerSchema: stri
     );
     const tables = res.rows;
     if (tables.length > 0) {
-      await target.query(`TRUNCATE ONLY ${tables.map((t) => qualifiedName(t.schema, t.name)).join(', ')}`);
+      const partitioned = await readPartitionedTables(target);
+      await target.query(`TRUNCATE ${tables.map((t) => targetRelation(t, partitioned)).join(', ')}`);
     }
     const lo = await target.query(`SELECT 1 FROM ${steps} WHERE name = 'large-objects' AND state = 'done'`);
     if ((lo.rowCount ?? 0) > 0) {

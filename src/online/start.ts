@@ -36,6 +36,7 @@ import {
 } from '../replicate/subscription.js';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../util/sql.js';
 import { schemaFingerprint } from './fingerprint.js';
+import { checkIdentityMatch } from '../replicate/identity-match.js';
 import { resetInterruptedCopy } from './reset-copy.js';
 import { beginOnlineState, readOnlineState, updateOnlineState, type OnlineState } from './state.js';
 
@@ -191,6 +192,14 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
       return { ...base, mode: 'offline', precheck, clone, reset, seconds: (Date.now() - started) / 1000 };
     }
 
+    // A target laid out by the operator must find the rows the source's changes name.
+    const probe = await openClient(o.clone.source, { applicationName: 'pgconvoy start' });
+    try {
+      const tables = (await readReplicationTables(probe)).filter((t) => t.kind === 'table');
+      await checkIdentityMatch(probe, tgt, tables);
+    } finally {
+      await probe.end().catch(() => undefined);
+    }
     await ensureLedger(tgt, schema);
     await beginOnlineState(tgt, schema, describeConnection(o.clone.source), names);
     const src = await openClient(o.clone.source, { applicationName: 'pgconvoy start' });

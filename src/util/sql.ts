@@ -46,3 +46,44 @@ export function displayIdent(name: string): string {
 export function displayName(schema: string, name: string): string {
   return `${displayIdent(schema)}.${displayIdent(name)}`;
 }
+
+/**
+ * A dotted name as SQL reads it: double-quoted parts are kept as written (`""` is a quote),
+ * unquoted parts are folded to lower case. `bad(why)` makes the error for a malformed one.
+ */
+export function splitIdentifiers(text: string, bad: (why: string) => Error): string[] {
+  const parts: string[] = [];
+  let i = 0;
+  while (i <= text.length) {
+    let part = '';
+    if (text[i] === '"') {
+      i++;
+      for (;;) {
+        if (i >= text.length) throw bad('a quote is not closed');
+        if (text[i] === '"') {
+          if (text[i + 1] === '"') {
+            part += '"';
+            i += 2;
+            continue;
+          }
+          i++;
+          break;
+        }
+        part += text[i++];
+      }
+    } else {
+      const end = text.indexOf('.', i);
+      const raw = text.slice(i, end < 0 ? text.length : end);
+      if (raw.includes('"')) throw bad('a quote in the middle of a name');
+      part = raw.trim().toLowerCase();
+      i += raw.length;
+    }
+    if (part === '') throw bad('an empty name');
+    parts.push(part);
+    if (i >= text.length) break;
+    if (text[i] !== '.') throw bad('expected a dot after a quoted name');
+    i++;
+    if (i >= text.length) throw bad('nothing after the dot');
+  }
+  return parts;
+}

@@ -2,12 +2,14 @@
  * Which tables get their rows compared, and how: tables and populated materialized views
  * present on both sides, over the columns both sides have, by key ranges when the source
  * inventory found an integer split column and by hash buckets otherwise; largest first.
+ * Tables whose layouts differ (see layouts.ts) are read as a whole, partitions included.
  */
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import type { Inventory } from '../inventory/inventory.js';
 import { displayName } from '../util/sql.js';
 import type { Catalog, CatalogTable } from './catalog.js';
+import { relKey, type Layouts } from './layouts.js';
 import { columnHash, type HashedColumn } from './row-hash.js';
 import { tableInScope, type Scope } from './scope.js';
 import { newTableJob, type TableJob } from './table-job.js';
@@ -41,7 +43,7 @@ export function checkScope(scope: Scope, source: Catalog, target: Catalog): void
   }
 }
 
-const key = (t: { schema: string; name: string }) => `${t.schema}\0${t.name}`;
+const key = relKey;
 const hasRows = (t: CatalogTable) => t.relkind === 'r' || t.relkind === 'm';
 
 function unpaired(t: CatalogTable, status: TableResult['status']): TableResult {
@@ -69,25 +71,29 @@ export function buildTableJobs(input: {
   scope: Scope;
   source: Catalog;
   target: Catalog;
+  layouts: Layouts;
   inventory: Inventory;
   maxDiffs: number;
   convert: boolean;
   /** Only count the rows of these tables' (see VerifyOptions.contents). */
   countOnly?: (t: { schema: string; name: string }) => boolean;
 }): TablePlan {
-  const { scope, source, target, inventory } = input;
+  const { scope, source, target, inventory, layouts } = input;
   const targetTables = new Map(target.tables.map((t) => [key(t), t]));
   const sourceTables = new Map(source.tables.map((t) => [key(t), t]));
   const order = new Map(inventory.tables.map((t, i) => [key(t), i]));
   const jobs: TableJob[] = [];
   const others: TableResult[] = [];
-  for (const s of source.tables.filter((t) => hasRows(t) && tableInScope(scope, t))) {
+  const compared = (t: CatalogTable) => hasRows(t) || layouts.whole.has(key(t));
+  for (const s of source.tables.filter((t) => compared(t) && tableInScope(scope, t))) {
+    if (layouts.coveredSource.has(key(s))) continue; // read with its partitioned ancestor
     const t = targetTables.get(key(s));
     if (!t) {
       others.push(unpaired(s, 'missing on target'));
       continue;
     }
-    if (t.relkind !== s.relkind) {
+    const whole = layouts.whole.has(key(s));
+    if (t.relkind !== s.relkind && !whole) {
       others.push(unpaired(s, 'differ'));
       continue;
     }
@@ -117,6 +123,7 @@ export function buildTableJobs(input: {
           hashed,
           key: pk && pk.every((k) => k.type !== '') ? pk : undefined,
           convert: input.convert,
+          whole,
         },
         split,
         estimated,
@@ -126,7 +133,8 @@ export function buildTableJobs(input: {
     );
   }
   for (const t of target.tables.filter((x) => hasRows(x) && tableInScope(scope, x))) {
-    if (!sourceTables.has(key(t))) others.push(unpaired(t, 'missing on source'));
+    if (!sourceTables.has(key(t)) && !layouts.coveredTarget.has(key(t)))
+      others.push(unpaired(t, 'missing on source'));
   }
   for (const job of jobs) if (input.countOnly?.(job.ref)) job.method = 'count';
   // The source inventory lists tables largest first: start the big ones first.

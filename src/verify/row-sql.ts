@@ -29,6 +29,11 @@ export interface RowShape {
   key: { name: string; type: string }[] | undefined;
   /** The sides' encodings differ: hash the UTF-8 bytes, not the server's own. */
   convert: boolean;
+  /**
+   * Read the table with its partitions (its layout differs between the sides, see
+   * layouts.ts); otherwise ONLY its own rows (its partitions and children are compared apart).
+   */
+  whole?: boolean;
 }
 
 export interface Checksum {
@@ -40,7 +45,8 @@ export interface Checksum {
 /** The names of the compared columns, in source order. */
 export const columnNames = (shape: RowShape): string[] => shape.hashed.map((c) => c.name);
 
-const from = (shape: RowShape) => `FROM ONLY ${qualifiedName(shape.table.schema, shape.table.name)}`;
+const from = (shape: RowShape) =>
+  `FROM ${shape.whole ? '' : 'ONLY '}${qualifiedName(shape.table.schema, shape.table.name)}`;
 const where = (cond: string) => (cond ? ` WHERE ${cond}` : '');
 const rowText = (shape: RowShape) => `ROW(${columnNames(shape).map(quoteIdent).join(', ')})::text`;
 const rowHash = (shape: RowShape) => rowHashSql(shape.hashed, shape.convert);

@@ -6,11 +6,16 @@
  *
  * Definitions come from the servers' own pg_get_*def functions, compared with runs of
  * white space folded, so that the same object deparsed by different majors compares equal.
+ *
+ * Notes, not differences, where no source data is lost: a column only the target has (its
+ * default fills it), and whatever differs inside a tree whose layout the operator changed
+ * (layouts.ts): the table's kind, its partitions, its indexes, constraints and triggers.
  */
 import { displayIdent, displayName } from '../util/sql.js';
 import type { Catalog, CatalogColumn, CatalogSequence, CatalogTable } from './catalog.js';
 import { databaseObjectsInScope, schemaObjectInScope, tableInScope, type Scope } from './scope.js';
 import type { SchemaDifference, SchemaObjectKind } from './types.js';
+import { inReshapedTree, relKey, type Layouts } from './layouts.js';
 
 const norm = (text: string | null | undefined) => (text ?? '').replace(/\s+/g, ' ').trim();
 
@@ -70,12 +75,24 @@ export function viewBody(def: string | null, schemas: Set<string>): string {
 /** ` NOT VALID` is how pg_get_constraintdef shows an unvalidated constraint: compared apart. */
 const constraintBody = (def: string) => norm(def).replace(/ NOT VALID$/, '');
 
-export function compareCatalogs(source: Catalog, target: Catalog, scope: Scope): SchemaDifference[] {
+export function compareCatalogs(
+  source: Catalog,
+  target: Catalog,
+  scope: Scope,
+  layouts: Layouts,
+): SchemaDifference[] {
   const diffs: SchemaDifference[] = [];
   const add = (d: Omit<SchemaDifference, 'severity'> & { severity?: SchemaDifference['severity'] }) =>
     diffs.push({ severity: 'difference', ...d });
-  const presence = (kind: SchemaObjectKind, object: string, inSource: boolean) =>
-    add({ kind, object, problem: inSource ? 'missing on target' : 'extra on target' });
+  const presence = (
+    kind: SchemaObjectKind,
+    object: string,
+    inSource: boolean,
+    severity: SchemaDifference['severity'] = 'difference',
+  ) => add({ kind, object, problem: inSource ? 'missing on target' : 'extra on target', severity });
+  /** Differences on a table of a reshaped tree (or on its indexes, …) are the operator's layout. */
+  const layout = (t: { schema: string; name: string }): SchemaDifference['severity'] =>
+    inReshapedTree(layouts, relKey(t)) ? 'note' : 'difference';
 
   // Schemas
   pairUp(
@@ -101,7 +118,7 @@ export function compareCatalogs(source: Catalog, target: Catalog, scope: Scope):
     if (!any) return;
     const object = displayName(any.schema, any.name);
     const kind = RELKIND[any.relkind] ?? 'table';
-    if (!s || !t) return presence(kind, object, s !== undefined);
+    if (!s || !t) return presence(kind, object, s !== undefined, layout(any));
     if (s.relkind !== t.relkind) {
       return add({
         kind,
@@ -109,6 +126,7 @@ export function compareCatalogs(source: Catalog, target: Catalog, scope: Scope):
         problem: 'different',
         source: KIND_WORD[s.relkind] ?? s.relkind,
         target: KIND_WORD[t.relkind] ?? t.relkind,
+        severity: layout(any),
       });
     }
     if (
@@ -131,7 +149,8 @@ export function compareCatalogs(source: Catalog, target: Catalog, scope: Scope):
       byKey(t.columns, (c) => c.name),
       (sc, tc) => {
         const col = `${object}.${displayIdent((sc ?? tc)?.name ?? '')}`;
-        if (!sc || !tc) return presence('column', col, sc !== undefined);
+        // A column only the target has loses nothing of the source's: its default fills it.
+        if (!sc || !tc) return presence('column', col, sc !== undefined, sc ? 'difference' : 'note');
         const sd = describeColumn(sc);
         const td = describeColumn(tc);
         if (sd !== td) add({ kind: 'column', object: col, problem: 'different', source: sd, target: td });
@@ -154,11 +173,19 @@ export function compareCatalogs(source: Catalog, target: Catalog, scope: Scope):
     const any = s ?? t;
     if (!any) return;
     const object = displayName(any.schema, any.name);
-    if (!s || !t) return presence('index', object, s !== undefined);
+    const severity = layout({ schema: any.schema, name: any.table });
+    if (!s || !t) return presence('index', object, s !== undefined, severity);
     if (norm(s.definition) !== norm(t.definition)) {
-      add({ kind: 'index', object, problem: 'different', source: s.definition, target: t.definition });
+      add({
+        kind: 'index',
+        object,
+        problem: 'different',
+        source: s.definition,
+        target: t.definition,
+        severity,
+      });
     }
-    if (s.valid && !t.valid) add({ kind: 'index', object, problem: 'not valid on target' });
+    if (s.valid && !t.valid) add({ kind: 'index', object, problem: 'not valid on target', severity });
   });
 
   // Constraints: names are unique per table.
@@ -172,9 +199,17 @@ export function compareCatalogs(source: Catalog, target: Catalog, scope: Scope):
       const any = s ?? t;
       if (!any) return;
       const object = conName(any);
-      if (!s || !t) return presence('constraint', object, s !== undefined);
+      const severity = layout({ schema: any.schema, name: any.table });
+      if (!s || !t) return presence('constraint', object, s !== undefined, severity);
       if (constraintBody(s.definition) !== constraintBody(t.definition)) {
-        add({ kind: 'constraint', object, problem: 'different', source: s.definition, target: t.definition });
+        add({
+          kind: 'constraint',
+          object,
+          problem: 'different',
+          source: s.definition,
+          target: t.definition,
+          severity,
+        });
       }
       if (s.validated && !t.validated) {
         add({
@@ -183,6 +218,7 @@ export function compareCatalogs(source: Catalog, target: Catalog, scope: Scope):
           problem: 'not valid on target',
           source: s.definition,
           target: t.definition,
+          severity,
         });
       }
     },
@@ -193,9 +229,17 @@ export function compareCatalogs(source: Catalog, target: Catalog, scope: Scope):
     const any = s ?? t;
     if (!any) return;
     const object = conName(any);
-    if (!s || !t) return presence('trigger', object, s !== undefined);
+    const severity = layout({ schema: any.schema, name: any.table });
+    if (!s || !t) return presence('trigger', object, s !== undefined, severity);
     if (norm(s.definition) !== norm(t.definition)) {
-      add({ kind: 'trigger', object, problem: 'different', source: s.definition, target: t.definition });
+      add({
+        kind: 'trigger',
+        object,
+        problem: 'different',
+        source: s.definition,
+        target: t.definition,
+        severity,
+      });
     }
     if (s.enabled !== t.enabled) {
       add({
@@ -204,6 +248,7 @@ export function compareCatalogs(source: Catalog, target: Catalog, scope: Scope):
         problem: t.enabled === 'D' ? 'disabled' : 'different',
         source: ENABLED[s.enabled] ?? s.enabled,
         target: ENABLED[t.enabled] ?? t.enabled,
+        severity,
       });
     }
   });

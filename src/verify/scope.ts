@@ -6,6 +6,7 @@
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
+import { splitIdentifiers } from '../util/sql.js';
 
 export interface Scope {
   tables: TableRef[] | undefined;
@@ -13,50 +14,17 @@ export interface Scope {
 }
 
 /**
- * `schema.name` as SQL reads it: double-quoted parts are kept as written (`""` is a quote),
- * unquoted parts are folded to lower case; a bare name is in `public`.
+ * `schema.name` as SQL reads it (see splitIdentifiers); a bare name is in `public`.
  * `public."Order Items"`, `"Audit Log".events`, `sales.orders`.
  */
 export function parseTableName(text: string): TableRef {
-  const parts: string[] = [];
-  let i = 0;
   const bad = (why: string) =>
     new PgconvoyError(`--table "${text}" is not a table name: ${why}`, {
       code: 'BAD_TABLE_NAME',
       hint: `write schema.name; quote names with capitals, spaces or dots: --table 'public."Order Items"'`,
       exitCode: EXIT.usage,
     });
-  while (i <= text.length) {
-    let part = '';
-    if (text[i] === '"') {
-      i++;
-      for (;;) {
-        if (i >= text.length) throw bad('a quote is not closed');
-        if (text[i] === '"') {
-          if (text[i + 1] === '"') {
-            part += '"';
-            i += 2;
-            continue;
-          }
-          i++;
-          break;
-        }
-        part += text[i++];
-      }
-    } else {
-      const end = text.indexOf('.', i);
-      const raw = text.slice(i, end < 0 ? text.length : end);
-      if (raw.includes('"')) throw bad('a quote in the middle of a name');
-      part = raw.trim().toLowerCase();
-      i += raw.length;
-    }
-    if (part === '') throw bad('an empty name');
-    parts.push(part);
-    if (i >= text.length) break;
-    if (text[i] !== '.') throw bad('expected a dot after a quoted name');
-    i++;
-    if (i >= text.length) throw bad('nothing after the dot');
-  }
+  const parts = splitIdentifiers(text, bad);
   if (parts.length === 1) return { schema: 'public', name: parts[0] ?? '' };
   if (parts.length === 2) return { schema: parts[0] ?? '', name: parts[1] ?? '' };
   throw bad('more than two parts');

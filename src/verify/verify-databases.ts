@@ -19,6 +19,7 @@ import { displayName } from '../util/sql.js';
 import { readCatalog, type Catalog } from './catalog.js';
 import { compareCatalogs } from './schema-diff.js';
 import { buildTableJobs, checkScope } from './plan-tables.js';
+import { findLayouts } from './layouts.js';
 import { runTasks } from './run-tasks.js';
 import { openCoordinator, type Coordinator } from './session.js';
 import { tableResult } from './table-job.js';
@@ -96,13 +97,15 @@ export async function verifyDatabases(options: VerifyOptions): Promise<VerifyRep
       return [cats, inv] as [[Catalog, Catalog], Inventory];
     });
     checkScope(scope, catalogs[0], catalogs[1]);
-    const schema = compareCatalogs(catalogs[0], catalogs[1], scope);
+    const layouts = findLayouts(catalogs[0], catalogs[1]);
+    const schema = compareCatalogs(catalogs[0], catalogs[1], scope, layouts);
     emit({ type: 'schema-done', differences: schema.filter((d) => d.severity === 'difference').length });
 
     const plan = buildTableJobs({
       scope,
       source: catalogs[0],
       target: catalogs[1],
+      layouts,
       inventory,
       maxDiffs: options.maxDiffs,
       convert: srcCoord.encoding !== tgtCoord.encoding,

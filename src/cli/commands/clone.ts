@@ -18,6 +18,14 @@ import { unlessInterrupted } from '../interrupted.js';
 import { commandLine, PARENT_COMMAND_ENV } from '../many-databases.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
 import { positiveInt } from '../parse-options.js';
+import { parseExcludedColumn } from '../../copy/table-columns.js';
+
+/** `--exclude-column`, the same for clone, start and worker. */
+export const EXCLUDE_COLUMN_OPTION = [
+  '--exclude-column <schema.table.column>',
+  'leave a source column behind (the target lacks it, or should keep its own default); repeatable',
+  (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+] as const;
 
 interface CloneFlags extends ConnectionFlags {
   jobs?: number;
@@ -39,6 +47,7 @@ interface CloneFlags extends ConnectionFlags {
   allowGaps?: boolean;
   splitTablesLargerThan?: string;
   chunkSize?: string;
+  excludeColumn?: string[];
   dryRun?: boolean;
   json?: boolean;
   quiet?: boolean;
@@ -97,6 +106,7 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
     indexJobs: flags.indexJobs ?? (opt('index-jobs') as number | undefined) ?? DEFAULTS.indexJobs,
     ledgerSchema: flags.ledgerSchema,
     runDir,
+    excludeColumns: new Set((flags.excludeColumn ?? []).map(parseExcludedColumn)),
     schema: flags.schema ?? (opt('schema') as 'apply' | 'skip' | undefined) ?? 'apply',
     indexes: flags.indexes ?? (opt('indexes') as 'before' | 'after' | undefined) ?? 'after',
     createDatabase: Boolean(flags.createDatabase),
@@ -179,6 +189,7 @@ export function registerClone(program: Command): void {
       `cut tables bigger than this into chunks copied in parallel (default ${formatBytes(DEFAULTS.splitTablesLargerThan)})`,
     )
     .option('--chunk-size <size>', `about this much per chunk (default ${formatBytes(DEFAULTS.chunkSize)})`)
+    .option(...EXCLUDE_COLUMN_OPTION)
     .option(
       '--queue-file <file>',
       'copy only the tables a Flexy queue file lists, cut as it says (schema.table[|column|I|low,high] or [|column|V|value])',

@@ -90,6 +90,7 @@ export function registerDemo(program: Command): void {
           jobs: flags.jobs,
           indexJobs: DEFAULTS.indexJobs,
           ledgerSchema: DEFAULTS.ledgerSchema,
+          excludeColumns: new Set(),
           runDir,
           schema: 'apply',
           indexes: 'after',

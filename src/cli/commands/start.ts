@@ -11,7 +11,7 @@ import { isTTY, out, outJson } from '../output.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
 import { unlessInterrupted } from '../interrupted.js';
 import { positiveInt } from '../parse-options.js';
-import { buildCloneOptions } from './clone.js';
+import { buildCloneOptions, EXCLUDE_COLUMN_OPTION } from './clone.js';
 
 type CloneFlags = Parameters<typeof buildCloneOptions>[0];
 
@@ -31,6 +31,8 @@ interface StartFlags {
   maintenanceWorkMem: string;
   splitTablesLargerThan?: string;
   chunkSize?: string;
+  schema: 'apply' | 'skip';
+  excludeColumn?: string[];
   fallback?: 'offline';
   sourceFromTarget?: string;
   slotTimeout: number;
@@ -93,6 +95,15 @@ export function registerStart(program: Command): void {
     .option('--pg-bin <dir>', "directory of pg_dump/pg_restore/psql (a major >= the source's)")
     .option('--split-tables-larger-than <size>', 'cut tables bigger than this into chunks copied in parallel')
     .option('--chunk-size <size>', 'about this much per chunk')
+    .addOption(
+      new Option(
+        '--schema <mode>',
+        'apply: create the schema from pg_dump (default); skip: the tables exist on the target already (another layout is fine: partitioned, other column order, extra columns with defaults)',
+      )
+        .choices(['apply', 'skip'])
+        .default('apply'),
+    )
+    .option(...EXCLUDE_COLUMN_OPTION)
     .option('--no-owner', 'do not set object owners on the target')
     .option('--no-privileges', 'do not copy GRANT/REVOKE')
     .option(
@@ -141,7 +152,7 @@ Examples:
       const cloneFlags: CloneFlags = {
         ...flags,
         existingRows: 'error',
-        schema: 'apply',
+        schema: flags.schema,
         indexes: 'after',
       };
       const clone = buildCloneOptions(cloneFlags, controller.signal);

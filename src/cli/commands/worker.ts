@@ -19,12 +19,15 @@ import { err, out, outJson } from '../output.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 import { positiveInt } from '../parse-options.js';
+import { parseExcludedColumn } from '../../copy/table-columns.js';
+import { EXCLUDE_COLUMN_OPTION } from './clone.js';
 
 interface WorkerFlags extends ConnectionFlags {
   jobs: number;
   ledgerSchema: string;
   retries: number;
   name?: string;
+  excludeColumn?: string[];
   json?: boolean;
 }
 
@@ -38,6 +41,7 @@ export function registerWorker(program: Command): void {
     .option('-j, --jobs <n>', 'copy workers in this process', positiveInt, DEFAULTS.jobs)
     .option('--retries <n>', 'retries of a job after a transient failure', positiveInt, DEFAULTS.jobRetries)
     .option('--name <name>', 'worker name shown by `pgconvoy status` (default host-pid)')
+    .option(...EXCLUDE_COLUMN_OPTION)
     .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)
     .option('--json', 'machine-readable summary')
     .addHelpText(
@@ -92,6 +96,7 @@ Each worker reads its own snapshot of the source: stop writes to the source firs
         snapshot: undefined,
         snapshotRequired: false,
         jobs: flags.jobs,
+        excludeColumns: new Set((flags.excludeColumn ?? []).map(parseExcludedColumn)),
         workerPrefix: flags.name ?? `${os.hostname()}-${process.pid}`,
         maxAttempts: flags.retries + 1,
         replicationRole,

@@ -1,0 +1,204 @@
+/**
+ * Migrating into a target whose layout the operator changed (issue 17), against real
+ * servers (source 15 → target 17): a flat source table into a list-partitioned target table
+ * of the same name, columns in another order with an extra column that has a default.
+ * `clone --schema skip` routes every row to its partition, a row that fits no partition
+ * fails its job with the key and the fix, and verify compares the layouts by content.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { LocalServer } from '../src/sandbox/local-server.js';
+import {
+  NEW_MAJOR,
+  SYSTEM_MAJOR,
+  createDatabase,
+  runCli,
+  startServer,
+  tempDir,
+  uniqueName,
+} from './helpers/servers.js';
+
+let source: LocalServer;
+let target: LocalServer;
+
+before(async () => {
+  [source, target] = await Promise.all([startServer(SYSTEM_MAJOR), startServer(NEW_MAJOR)]);
+});
+after(async () => {
+  await Promise.all([source?.destroy(), target?.destroy()]);
+});
+
+/** A flat events table on the source: 3000 rows over the regions eu, us and ap. */
+const FLAT_SOURCE = `
+CREATE TABLE public.events (id bigint PRIMARY KEY, region text NOT NULL, payload text, at timestamptz NOT NULL);
+INSERT INTO public.events
+  SELECT g, (ARRAY['eu', 'us', 'ap'])[g % 3 + 1], 'row ' || g, '2024-01-01'::timestamptz + g * interval '1 minute'
+  FROM generate_series(1, 3000) g;
+CREATE TABLE public.notes (id int PRIMARY KEY, body text);
+INSERT INTO public.notes SELECT g, 'note ' || g FROM generate_series(1, 50) g;
+ANALYZE;`;
+
+/** The same table list-partitioned by region on the target (the key must hold the partition column). */
+const PARTITIONED_TARGET = (regions: string[]) => `
+CREATE TABLE public.events (id bigint NOT NULL, region text NOT NULL, payload text, at timestamptz NOT NULL,
+                            PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+${regions.map((r) => `CREATE TABLE public.events_${r} PARTITION OF public.events FOR VALUES IN ('${r}');`).join('\n')}
+CREATE INDEX events_at_idx ON public.events (at);
+CREATE TABLE public.notes (id int PRIMARY KEY, body text);`;
+
+async function pair(targetSchema: string): Promise<{ db: string; args: string[] }> {
+  const db = uniqueName('reshape');
+  await Promise.all([createDatabase(source, db), createDatabase(target, db)]);
+  await source.sql(FLAT_SOURCE, db);
+  await target.sql(targetSchema, db);
+  return { db, args: ['--source', source.url(db), '--target', target.url(db)] };
+}
+
+const clone = (args: string[], ...more: string[]) =>
+  runCli(['clone', ...args, '--schema', 'skip', '--run-dir', tempDir(), '--jobs', '2', ...more]);
+
+describe('clone --schema skip into a partitioned target', () => {
+  test('a flat table into a list-partitioned one: every row in its partition, chunks too, verify passes', async () => {
+    const p = await pair(PARTITIONED_TARGET(['eu', 'us', 'ap']));
+    // Chunks of a few rows each: several jobs load one partitioned table.
+    const run = await clone(p.args, '--split-tables-larger-than', '100kB', '--chunk-size', '64kB');
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    assert.match(run.stderr, /public\.events: \d+ chunks by key-range/);
+    const counts = await target.sql<{ part: string; n: string; wrong: string }>(
+      `SELECT tableoid::regclass::text AS part, count(*) AS n,
+              count(*) FILTER (WHERE 'events_' || region <> tableoid::regclass::text) AS wrong
+       FROM public.events GROUP BY 1 ORDER BY 1`,
+      p.db,
+    );
+    assert.deepEqual(
+      counts.map((c) => [c.part, Number(c.n), Number(c.wrong)]),
+      [
+        ['events_ap', 1000, 0],
+        ['events_eu', 1000, 0],
+        ['events_us', 1000, 0],
+      ],
+    );
+    // The operator's index and key stay as they were made.
+    const idx = await target.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM pg_indexes WHERE tablename = 'events' AND indexname IN ('events_at_idx', 'events_pkey')`,
+      p.db,
+    );
+    assert.equal(Number(idx[0]?.n), 2);
+    const verify = await runCli(['verify', ...p.args, '--json']);
+    assert.equal(verify.code, 0, verify.stderr + verify.stdout);
+    const report = JSON.parse(verify.stdout) as { tables: { name: string; status: string; rows: unknown }[] };
+    const events = report.tables.find((t) => t.name === 'events');
+    assert.deepEqual([events?.status, events?.rows], ['match', { source: 3000, target: 3000 }]);
+  });
+
+  test('a row that fits no partition fails with the key and the fix; a default partition, then a rerun completes', async () => {
+    const p = await pair(PARTITIONED_TARGET(['eu', 'us']));
+    const run = await clone(p.args);
+    assert.equal(run.code, 1, run.stderr + run.stdout);
+    assert.match(
+      run.stdout + run.stderr,
+      /no partition of public\.events on the target accepts a row of the source: partition key \(region\) = \(ap\)/,
+    );
+    assert.match(run.stdout + run.stderr, /CREATE TABLE … PARTITION OF public\.events DEFAULT/);
+    // Failed at once (not retried as a transient failure), and the other table is in.
+    assert.doesNotMatch(run.stdout + run.stderr, /transient failure/);
+    const notes = await target.sql<{ n: string }>('SELECT count(*) AS n FROM public.notes', p.db);
+    assert.equal(Number(notes[0]?.n), 50);
+    await target.sql('CREATE TABLE public.events_other PARTITION OF public.events DEFAULT', p.db);
+    const again = await clone(p.args);
+    assert.equal(again.code, 0, again.stderr + again.stdout);
+    const rows = await target.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM public.events_other WHERE region = 'ap'`,
+      p.db,
+    );
+    assert.equal(Number(rows[0]?.n), 1000);
+    const verify = await runCli(['verify', ...p.args]);
+    assert.equal(verify.code, 0, verify.stderr + verify.stdout);
+  });
+});
+
+describe('clone --schema skip into a target with other columns', () => {
+  test('columns in another order and one more with a default: matched by name, the default filled in, verify passes', async () => {
+    const p = await pair(`
+      CREATE TABLE public.events (source_note text DEFAULT 'migrated', at timestamptz NOT NULL, payload text,
+                                  region text NOT NULL, id bigint PRIMARY KEY);
+      CREATE TABLE public.notes (body text, id int PRIMARY KEY);`);
+    const dry = await runCli(['clone', ...p.args, '--schema', 'skip', '--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr + dry.stdout);
+    assert.match(dry.stdout, /public\.events: target column\(s\) source_note left to their defaults/);
+    const run = await clone(p.args);
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    assert.match(run.stderr, /public\.events: target column\(s\) source_note left to their defaults/);
+    const rows = await target.sql<{ n: string; wrong: string }>(
+      `SELECT count(*) AS n, count(*) FILTER (WHERE source_note IS DISTINCT FROM 'migrated'
+                                               OR payload IS DISTINCT FROM 'row ' || id) AS wrong
+       FROM public.events`,
+      p.db,
+    );
+    assert.deepEqual([Number(rows[0]?.n), Number(rows[0]?.wrong)], [3000, 0]);
+    const verify = await runCli(['verify', ...p.args, '--json']);
+    assert.equal(verify.code, 0, verify.stderr + verify.stdout);
+    const report = JSON.parse(verify.stdout) as { schema: { object: string; severity: string }[] };
+    assert.deepEqual(
+      report.schema.map((d) => [d.object, d.severity]),
+      [['public.events.source_note', 'note']],
+    );
+  });
+
+  test('a source column the target lacks is refused before any row moves, unless --exclude-column', async () => {
+    const p = await pair(`
+      CREATE TABLE public.events (id bigint PRIMARY KEY, region text NOT NULL, at timestamptz NOT NULL);
+      CREATE TABLE public.notes (id int PRIMARY KEY, body text);`);
+    const refused = await clone(p.args);
+    assert.equal(refused.code, 5, refused.stderr + refused.stdout);
+    assert.match(refused.stderr, /column "payload" of public\.events does not exist on the target/);
+    assert.match(refused.stderr, /--exclude-column public\.events\.payload/);
+    const run = await clone(p.args, '--exclude-column', 'public.events.payload');
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    assert.match(run.stderr, /public\.events: source column\(s\) payload left behind \(--exclude-column\)/);
+    const rows = await target.sql<{ n: string }>('SELECT count(*) AS n FROM public.events', p.db);
+    assert.equal(Number(rows[0]?.n), 3000);
+  });
+});
+
+describe('start --schema skip into a partitioned target (online)', () => {
+  test('inserts, updates, deletes and a TRUNCATE while replicating are routed into the partitions; cutover verifies equal', async () => {
+    const p = await pair(PARTITIONED_TARGET(['eu', 'us', 'ap']));
+    const startArgs = ['start', ...p.args, '--schema', 'skip', '--jobs', '2', '--run-dir', tempDir()];
+    // The target's key (id, region) has a column the source's key (id) lacks: refused up front.
+    const refused = await runCli(startArgs);
+    assert.equal(refused.code, 7, refused.stderr + refused.stdout);
+    assert.match(
+      refused.stderr,
+      /public\.events: the target finds rows by \(id, region\), the source sends \(id\)[^]*ALTER TABLE public\.events REPLICA IDENTITY FULL/,
+    );
+    await source.sql('ALTER TABLE public.events REPLICA IDENTITY FULL', p.db);
+    const start = await runCli(startArgs);
+    assert.equal(start.code, 0, start.stderr + start.stdout);
+    await source.sql(
+      `INSERT INTO public.events SELECT g, 'us', 'late ' || g, now() FROM generate_series(3001, 3100) g;
+       UPDATE public.events SET region = 'ap', payload = 'moved' WHERE id BETWEEN 1 AND 30;
+       DELETE FROM public.events WHERE id BETWEEN 100 AND 149;
+       TRUNCATE public.notes;
+       INSERT INTO public.notes VALUES (1, 'after truncate');`,
+      p.db,
+    );
+    const cutover = await runCli(['cutover', ...p.args, '--json']);
+    assert.equal(cutover.code, 0, cutover.stderr + target.logTail());
+    const r = JSON.parse(cutover.stdout) as { verify: { ok: boolean } };
+    assert.equal(r.verify.ok, true);
+    const facts = `SELECT (SELECT count(*) FROM public.events)::int AS events,
+                          (SELECT count(*) FROM public.events WHERE region = 'ap')::int AS ap,
+                          (SELECT string_agg(body, ',') FROM public.notes) AS notes`;
+    const [want] = await source.sql(facts, p.db);
+    const [got] = await target.sql(facts, p.db);
+    assert.deepEqual(got, want);
+    assert.deepEqual(want, { events: 3050, ap: 1003, notes: 'after truncate' });
+    // Updated rows changed partition on the target too.
+    const moved = await target.sql<{ n: string }>(
+      `SELECT count(*) AS n FROM public.events_ap WHERE payload = 'moved'`,
+      p.db,
+    );
+    assert.equal(Number(moved[0]?.n), 30);
+  });
+});
