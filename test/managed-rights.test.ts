@@ -145,3 +145,50 @@ describe(`online migration ${SYSTEM_MAJOR} → ${NEW_MAJOR} as a non-superuser o
     }
   });
 });
+
+describe(`start-back and rollback as non-superusers, ${NEW_MAJOR} → ${NEW_MAJOR}`, () => {
+  let a: LocalServer;
+  let b: LocalServer;
+  // No pg_dump newer than 15 here: the schema is made from SQL on both sides (--schema skip).
+  const SCHEMA = `CREATE TABLE public.events (id bigserial PRIMARY KEY, writer text NOT NULL, n integer NOT NULL, UNIQUE (writer, n));`;
+  before(async () => {
+    [a, b] = await Promise.all([startServer(NEW_MAJOR), startServer(NEW_MAJOR)]);
+    for (const s of [a, b]) {
+      await s.sql(
+        `CREATE ROLE mig LOGIN REPLICATION PASSWORD 'migpw' IN ROLE pg_create_subscription, pg_signal_backend`,
+      );
+      await s.sql(`CREATE DATABASE ${DB} OWNER mig`);
+      await s.sql(`SET ROLE mig; ${SCHEMA}`, DB);
+    }
+    await a.sql(
+      `SET ROLE mig; INSERT INTO public.events (writer, n) SELECT 'seed', g FROM generate_series(1, 500) g`,
+      DB,
+    );
+  });
+  after(async () => Promise.all([a?.destroy(), b?.destroy()]));
+
+  test('start, start-back, cutover, a write on the target, rollback: the write is on the source', async () => {
+    const args = ['--source', a.url(DB, 'mig', 'migpw'), '--target', b.url(DB, 'mig', 'migpw')];
+    const start = await runCli(['start', ...args, '--schema', 'skip']);
+    assert.equal(start.code, 0, start.stdout + start.stderr);
+    const back = await runCli(['start-back', ...args]);
+    assert.equal(back.code, 0, back.stdout + back.stderr);
+    await a.sql(`SET ROLE mig; INSERT INTO public.events (writer, n) VALUES ('before cutover', 1)`, DB);
+    const cutover = await runCli(['cutover', ...args, '--json']);
+    assert.equal(cutover.code, 0, cutover.stdout + cutover.stderr);
+    const r = JSON.parse(cutover.stdout) as { backReplication: { originNone: boolean } };
+    assert.deepEqual(r.backReplication, { originNone: true });
+    await b.sql(`SET ROLE mig; INSERT INTO public.events (writer, n) VALUES ('on the target', 1)`, DB);
+    const rollback = await runCli(['rollback', ...args]);
+    assert.equal(rollback.code, 0, rollback.stdout + rollback.stderr);
+    const rows = await a.sql<{ n: number }>(
+      "SELECT count(*)::int AS n FROM public.events WHERE writer IN ('before cutover', 'on the target')",
+      DB,
+    );
+    assert.equal(rows[0]?.n, 2, 'the write made on the target is on the source');
+    // The source database is open again: a new session writes.
+    await a.sql(`SET ROLE mig; INSERT INTO public.events (writer, n) VALUES ('after rollback', 1)`, DB);
+    const teardown = await runCli(['teardown', ...args]);
+    assert.equal(teardown.code, 0, teardown.stderr);
+  });
+});
