@@ -38,6 +38,16 @@ export const DEFAULTS = {
   splitTablesLargerThan: 1024 ** 3, // 1 GiB
   chunkSize: 256 * 1024 ** 2, // 256 MiB
   connectTimeoutSeconds: 10,
+  /**
+   * How long a source statement of pgconvoy waits for a table lock (pg_dump's
+   * --lock-wait-timeout, CREATE/ALTER PUBLICATION) before it says what it waited for, instead
+   * of queueing the application's queries behind it for as long as a long transaction lasts.
+   */
+  lockWaitTimeoutMs: 60_000,
+  /** TCP keepalives: a dead network fails a session in about idle + interval × count seconds, not hours. */
+  keepalivesIdleSeconds: 30,
+  keepalivesIntervalSeconds: 10,
+  keepalivesCount: 3,
   /** Retries of a job after a transient failure (connection lost, deadlock, ...). */
   jobRetries: 5,
   retryBaseDelayMs: 500,

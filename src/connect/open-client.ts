@@ -62,6 +62,7 @@ function clientConfig(
     application_name: options.applicationName ?? DEFAULTS.applicationName,
     connectionTimeoutMillis: (spec.connectTimeoutSeconds ?? DEFAULTS.connectTimeoutSeconds) * 1000,
     keepAlive: true,
+    keepAliveInitialDelayMillis: DEFAULTS.keepalivesIdleSeconds * 1000,
     ...(spec.options ? { options: spec.options } : {}),
     ssl: useTls ? sslOptions(spec) : false,
     ...(options.replication ? { replication: options.replication } : {}),

@@ -11,7 +11,7 @@
  * Checked on PostgreSQL 13, 15 and 17.
  */
 import type pg from 'pg';
-import { EXIT } from '../defaults.js';
+import { DEFAULTS, EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
@@ -57,6 +57,11 @@ export async function createPublication(
   }
   const list = published.map((t) => qualifiedName(t.schema, t.name)).join(', ');
 
+  // Adding tables to a publication locks each of them: wait a bounded time for that, and
+  // say so, rather than queue behind someone's long DDL (and queue the application behind us).
+  await client.query("SELECT pg_catalog.set_config('lock_timeout', $1, false)", [
+    `${DEFAULTS.lockWaitTimeoutMs}ms`,
+  ]);
   try {
     const existing = await client.query<{ oid: number; puballtables: boolean }>(
       'SELECT p.oid, p.puballtables FROM pg_catalog.pg_publication p WHERE p.pubname = $1',
@@ -95,6 +100,17 @@ export async function createPublication(
     return { name, created: false, published, skipped };
   } catch (err) {
     if (err instanceof PgconvoyError) throw err;
+    if (serverErrorFields(err)?.code === '55P03') {
+      throw new PgconvoyError(
+        `waited ${DEFAULTS.lockWaitTimeoutMs / 1000} s for a lock on the tables of publication "${name}" on the source, in vain`,
+        {
+          code: 'LOCK_TIMEOUT',
+          exitCode: EXIT.source,
+          hint: 'another session holds a conflicting lock on one of them (a long transaction that ran DDL, VACUUM FULL, a REINDEX): see pg_locks / pg_stat_activity on the source, let it finish, then run again',
+          cause: err,
+        },
+      );
+    }
     if (serverErrorFields(err)?.code === '42501') {
       throw new PgconvoyError(`not allowed to create publication "${name}" on the source`, {
         code: 'PUBLICATION_DENIED',
@@ -109,6 +125,8 @@ export async function createPublication(
       exitCode: EXIT.source,
       cause: err,
     });
+  } finally {
+    await client.query('RESET lock_timeout').catch(() => undefined);
   }
 }
 

@@ -16,7 +16,7 @@ import path from 'node:path';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { describeConnection } from '../connect/resolve.js';
 import { openClient } from '../connect/open-client.js';
-import { EXIT } from '../defaults.js';
+import { DEFAULTS, EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { quoteIdent } from '../util/sql.js';
 import { makePrivateDir, writePrivateFile } from '../util/private-files.js';
@@ -34,6 +34,8 @@ export interface DumpSchemaOptions {
   excludeSchemas: string[];
   /** Write the SQL files without ALTER ... OWNER TO (and make that the default when applying). */
   noOwner?: boolean;
+  /** pg_dump's --lock-wait-timeout, in milliseconds (default DEFAULTS.lockWaitTimeoutMs). */
+  lockWaitTimeoutMs?: number;
   /** Write the SQL files without GRANT/REVOKE (and make that the default when applying). */
   noPrivileges?: boolean;
   signal?: AbortSignal;
@@ -80,6 +82,9 @@ export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump
     '--no-password',
     // The source's own subscriptions pull from its upstreams: a copy on the target would too.
     '--no-subscriptions',
+    // pg_dump locks every table it dumps; one held by someone else's long DDL would make it
+    // (and the application's queries queued behind it) wait without end.
+    `--lock-wait-timeout=${options.lockWaitTimeoutMs ?? DEFAULTS.lockWaitTimeoutMs}`,
     `--file=${archive}`,
     ...options.excludeSchemas.map((s) => `--exclude-schema=${quoteIdent(s)}`),
     `--dbname=${childConninfo(source, 'pgconvoy pg_dump')}`,

@@ -10,6 +10,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { formatConninfo } from '../connect/conninfo.js';
+import { DEFAULTS } from '../defaults.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { redact } from '../util/redact.js';
 
@@ -47,6 +48,11 @@ function secretServiceFile(sslpassword: string): string {
 export function childConninfo(spec: ConnectionSpec, applicationName: string): string {
   const { options: _options, sslpassword, service: _service, ...info } = spec.conninfo;
   return formatConninfo({
+    // A dead network fails the child within a minute instead of hanging for hours.
+    keepalives: '1',
+    keepalives_idle: String(DEFAULTS.keepalivesIdleSeconds),
+    keepalives_interval: String(DEFAULTS.keepalivesIntervalSeconds),
+    keepalives_count: String(DEFAULTS.keepalivesCount),
     ...info,
     ...(sslpassword !== undefined ? { service: SECRET_SERVICE } : {}),
     fallback_application_name: applicationName,
