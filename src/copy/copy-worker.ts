@@ -15,6 +15,7 @@ import type { ConnectionSpec } from '../connect/resolve.js';
 import { errorMessage, serverErrorFields } from '../errors.js';
 import type { JobLedger, JobRow } from '../ledger/jobs.js';
 import { qualifiedName } from '../util/sql.js';
+import { retry, sleep } from '../util/wait.js';
 import { copyStream } from './copy-stream.js';
 import { beginInSnapshot, prepareSourceSession } from './source-snapshot.js';
 import { planTableColumns, tableKey, type ColumnCatalog } from './table-columns.js';
@@ -53,15 +54,6 @@ export interface WorkerContext {
   /** Shared between workers: set once the source snapshot could not be imported any more. */
   snapshotLost: { value: boolean };
 }
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
 
 export class CopyWorker {
   private sourceClient: pg.Client | undefined;
@@ -194,16 +186,24 @@ export class CopyWorker {
     // Record the attempt on a fresh connection (the job's transaction is gone).
     const delayMs = backoffMs(Math.min(consecutive, 8));
     if (job) {
-      for (let i = 1; ; i++) {
-        try {
-          const { target } = await this.connect();
-          await this.ctx.ledger.recordFailure(target, job.id, message, final);
-          break;
-        } catch (again) {
-          if (!isTransient(again) || i >= this.ctx.maxAttempts * 3) throw again;
-          await this.disconnect();
-          await sleep(backoffMs(Math.min(i, 8)), this.ctx.signal);
-        }
+      try {
+        await retry(
+          async () => {
+            const { target } = await this.connect();
+            await this.ctx.ledger.recordFailure(target, job.id, message, final);
+          },
+          {
+            retryable: isTransient,
+            attempts: this.ctx.maxAttempts * 3,
+            delayMs: (i) => backoffMs(Math.min(i, 8)),
+            signal: this.ctx.signal,
+            onRetry: () => this.disconnect(),
+          },
+        );
+      } catch (again) {
+        // Interrupted: the job stays pending (its transaction rolled back), which is all that matters.
+        if (this.ctx.signal?.aborted) return;
+        throw again;
       }
     }
     if (final && job) {

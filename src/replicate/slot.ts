@@ -15,6 +15,7 @@ import { openClient } from '../connect/open-client.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { quoteIdent } from '../util/sql.js';
 import { openReplicationClient } from './replication-client.js';
+import { sleep } from '../util/wait.js';
 
 export interface SlotWithSnapshot {
   slotName: string;
@@ -188,6 +189,6 @@ export async function dropSlot(client: pg.Client, slotName: string, timeoutMs = 
         hint: `find the process with SELECT active_pid FROM pg_replication_slots WHERE slot_name = '${slotName}', stop it, and run pgconvoy teardown again`,
       });
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
   }
 }

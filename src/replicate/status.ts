@@ -10,6 +10,7 @@
 import type pg from 'pg';
 import { PgconvoyError } from '../errors.js';
 import { formatBytes } from '../util/format.js';
+import { sleep } from '../util/wait.js';
 
 export interface SlotStatus {
   name: string;
@@ -248,6 +249,6 @@ export async function waitForCatchUp(
         details: { status },
       });
     }
-    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 200));
+    await sleep(options.pollMs ?? 200);
   }
 }
