@@ -10,10 +10,10 @@ import type { PgTools } from '../schema/pg-tools.js';
 import type { PostDataItem, SchemaDump } from '../schema/types.js';
 import { displayName } from '../util/sql.js';
 import { tableKey } from '../copy/table-columns.js';
-import { applySqlAtomically, isLostConnection } from './apply-sql.js';
-import { backoffMs } from '../copy/transient.js';
+import { applySqlAtomically } from './apply-sql.js';
+import { isLostConnection } from '../sqlstate.js';
 import { schemaSql } from '../schema/index.js';
-import { retry } from '../util/wait.js';
+import { backoffMs, retry } from '../util/wait.js';
 
 export const indexStepName = (t: TableRef): string => `indexes:${tableKey(t)}`;
 

@@ -29,7 +29,7 @@ import { dumpSchema } from '../schema/dump-schema.js';
 import type { SchemaDump } from '../schema/types.js';
 import type { CopyEvent } from '../copy/copy-worker.js';
 import { runCopyPool } from '../copy/copy-pool.js';
-import { backoffMs, isTransient } from '../copy/transient.js';
+import { isTransient } from '../sqlstate.js';
 import { exportSnapshot, type SnapshotHandle } from '../copy/source-snapshot.js';
 import { planTableColumns, readColumnCatalog, tableKey, type ColumnCatalog } from '../copy/table-columns.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
@@ -46,7 +46,7 @@ import {
   syncSequences,
 } from './finish-steps.js';
 import { existingRowsError, loadBlockers, nonEmptyTables, type ExistingRowsPolicy } from './target-checks.js';
-import { retry, sleep } from '../util/wait.js';
+import { backoffMs, retry, sleep } from '../util/wait.js';
 
 export type PhaseName =
   | 'connect'

@@ -10,6 +10,7 @@ import pg from 'pg';
 import { DEFAULTS, EXIT } from '../defaults.js';
 import { PgconvoyError, serverErrorFields } from '../errors.js';
 import { describeConnection, type ConnectionSpec } from './resolve.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 export interface OpenOptions {
   /** Shown in pg_stat_activity, e.g. "pgconvoy copy 3". */
@@ -145,7 +146,7 @@ export function connectionError(err: unknown, spec: ConnectionSpec): PgconvoyErr
         `give a host name in ${flag}, or start the local server`,
         'NO_SOCKET',
       );
-    case '28P01':
+    case SQLSTATE.invalidPassword:
       return make(
         `password authentication failed for user "${spec.user}"`,
         spec.passwordSource === 'none'
@@ -153,13 +154,13 @@ export function connectionError(err: unknown, spec: ConnectionSpec): PgconvoyErr
           : `check the password (it came from ${spec.passwordSource === 'passfile' ? 'the password file' : spec.passwordSource === 'PGPASSWORD' ? 'PGPASSWORD' : flag})`,
         'AUTH_FAILED',
       );
-    case '28000':
+    case SQLSTATE.invalidAuthorizationSpecification:
       return make(
         fields?.detail ? `${firstLine(err)}` : 'the server rejected the login',
         `the server's pg_hba.conf has no entry for this user, database and address; ask its administrator, or check sslmode`,
         'AUTH_REJECTED',
       );
-    case '3D000':
+    case SQLSTATE.invalidCatalogName:
       return make(
         `database "${spec.database}" does not exist`,
         spec.side === 'target'
@@ -167,13 +168,13 @@ export function connectionError(err: unknown, spec: ConnectionSpec): PgconvoyErr
           : `check the database name in ${flag}`,
         'NO_DATABASE',
       );
-    case '53300':
+    case SQLSTATE.tooManyConnections:
       return make(
         'too many connections',
         'lower --jobs, or raise max_connections on that server',
         'TOO_MANY_CONNECTIONS',
       );
-    case '57P03':
+    case SQLSTATE.cannotConnectNow:
       return make(
         'the server is starting up or shutting down',
         'wait until it accepts connections, then run again',

@@ -15,12 +15,12 @@ import type { ConnectionSpec } from '../connect/resolve.js';
 import { errorMessage, serverErrorFields } from '../errors.js';
 import type { JobLedger, JobRow } from '../ledger/jobs.js';
 import { qualifiedName } from '../util/sql.js';
-import { retry, sleep } from '../util/wait.js';
+import { backoffMs, retry, sleep } from '../util/wait.js';
+import { isTransient, SQLSTATE } from '../sqlstate.js';
 import { copyStream } from './copy-stream.js';
 import { beginInSnapshot, prepareSourceSession } from './source-snapshot.js';
 import { planTableColumns, tableKey, type ColumnCatalog } from './table-columns.js';
 import { prepareTargetSession } from './target-session.js';
-import { backoffMs, isTransient } from './transient.js';
 
 export type CopyEvent =
   | { type: 'job-start'; worker: string; job: JobRow }
@@ -73,7 +73,7 @@ export class CopyWorker {
         await beginInSnapshot(source, snapshot);
       } catch (err) {
         // The exporting session is gone (source restarted): later reads see a newer snapshot.
-        if (serverErrorFields(err)?.code !== '22023' || !snapshot) throw err;
+        if (serverErrorFields(err)?.code !== SQLSTATE.invalidParameterValue || !snapshot) throw err;
         await source.query('ROLLBACK');
         if (!this.ctx.snapshotLost.value) {
           this.ctx.snapshotLost.value = true;

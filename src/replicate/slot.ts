@@ -16,6 +16,7 @@ import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { quoteIdent } from '../util/sql.js';
 import { openReplicationClient } from './replication-client.js';
 import { sleep } from '../util/wait.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 export interface SlotWithSnapshot {
   slotName: string;
@@ -142,7 +143,7 @@ function slotError(
       },
     );
   }
-  if (fields?.code === '53400') {
+  if (fields?.code === SQLSTATE.configurationLimitExceeded) {
     return new PgconvoyError(`the source ${where} has no free replication slot for "${slotName}"`, {
       code: 'NO_FREE_SLOT',
       hint: 'raise max_replication_slots on the source (needs a restart), or drop slots nobody uses',
@@ -180,8 +181,8 @@ export async function dropSlot(client: pg.Client, slotName: string, timeoutMs = 
       }
     } catch (err) {
       const code = serverErrorFields(err)?.code;
-      if (code === '42704') return false; // dropped by someone else meanwhile
-      if (code !== '55006') throw err; // 55006: became active again; terminate and retry
+      if (code === SQLSTATE.undefinedObject) return false; // dropped by someone else meanwhile
+      if (code !== SQLSTATE.objectInUse) throw err; // object in use: became active again; terminate and retry
     }
     if (Date.now() > deadline) {
       throw new PgconvoyError(`replication slot "${slotName}" stays in use; it could not be dropped`, {

@@ -18,6 +18,7 @@ import { formatConninfoWithPassword, parseConninfo, type Conninfo } from '../con
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
 import { withoutStatementLogging, type QuietResult } from './quiet-logging.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 export interface SubscriptionSpec {
   name: string;
@@ -129,7 +130,7 @@ function subscriptionError(err: unknown, name: string, conninfo: string): Pgconv
       exitCode: EXIT.target,
       cause: err,
     });
-  if (fields?.code === '42501') {
+  if (fields?.code === SQLSTATE.insufficientPrivilege) {
     return make(
       message,
       'the target role must be superuser, or (16+) a member of pg_create_subscription with CREATE on the database',
@@ -143,7 +144,7 @@ function subscriptionError(err: unknown, name: string, conninfo: string): Pgconv
       'SOURCE_UNREACHABLE_FROM_TARGET',
     );
   }
-  if (fields?.code === '42P01') {
+  if (fields?.code === SQLSTATE.undefinedTable) {
     return make(message, 'create the schema on the target before subscribing', 'SUBSCRIPTION_TABLE_MISSING');
   }
   return make(message, 'run pgconvoy precheck to see what the target lacks', 'SUBSCRIPTION_FAILED');

@@ -4,6 +4,7 @@
  * sleep leaks one listener per wait (Node warns after 10 on one signal).
  */
 import { setTimeout as delay } from 'node:timers/promises';
+import { DEFAULTS } from '../defaults.js';
 
 /**
  * Waits `ms` milliseconds, or less when `signal` aborts. Never throws on abort: callers look
@@ -42,4 +43,14 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, o: RetryOpti
       await sleep(o.delayMs(attempt), o.signal);
     }
   }
+}
+
+/** Delay before retry number `attempt` (1-based): exponential, capped, with full jitter. */
+export function backoffMs(
+  attempt: number,
+  base: number = DEFAULTS.retryBaseDelayMs,
+  max: number = DEFAULTS.retryMaxDelayMs,
+): number {
+  const ceiling = Math.min(max, base * 2 ** (attempt - 1));
+  return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
 }

@@ -18,6 +18,7 @@ import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage } from '../errors.js';
 import { quoteLiteral } from '../util/sql.js';
 import { VERIFY_DEFAULTS } from './types.js';
+import { SQLSTATE, sqlstateOf } from '../sqlstate.js';
 
 // Checked on 13, 15, 17. set_config() takes parameters, SET does not.
 const PIN_SETTINGS = `
@@ -50,7 +51,7 @@ export function sideExit(spec: ConnectionSpec): typeof EXIT.source | typeof EXIT
 /** A failed verify query, naming the side and what was being read. */
 export function verifyQueryError(spec: ConnectionSpec, what: string, err: unknown): PgconvoyError {
   if (err instanceof PgconvoyError) return err;
-  const lock = (err as { code?: string } | undefined)?.code === '55P03';
+  const lock = sqlstateOf(err) === SQLSTATE.lockNotAvailable;
   return new PgconvoyError(`verify could not read ${what} on the ${spec.side}: ${errorMessage(err)}`, {
     code: lock ? 'VERIFY_LOCK_TIMEOUT' : 'VERIFY_QUERY_FAILED',
     hint: lock
