@@ -60,3 +60,45 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/** Which server a failure came from, for errors that reach the top without a PgconvoyError around them. */
+export type ServerSide = 'source' | 'target';
+
+const SIDE = Symbol('pgconvoy.side');
+
+/** Marks `err` as coming from the `side` server (connect/ does this for every session it opens). */
+export function tagSide(err: unknown, side: ServerSide): void {
+  if (err && typeof err === 'object' && !(SIDE in err)) {
+    Object.defineProperty(err, SIDE, { value: side, enumerable: false });
+  }
+}
+
+export function sideOf(err: unknown): ServerSide | undefined {
+  if (err && typeof err === 'object' && SIDE in err) return (err as { [SIDE]: ServerSide })[SIDE];
+  return undefined;
+}
+
+/**
+ * A server error that no step wrapped: reported as what it is (the server's SQLSTATE,
+ * message, detail and hint, and which side said it), not as a bug in pgconvoy.
+ */
+export function wrapServerError(err: unknown): PgconvoyError | undefined {
+  const fields = serverErrorFields(err);
+  if (!fields?.code) return undefined;
+  const side = sideOf(err);
+  const where = side ? `the ${side} server` : 'a server';
+  return new PgconvoyError(`${where} reported an error: ${errorMessage(err)} (SQLSTATE ${fields.code})`, {
+    code: 'SERVER_ERROR',
+    hint:
+      fields.hint ??
+      `this is the server's own error; fix its cause on ${side ? `the ${side}` : 'that server'} and run the same command again`,
+    exitCode: side === 'source' ? EXIT.source : side === 'target' ? EXIT.target : EXIT.failed,
+    cause: err,
+    details: {
+      sqlstate: fields.code,
+      ...(side ? { side } : {}),
+      ...(fields.detail ? { detail: fields.detail } : {}),
+      ...(fields.hint ? { serverHint: fields.hint } : {}),
+    },
+  });
+}

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import { DEFAULTS, EXIT } from '../defaults.js';
-import { PgconvoyError, serverErrorFields } from '../errors.js';
+import { PgconvoyError, serverErrorFields, tagSide } from '../errors.js';
 import { describeConnection, type ConnectionSpec } from './resolve.js';
 import { SQLSTATE } from '../sqlstate.js';
 
@@ -104,9 +104,30 @@ async function connectOnce(spec: ConnectionSpec, useTls: boolean, options: OpenO
     await client.end().catch(() => undefined);
     throw err;
   }
+  tagQueryErrors(client, spec.side);
   if (!options.keepSearchPath && !options.replication)
     await client.query("SELECT pg_catalog.set_config('search_path', '', false)");
   return client;
+}
+
+/**
+ * Marks every error a query on this session fails with as the `side`'s, so an error no step
+ * wrapped still reports which server said it (and exits with that side's code).
+ */
+function tagQueryErrors(client: pg.Client, side: ConnectionSpec['side']): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  const tagged = (...args: unknown[]): unknown => {
+    const result = query(...args);
+    // Promise form only: callback and streaming (COPY) queries report their errors their own way.
+    if (result instanceof Promise) {
+      return result.catch((err: unknown) => {
+        tagSide(err, side);
+        throw err;
+      });
+    }
+    return result;
+  };
+  client.query = tagged as typeof client.query;
 }
 
 /** One line: which server, what went wrong, what to check. Never the password. */
