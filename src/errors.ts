@@ -5,8 +5,102 @@
  */
 import { EXIT, type ExitCode } from './defaults.js';
 
+/**
+ * Every error code pgconvoy reports (in --json output and to library callers): a closed set,
+ * so a typo or a new code is seen by the compiler and documented here.
+ */
+export const ERROR_CODES = [
+  'AUTH_FAILED',
+  'AUTH_REJECTED',
+  'BACK_SUBSCRIPTION_DENIED',
+  'BACK_SUBSCRIPTION_FAILED',
+  'BAD_ARGUMENT',
+  'BAD_CONFIG',
+  'BAD_CONNINFO',
+  'BAD_QUEUE_FILE',
+  'BAD_SERVICE_FILE',
+  'BAD_SIZE',
+  'BAD_TABLE_NAME',
+  'BENCH_CLONE_FAILED',
+  'BENCH_NOT_BUILT',
+  'BENCH_NO_METHODS',
+  'CATCHUP_TIMEOUT',
+  'CONNECTION_FAILED',
+  'CONNECTION_REFUSED',
+  'CONNECTION_TIMEOUT',
+  'COPY_INCOMPLETE',
+  'DEMO_MISMATCH',
+  'HOST_NOT_FOUND',
+  'INTERNAL',
+  'INTERRUPTED',
+  'LAG_TOO_HIGH',
+  'LEDGER_OTHER_SOURCE',
+  'NOTHING_TO_ROLL_BACK',
+  'NO_BACK_REPLICATION',
+  'NO_CONNECTION',
+  'NO_DATABASE',
+  'NO_DATABASES',
+  'NO_FREE_SLOT',
+  'NO_ONLINE_MIGRATION',
+  'NO_PG_DUMP',
+  'NO_PLAN',
+  'NO_PSQL',
+  'NO_SLOT',
+  'NO_SOCKET',
+  'NO_SOURCE_TABLE',
+  'NO_TARGET_TABLE',
+  'NO_TLS',
+  'ONLINE_PHASE',
+  'PASSWORD_IN_ARGV',
+  'PRECHECK_BLOCKED',
+  'PUBLICATION_CONFLICT',
+  'PUBLICATION_DENIED',
+  'PUBLICATION_FAILED',
+  'REPLICATION_BROKEN',
+  'REVOKE_FAILED',
+  'SANDBOX_NO_BINARIES',
+  'SCHEMA_APPLY_FAILED',
+  'SCHEMA_CHANGED',
+  'SCHEMA_DUMP_FAILED',
+  'SCHEMA_ITEM_UNKNOWN',
+  'SEQUENCE_MISSING',
+  'SERVER_ERROR',
+  'SERVER_NOT_READY',
+  'SLOT_BUSY',
+  'SLOT_EXISTS',
+  'SLOT_FAILED',
+  'SLOT_LOST',
+  'SLOT_TIMEOUT',
+  'SOURCE_UNREACHABLE_FROM_TARGET',
+  'START_INTERRUPTED',
+  'SUBSCRIPTION_CONFLICT',
+  'SUBSCRIPTION_DENIED',
+  'SUBSCRIPTION_FAILED',
+  'SUBSCRIPTION_NOT_RUNNING',
+  'SUBSCRIPTION_TABLE_MISSING',
+  'TARGET_COLUMN_GENERATED',
+  'TARGET_COLUMN_MISSING',
+  'TARGET_HAS_CLONE',
+  'TARGET_NOT_EMPTY',
+  'TARGET_UNREACHABLE_FROM_SOURCE',
+  'TEARDOWN_FAILED',
+  'TLS_FAILED',
+  'TOO_MANY_CONNECTIONS',
+  'TRIGGERS_WOULD_FIRE',
+  'UNKNOWN_SERVICE',
+  'VERIFY_BAD_SNAPSHOT',
+  'VERIFY_LOCK_TIMEOUT',
+  'VERIFY_MISMATCH',
+  'VERIFY_NO_SUCH_SCHEMA',
+  'VERIFY_NO_SUCH_TABLE',
+  'VERIFY_QUERY_FAILED',
+  'WRITES_NOT_FROZEN',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
 export interface PgconvoyErrorOptions {
-  code: string;
+  code: ErrorCode;
   hint?: string;
   exitCode?: ExitCode;
   cause?: unknown;
@@ -15,7 +109,7 @@ export interface PgconvoyErrorOptions {
 }
 
 export class PgconvoyError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly hint: string | undefined;
   readonly exitCode: ExitCode;
   readonly details: Record<string, unknown> | undefined;

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import { DEFAULTS, EXIT } from '../defaults.js';
-import { PgconvoyError, serverErrorFields, tagSide } from '../errors.js';
+import { PgconvoyError, serverErrorFields, tagSide, type ErrorCode } from '../errors.js';
 import { describeConnection, type ConnectionSpec } from './resolve.js';
 import { SQLSTATE } from '../sqlstate.js';
 
@@ -136,7 +136,7 @@ export function connectionError(err: unknown, spec: ConnectionSpec): PgconvoyErr
   const exitCode = spec.side === 'source' ? EXIT.source : EXIT.target;
   const sysCode = (err as NodeJS.ErrnoException | undefined)?.code;
   const fields = serverErrorFields(err);
-  const make = (what: string, hint: string, code: string) =>
+  const make = (what: string, hint: string, code: ErrorCode) =>
     new PgconvoyError(`cannot connect to the ${where}: ${what}`, { code, hint, exitCode, cause: err });
   const flag = `--${spec.side}`;
   switch (fields?.code ?? sysCode) {

@@ -13,7 +13,7 @@
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
-import { PgconvoyError, serverErrorFields } from '../errors.js';
+import { PgconvoyError, serverErrorFields, type ErrorCode } from '../errors.js';
 import { formatConninfoWithPassword, parseConninfo, type Conninfo } from '../connect/conninfo.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
@@ -123,7 +123,7 @@ export function scrubPassword(message: string, conninfo: string): string {
 function subscriptionError(err: unknown, name: string, conninfo: string): PgconvoyError {
   const fields = serverErrorFields(err);
   const message = scrubPassword(err instanceof Error ? err.message : String(err), conninfo);
-  const make = (what: string, hint: string, code: string) =>
+  const make = (what: string, hint: string, code: ErrorCode) =>
     new PgconvoyError(`could not create subscription "${name}" on the target: ${what}`, {
       code,
       hint,
