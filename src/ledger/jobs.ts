@@ -11,6 +11,7 @@
 import type pg from 'pg';
 import type { Chunk, TableRef } from '../plan/chunk.js';
 import { qualifiedName } from '../util/sql.js';
+import { parseJobRow } from './job-row.js';
 
 export type JobState = 'pending' | 'done' | 'failed';
 
@@ -41,26 +42,8 @@ export interface JobRow {
   error: string | null;
 }
 
-interface RawJob {
-  id: string;
-  seq: number;
-  table_schema: string;
-  table_name: string;
-  chunk: Chunk;
-  chunk_label: string;
-  chunk_count: number;
-  estimated_bytes: string;
-  copy_format: 'binary' | 'text';
-  state: JobState;
-  attempts: number;
-  done_by: string | null;
-  rows: string | null;
-  bytes: string | null;
-  seconds: number | null;
-  error: string | null;
-}
-
-function toJob(r: RawJob): JobRow {
+function toJob(row: unknown, table: string): JobRow {
+  const r = parseJobRow(row, table);
   return {
     id: Number(r.id),
     seq: r.seq,
@@ -95,7 +78,7 @@ export class JobLedger {
     let seq = 0;
     for (const job of jobs) {
       seq++;
-      const res = await client.query(
+      const res = await client.query<Record<string, unknown>>(
         `INSERT INTO ${this.table} (seq, table_schema, table_name, chunk, chunk_label, chunk_count, estimated_bytes, copy_format)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (table_schema, table_name, chunk_label) DO NOTHING`,
@@ -117,7 +100,7 @@ export class JobLedger {
 
   /** Failed jobs go back to pending: re-running the command retries them. */
   async resetFailed(client: pg.Client): Promise<number> {
-    const res = await client.query(
+    const res = await client.query<Record<string, unknown>>(
       `UPDATE ${this.table} SET state = 'pending', error = NULL WHERE state = 'failed'`,
     );
     return res.rowCount ?? 0;
@@ -125,21 +108,21 @@ export class JobLedger {
 
   /** Claims the next pending job; must run inside the transaction that will load it. */
   async claimNext(client: pg.Client): Promise<JobRow | undefined> {
-    const res = await client.query<RawJob>(
+    const res = await client.query<Record<string, unknown>>(
       `SELECT * FROM ${this.table} WHERE state = 'pending' ORDER BY seq, id FOR UPDATE SKIP LOCKED LIMIT 1`,
     );
-    const row = res.rows[0];
-    return row ? toJob(row) : undefined;
+    const row: unknown = res.rows[0];
+    return row ? toJob(row, this.table) : undefined;
   }
 
   /** Claims one given job (by id) if it is pending and not held by another worker. */
   async claim(client: pg.Client, id: number): Promise<JobRow | undefined> {
-    const res = await client.query<RawJob>(
+    const res = await client.query<Record<string, unknown>>(
       `SELECT * FROM ${this.table} WHERE id = $1 AND state = 'pending' FOR UPDATE SKIP LOCKED`,
       [id],
     );
-    const row = res.rows[0];
-    return row ? toJob(row) : undefined;
+    const row: unknown = res.rows[0];
+    return row ? toJob(row, this.table) : undefined;
   }
 
   /** Marks a claimed job done; must run in the job's own transaction, before COMMIT. */
@@ -168,8 +151,8 @@ export class JobLedger {
   }
 
   async list(client: pg.Client): Promise<JobRow[]> {
-    const res = await client.query<RawJob>(`SELECT * FROM ${this.table} ORDER BY seq, id`);
-    return res.rows.map(toJob);
+    const res = await client.query(`SELECT * FROM ${this.table} ORDER BY seq, id`);
+    return res.rows.map((row) => toJob(row, this.table));
   }
 
   /** Jobs whose row lock is held right now, with the worker holding them (from pg_stat_activity). */
