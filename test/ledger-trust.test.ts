@@ -3,7 +3,16 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { isPlainTypeName } from '../src/ledger/job-row.js';
 import type { LocalServer } from '../src/sandbox/local-server.js';
-import { SYSTEM_MAJOR, createDatabase, runCli, startServer, tempDir, uniqueName } from './helpers/servers.js';
+import {
+  SYSTEM_MAJOR,
+  createDatabase,
+  runCli,
+  startServer,
+  tempDir,
+  uniqueName,
+  type CliResult,
+} from './helpers/servers.js';
+import { sleep } from '../src/util/wait.js';
 
 describe("the target's ledger is not trusted with the source", () => {
   let server: LocalServer;
@@ -66,6 +75,36 @@ describe("the target's ledger is not trusted with the source", () => {
     const res = await runCli(['clone', ...conn, '--run-dir', tempDir()]);
     assert.equal(res.code, 5, res.stderr);
     assert.match(res.stderr, /chunk\.fromBlock: Expected number/);
+  });
+
+  test("status finds a worker's job when its long name makes the server cut application_name", async () => {
+    const { dst, conn } = await planned();
+    // The worker claims the job, then waits for this lock on the table it loads.
+    const blocker = new pg.Client({ connectionString: server.url(dst) });
+    await blocker.connect();
+    const name = `copy-host-${'x'.repeat(60)}.eu-west-1.compute.internal`;
+    let worker: Promise<CliResult> | undefined;
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE public.t IN ACCESS EXCLUSIVE MODE');
+      worker = runCli(['worker', ...conn, '--jobs', '1', '--name', name]);
+      let report:
+        { counts: { running: number }; running: { job: { id: number }; worker: string }[] } | undefined;
+      for (let i = 0; i < 100 && !(report && report.counts.running > 0); i++) {
+        await sleep(200);
+        const res = await runCli(['status', '--target', server.url(dst), '--json']);
+        assert.equal(res.code, 0, res.stderr);
+        report = JSON.parse(res.stdout) as typeof report;
+      }
+      assert.equal(report?.counts.running, 1, JSON.stringify(report));
+      const jobs = await server.sql<{ id: string }>('SELECT id FROM pgconvoy.jobs', dst);
+      assert.equal(report?.running[0]?.job.id, Number(jobs[0]!.id));
+      assert.ok(name.startsWith(report?.running[0]?.worker.slice(0, 20) ?? '?'), report?.running[0]?.worker);
+    } finally {
+      await blocker.end();
+      const done = await worker;
+      assert.equal(done?.code, 0, done?.stderr);
+    }
   });
 
   test('type names as format_type() prints them pass; anything else does not', () => {
