@@ -11,7 +11,7 @@ export const EXIT = {
   failed: 1,
   /** Bad command-line arguments. */
   usage: 2,
-  /** Bad configuration file or queue file. */
+  /** Bad configuration file or queue file, or the PostgreSQL client tools (pg_dump, psql) not found. */
   config: 3,
   /** The source could not be reached or read. */
   source: 4,

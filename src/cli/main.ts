@@ -34,7 +34,7 @@ Connections are libpq URIs or key=value strings (--source, --target), or a --con
 the libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE,
 PGPASSFILE, PGSERVICE) fills in what they leave out. Passwords are never printed.
 
-Exit codes: 0 ok, 1 failed (resumable), 2 usage, 3 config, 4 source, 5 target,
+Exit codes: 0 ok, 1 failed (resumable), 2 usage, 3 config or client tools, 4 source, 5 target,
             6 verification mismatch, 7 precheck blocked, 130 interrupted.`,
   );
 

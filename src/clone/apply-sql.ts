@@ -23,7 +23,7 @@ export function psqlPath(tools: PgTools): string {
     throw new PgconvoyError(`psql is missing beside ${tools.pgDump}`, {
       code: 'NO_PSQL',
       hint: `install the PostgreSQL ${tools.major} client package (it has pg_dump, pg_restore and psql together)`,
-      exitCode: EXIT.usage,
+      exitCode: EXIT.config,
     });
   }
   return p;
