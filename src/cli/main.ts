@@ -6,6 +6,7 @@
 import { Command, CommanderError } from 'commander';
 import { EXIT } from '../defaults.js';
 import { reportError } from './output.js';
+import { ledgerSchemaFromConfig } from './common-options.js';
 import { addDatabaseOptions, interceptPerDatabase, RanPerDatabase } from './many-databases.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerClone } from './commands/clone.js';
@@ -27,6 +28,8 @@ program
   .version('0.1.0')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride()
+  // The config file's ledger-schema, where --ledger-schema is not given.
+  .hook('preAction', (_program, command) => ledgerSchemaFromConfig(command))
   .addHelpText(
     'after',
     `
