@@ -45,4 +45,15 @@ export const DEFAULTS = {
   applicationName: 'pgconvoy',
   /** precheck: transactions open longer than this are reported (they delay the slot). */
   longTransactionSeconds: 300,
+  /** maintenance_work_mem of the sessions that build indexes (clone, start). */
+  maintenanceWorkMem: '512MB',
+  /** verify: differing rows listed per table before it stops looking. */
+  verifyMaxDiffs: 20,
+  /** How long creating a replication slot may wait for the source to become consistent. */
+  slotCreateTimeoutMs: 10 * 60_000,
+  /** How long dropping a replication slot may wait for its streaming process to go. */
+  slotDropTimeoutMs: 30_000,
+  /** How long waiting for the subscriber to catch up may take, and how often it is asked. */
+  catchUpTimeoutMs: 5 * 60_000,
+  catchUpPollMs: 200,
 } as const;

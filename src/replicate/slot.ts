@@ -9,7 +9,7 @@
  * versions from 10 accept; 15+ also has `(SNAPSHOT 'export')`).
  */
 import type pg from 'pg';
-import { EXIT } from '../defaults.js';
+import { DEFAULTS, EXIT } from '../defaults.js';
 import { PgconvoyError, serverErrorFields } from '../errors.js';
 import { openClient } from '../connect/open-client.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
@@ -92,7 +92,7 @@ export async function createSlotWithSnapshot(
     if (slot) await dropSlot(helper, slotName);
 
     const replication = await openReplicationClient(sourceSpec, 'pgconvoy slot');
-    const timeoutMs = options.timeoutMs ?? 10 * 60_000;
+    const timeoutMs = options.timeoutMs ?? DEFAULTS.slotCreateTimeoutMs;
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -166,7 +166,11 @@ function slotError(
  * Drops replication slot `slotName` on the server `client` is connected to; a walsender
  * still streaming from it is terminated first. Returns false when there was no such slot.
  */
-export async function dropSlot(client: pg.Client, slotName: string, timeoutMs = 30_000): Promise<boolean> {
+export async function dropSlot(
+  client: pg.Client,
+  slotName: string,
+  timeoutMs: number = DEFAULTS.slotDropTimeoutMs,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const res = await client.query<{ active_pid: number | null }>(SLOT_SQL, [slotName]);
