@@ -11,7 +11,7 @@ export const EXIT = {
   failed: 1,
   /** Bad command-line arguments. */
   usage: 2,
-  /** Bad configuration file or queue file. */
+  /** Bad configuration file or queue file, or the PostgreSQL client tools (pg_dump, psql) not found. */
   config: 3,
   /** The source could not be reached or read. */
   source: 4,
@@ -55,4 +55,15 @@ export const DEFAULTS = {
   applicationName: 'pgconvoy',
   /** precheck: transactions open longer than this are reported (they delay the slot). */
   longTransactionSeconds: 300,
+  /** maintenance_work_mem of the sessions that build indexes (clone, start). */
+  maintenanceWorkMem: '512MB',
+  /** verify: differing rows listed per table before it stops looking. */
+  verifyMaxDiffs: 20,
+  /** How long creating a replication slot may wait for the source to become consistent. */
+  slotCreateTimeoutMs: 10 * 60_000,
+  /** How long dropping a replication slot may wait for its streaming process to go. */
+  slotDropTimeoutMs: 30_000,
+  /** How long waiting for the subscriber to catch up may take, and how often it is asked. */
+  catchUpTimeoutMs: 5 * 60_000,
+  catchUpPollMs: 200,
 } as const;

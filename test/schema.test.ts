@@ -316,7 +316,7 @@ describe('schema stage', () => {
     } catch (err) {
       assert.ok(err instanceof PgconvoyError);
       assert.equal(err.code, 'NO_PG_DUMP');
-      assert.equal(err.exitCode, EXIT.usage);
+      assert.equal(err.exitCode, EXIT.config, 'a missing tool is not a bad argument');
       assert.match(err.message, /needs pg_dump 15 or newer; found no pg_dump \(looked in /);
       assert.ok(err.message.includes(emptyBin), err.message);
       assert.equal(

@@ -6,6 +6,7 @@
 import { Command, CommanderError } from 'commander';
 import { EXIT } from '../defaults.js';
 import { reportError } from './output.js';
+import { ledgerSchemaFromConfig } from './common-options.js';
 import { addDatabaseOptions, interceptPerDatabase, RanPerDatabase } from './many-databases.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerClone } from './commands/clone.js';
@@ -27,6 +28,8 @@ program
   .version('0.1.0')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride()
+  // The config file's ledger-schema, where --ledger-schema is not given.
+  .hook('preAction', (_program, command) => ledgerSchemaFromConfig(command))
   .addHelpText(
     'after',
     `
@@ -34,7 +37,7 @@ Connections are libpq URIs or key=value strings (--source, --target), or a --con
 the libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE,
 PGPASSFILE, PGSERVICE) fills in what they leave out. Passwords are never printed.
 
-Exit codes: 0 ok, 1 failed (resumable), 2 usage, 3 config, 4 source, 5 target,
+Exit codes: 0 ok, 1 failed (resumable), 2 usage, 3 config or client tools, 4 source, 5 target,
             6 verification mismatch, 7 precheck blocked, 130 interrupted.`,
   );
 

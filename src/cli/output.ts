@@ -3,7 +3,7 @@
  * JSON when asked, errors as "pgconvoy: error: ..." plus a hint line.
  */
 import { EXIT, type ExitCode } from '../defaults.js';
-import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
+import { PgconvoyError, errorMessage, serverErrorFields, wrapServerError } from '../errors.js';
 import { redact } from '../util/redact.js';
 
 export function out(text: string): void {
@@ -22,6 +22,7 @@ export const isTTY = (): boolean => Boolean(process.stdout.isTTY) && process.env
 
 /** Report a failure and give the exit code for it. */
 export function reportError(error: unknown, json: boolean): ExitCode {
+  error = wrapServerError(error) ?? error;
   if (error instanceof PgconvoyError) {
     if (json) {
       outJson({

@@ -23,7 +23,7 @@ export function psqlPath(tools: PgTools): string {
     throw new PgconvoyError(`psql is missing beside ${tools.pgDump}`, {
       code: 'NO_PSQL',
       hint: `install the PostgreSQL ${tools.major} client package (it has pg_dump, pg_restore and psql together)`,
-      exitCode: EXIT.usage,
+      exitCode: EXIT.config,
     });
   }
   return p;
@@ -51,6 +51,9 @@ export async function applySqlAtomically(o: ApplyOptions): Promise<void> {
     '-b',
     '-v',
     'ON_ERROR_STOP=1',
+    // "ERROR:  42P07: schema … already exists": the SQLSTATE, so failures are classified by code.
+    '-v',
+    'VERBOSITY=verbose',
     '--single-transaction',
     '-d',
     childConninfo(o.target, o.applicationName),
@@ -73,8 +76,17 @@ export async function applySqlAtomically(o: ApplyOptions): Promise<void> {
   });
   if (stderr.code === 0) return;
   const text = stderr.stderr.trim();
-  const error = /ERROR:\s+(.*)/.exec(text)?.[1] ?? text.split('\n')[0] ?? 'psql failed';
-  const statement = /STATEMENT:\s+([\s\S]*)$/.exec(text)?.[1] ?? text.split('\n').slice(1).join('\n');
+  const failure =
+    /ERROR:\s+(?:([0-9A-Z]{5}): )?(.*)/.exec(text) ?? /FATAL:\s+(?:([0-9A-Z]{5}): )?(.*)/.exec(text);
+  const sqlstate = failure?.[1];
+  const error = failure?.[2] ?? text.split('\n')[0] ?? 'psql failed';
+  const statement =
+    /STATEMENT:\s+([\s\S]*)$/.exec(text)?.[1] ??
+    text
+      .split('\n')
+      .slice(1)
+      .filter((line) => !/^LOCATION:/.test(line))
+      .join('\n');
   const missingRole = /role "([^"]+)" does not exist/.exec(error);
   throw new PgconvoyError(
     `applying ${o.what} to the target ${describeConnection(o.target)} failed: ${error}`,
@@ -84,17 +96,11 @@ export async function applySqlAtomically(o: ApplyOptions): Promise<void> {
       hint: missingRole
         ? `create the roles first (pg_dumpall --roles-only | psql), or pass --no-owner --no-privileges; nothing of ${o.what} was applied`
         : `nothing of ${o.what} was applied (one transaction); fix the cause and run the same command again`,
-      details: { statement: statement.trim().slice(0, 2000), psqlOutput: text.slice(0, 4000) },
+      details: {
+        statement: statement.trim().slice(0, 2000),
+        psqlOutput: text.slice(0, 4000),
+        ...(sqlstate ? { sqlstate } : {}),
+      },
     },
-  );
-}
-
-/** psql's words for a connection that went away (server restart, network): worth running again. */
-export function isLostConnection(err: unknown): boolean {
-  const psqlOutput = err instanceof PgconvoyError ? err.details?.psqlOutput : undefined;
-  const output =
-    typeof psqlOutput === 'string' ? psqlOutput : err instanceof Error ? err.message : String(err);
-  return /server closed the connection|terminating connection|connection to server .* failed|could not connect|the database system is (starting up|shutting down)|SSL SYSCALL|Connection refused/i.test(
-    output,
   );
 }

@@ -10,9 +10,10 @@ import type { PgTools } from '../schema/pg-tools.js';
 import type { PostDataItem, SchemaDump } from '../schema/types.js';
 import { displayName } from '../util/sql.js';
 import { tableKey } from '../copy/table-columns.js';
-import { applySqlAtomically, isLostConnection } from './apply-sql.js';
-import { backoffMs } from '../copy/transient.js';
+import { applySqlAtomically } from './apply-sql.js';
+import { isLostConnection } from '../sqlstate.js';
 import { schemaSql } from '../schema/index.js';
+import { backoffMs, retry } from '../util/wait.js';
 
 export const indexStepName = (t: TableRef): string => `indexes:${tableKey(t)}`;
 
@@ -94,9 +95,9 @@ export class IndexBuilder {
       noPrivileges: this.o.noPrivileges,
     });
     // One transaction: a build cut short by a lost connection left nothing, so it is simply run again.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await applySqlAtomically({
+    await retry(
+      () =>
+        applySqlAtomically({
           tools: this.o.tools,
           target: this.o.target,
           sql,
@@ -105,13 +106,14 @@ export class IndexBuilder {
           what: `the indexes and constraints of ${displayName(table.schema, table.name)}`,
           applicationName: 'pgconvoy index',
           ...(this.o.signal ? { signal: this.o.signal } : {}),
-        });
-        break;
-      } catch (err) {
-        if (!isLostConnection(err) || attempt >= this.o.maxAttempts || this.o.signal?.aborted) throw err;
-        await new Promise((r) => setTimeout(r, backoffMs(attempt)));
-      }
-    }
+        }),
+      {
+        retryable: isLostConnection,
+        attempts: this.o.maxAttempts,
+        delayMs: (attempt) => backoffMs(attempt),
+        signal: this.o.signal,
+      },
+    );
     this.o.onBuilt(table, items, (Date.now() - started) / 1000);
   }
 

@@ -29,7 +29,7 @@ import { dumpSchema } from '../schema/dump-schema.js';
 import type { SchemaDump } from '../schema/types.js';
 import type { CopyEvent } from '../copy/copy-worker.js';
 import { runCopyPool } from '../copy/copy-pool.js';
-import { backoffMs, isTransient } from '../copy/transient.js';
+import { isTransient } from '../sqlstate.js';
 import { exportSnapshot, type SnapshotHandle } from '../copy/source-snapshot.js';
 import {
   columnPlanNotes,
@@ -60,6 +60,7 @@ import {
   rowSecurityLoadError,
   type ExistingRowsPolicy,
 } from './target-checks.js';
+import { backoffMs, retry, sleep } from '../util/wait.js';
 
 export type PhaseName =
   | 'connect'
@@ -395,7 +396,7 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
       let copying = true;
       const poller = (async () => {
         while (copying) {
-          await new Promise((r) => setTimeout(r, 500));
+          await sleep(500);
           await markReady(target!).catch(() => undefined);
         }
       })();
@@ -517,16 +518,13 @@ async function reconnectIfGone(
     if (!isTransient(err)) throw err;
   }
   await client.end().catch(() => undefined);
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const fresh = await openClient(o.target, { applicationName: 'pgconvoy clone' });
-      emit({ type: 'info', message: 'reconnected to the target' });
-      return fresh;
-    } catch (err) {
-      if (!isTransient(err) || attempt >= o.maxAttempts * 3) throw err;
-      await new Promise((r) => setTimeout(r, backoffMs(Math.min(attempt, 8))));
-    }
-  }
+  const fresh = await retry(() => openClient(o.target, { applicationName: 'pgconvoy clone' }), {
+    retryable: isTransient,
+    attempts: o.maxAttempts * 3,
+    delayMs: (attempt) => backoffMs(Math.min(attempt, 8)),
+  });
+  emit({ type: 'info', message: 'reconnected to the target' });
+  return fresh;
 }
 
 function interrupted(): PgconvoyError {

@@ -8,8 +8,9 @@ import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import { DEFAULTS, EXIT } from '../defaults.js';
-import { PgconvoyError, serverErrorFields } from '../errors.js';
+import { PgconvoyError, serverErrorFields, tagSide, type ErrorCode } from '../errors.js';
 import { describeConnection, type ConnectionSpec } from './resolve.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 export interface OpenOptions {
   /** Shown in pg_stat_activity, e.g. "pgconvoy copy 3". */
@@ -104,6 +105,7 @@ async function connectOnce(spec: ConnectionSpec, useTls: boolean, options: OpenO
     await client.end().catch(() => undefined);
     throw err;
   }
+  tagQueryErrors(client, spec.side);
   // A cutover makes the source database read-only for every new session
   // (cutover/write-freeze.ts); pgconvoy's own sessions must still write there (rollback,
   // back-replication, teardown), so they turn the default off for themselves.
@@ -114,13 +116,33 @@ async function connectOnce(spec: ConnectionSpec, useTls: boolean, options: OpenO
   return client;
 }
 
+/**
+ * Marks every error a query on this session fails with as the `side`'s, so an error no step
+ * wrapped still reports which server said it (and exits with that side's code).
+ */
+function tagQueryErrors(client: pg.Client, side: ConnectionSpec['side']): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  const tagged = (...args: unknown[]): unknown => {
+    const result = query(...args);
+    // Promise form only: callback and streaming (COPY) queries report their errors their own way.
+    if (result instanceof Promise) {
+      return result.catch((err: unknown) => {
+        tagSide(err, side);
+        throw err;
+      });
+    }
+    return result;
+  };
+  client.query = tagged as typeof client.query;
+}
+
 /** One line: which server, what went wrong, what to check. Never the password. */
 export function connectionError(err: unknown, spec: ConnectionSpec): PgconvoyError {
   const where = `${spec.side} ${describeConnection(spec)}`;
   const exitCode = spec.side === 'source' ? EXIT.source : EXIT.target;
   const sysCode = (err as NodeJS.ErrnoException | undefined)?.code;
   const fields = serverErrorFields(err);
-  const make = (what: string, hint: string, code: string) =>
+  const make = (what: string, hint: string, code: ErrorCode) =>
     new PgconvoyError(`cannot connect to the ${where}: ${what}`, { code, hint, exitCode, cause: err });
   const flag = `--${spec.side}`;
   switch (fields?.code ?? sysCode) {
@@ -151,7 +173,7 @@ export function connectionError(err: unknown, spec: ConnectionSpec): PgconvoyErr
         `give a host name in ${flag}, or start the local server`,
         'NO_SOCKET',
       );
-    case '28P01':
+    case SQLSTATE.invalidPassword:
       return make(
         `password authentication failed for user "${spec.user}"`,
         spec.passwordSource === 'none'
@@ -159,13 +181,13 @@ export function connectionError(err: unknown, spec: ConnectionSpec): PgconvoyErr
           : `check the password (it came from ${spec.passwordSource === 'passfile' ? 'the password file' : spec.passwordSource === 'PGPASSWORD' ? 'PGPASSWORD' : flag})`,
         'AUTH_FAILED',
       );
-    case '28000':
+    case SQLSTATE.invalidAuthorizationSpecification:
       return make(
         fields?.detail ? `${firstLine(err)}` : 'the server rejected the login',
         `the server's pg_hba.conf has no entry for this user, database and address; ask its administrator, or check sslmode`,
         'AUTH_REJECTED',
       );
-    case '3D000':
+    case SQLSTATE.invalidCatalogName:
       return make(
         `database "${spec.database}" does not exist`,
         spec.side === 'target'
@@ -173,13 +195,13 @@ export function connectionError(err: unknown, spec: ConnectionSpec): PgconvoyErr
           : `check the database name in ${flag}`,
         'NO_DATABASE',
       );
-    case '53300':
+    case SQLSTATE.tooManyConnections:
       return make(
         'too many connections',
         'lower --jobs, or raise max_connections on that server',
         'TOO_MANY_CONNECTIONS',
       );
-    case '57P03':
+    case SQLSTATE.cannotConnectNow:
       return make(
         'the server is starting up or shutting down',
         'wait until it accepts connections, then run again',

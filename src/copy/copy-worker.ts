@@ -20,13 +20,14 @@ import type { ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import type { JobLedger, JobRow } from '../ledger/jobs.js';
+import { backoffMs, retry, sleep } from '../util/wait.js';
+import { isTransient, SQLSTATE } from '../sqlstate.js';
 import { copyStream } from './copy-stream.js';
 import { beginInSnapshot, prepareSourceSession } from './source-snapshot.js';
 import { planTableColumns, tableKey, type ColumnCatalog, type ExcludedColumns } from './table-columns.js';
 import { prepareTargetSession } from './target-session.js';
 import { isAccessDenied } from './read-denied.js';
 import { targetRelation } from './partitioned-target.js';
-import { backoffMs, isTransient } from './transient.js';
 
 export type CopyEvent =
   | { type: 'job-start'; worker: string; job: JobRow }
@@ -68,15 +69,6 @@ export interface WorkerContext {
    */
   snapshotRequired: boolean;
 }
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
 
 export class CopyWorker {
   private sourceClient: pg.Client | undefined;
@@ -155,7 +147,7 @@ export class CopyWorker {
       await beginInSnapshot(source, snapshot);
     } catch (err) {
       // The exporting session is gone (source restarted, or the exporter died).
-      if (serverErrorFields(err)?.code !== '22023' || !snapshot) throw err;
+      if (serverErrorFields(err)?.code !== SQLSTATE.invalidParameterValue || !snapshot) throw err;
       await source.query('ROLLBACK');
       if (this.ctx.snapshotRequired)
         throw new PgconvoyError(
@@ -239,16 +231,24 @@ export class CopyWorker {
     // Record the attempt on a fresh connection (the job's transaction is gone).
     const delayMs = backoffMs(Math.min(consecutive, 8));
     if (job) {
-      for (let i = 1; ; i++) {
-        try {
-          const { target } = await this.connect();
-          await this.ctx.ledger.recordFailure(target, job.id, message, final);
-          break;
-        } catch (again) {
-          if (!isTransient(again) || i >= this.ctx.maxAttempts * 3) throw again;
-          await this.disconnect();
-          await sleep(backoffMs(Math.min(i, 8)), this.ctx.signal);
-        }
+      try {
+        await retry(
+          async () => {
+            const { target } = await this.connect();
+            await this.ctx.ledger.recordFailure(target, job.id, message, final);
+          },
+          {
+            retryable: isTransient,
+            attempts: this.ctx.maxAttempts * 3,
+            delayMs: (i) => backoffMs(Math.min(i, 8)),
+            signal: this.ctx.signal,
+            onRetry: () => this.disconnect(),
+          },
+        );
+      } catch (again) {
+        // Interrupted: the job stays pending (its transaction rolled back), which is all that matters.
+        if (this.ctx.signal?.aborted) return;
+        throw again;
       }
     }
     if (final && job) {

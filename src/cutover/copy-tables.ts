@@ -22,6 +22,7 @@ import { planTableColumns, readColumnCatalog } from '../copy/table-columns.js';
 import { prepareSourceSession } from '../copy/source-snapshot.js';
 import { prepareTargetSession } from '../copy/target-session.js';
 import { readPartitionedTables, targetRelation } from '../copy/partitioned-target.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 export interface CopiedTable {
   table: TableRef;
@@ -68,7 +69,7 @@ export async function copyWholeTables(
           try {
             await dst.query(`TRUNCATE ${relation}`);
           } catch (err) {
-            if (serverErrorFields(err)?.code !== '0A000') throw err; // referenced by a foreign key
+            if (serverErrorFields(err)?.code !== SQLSTATE.featureNotSupported) throw err; // referenced by a foreign key
             await dst.query('ROLLBACK TO SAVEPOINT empty');
             await dst.query(`DELETE FROM ${relation}`);
           }

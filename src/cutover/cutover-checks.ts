@@ -7,7 +7,7 @@
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
-import { PgconvoyError } from '../errors.js';
+import { PgconvoyError, type ErrorCode } from '../errors.js';
 import { diffFingerprints, schemaFingerprint } from '../online/fingerprint.js';
 import type { OnlineState } from '../online/state.js';
 import { replicationStatus } from '../replicate/status.js';
@@ -18,7 +18,7 @@ import type { CutoverOptions } from './run-cutover.js';
 
 function refuse(
   message: string,
-  code: string,
+  code: ErrorCode,
   hint: string,
   details?: Record<string, unknown>,
 ): PgconvoyError {

@@ -5,12 +5,19 @@
  * job's rows*, and marks it done in that same transaction. So:
  *  - a job is done exactly once: its rows and its mark commit together or not at all;
  *  - a worker that dies (SIGKILL, lost connection) releases its job by rolling back;
- *  - "running" is not stored: it is a pending job whose row is locked. Workers name their
- *    session `pgconvoy copy <worker>: job <id>`, which `status` reads from pg_stat_activity.
+ *  - "running" is not stored: it is a pending job whose row is locked. The claiming
+ *    transaction also takes an advisory lock on the job's id, which `status` finds in
+ *    pg_locks with the worker's pid. (The session's application_name,
+ *    `pgconvoy copy <worker>: job <id>`, names the worker for people, but the server cuts it
+ *    at 63 bytes: a long worker name loses the job number.)
  */
 import type pg from 'pg';
 import type { Chunk, TableRef } from '../plan/chunk.js';
 import { qualifiedName } from '../util/sql.js';
+import { parseJobRow } from './job-row.js';
+
+/** Job ids above this are not shown as running by status (advisory lock keys are 32-bit). */
+const MAX_INT4 = 2147483647;
 
 export type JobState = 'pending' | 'done' | 'failed';
 
@@ -41,26 +48,8 @@ export interface JobRow {
   error: string | null;
 }
 
-interface RawJob {
-  id: string;
-  seq: number;
-  table_schema: string;
-  table_name: string;
-  chunk: Chunk;
-  chunk_label: string;
-  chunk_count: number;
-  estimated_bytes: string;
-  copy_format: 'binary' | 'text';
-  state: JobState;
-  attempts: number;
-  done_by: string | null;
-  rows: string | null;
-  bytes: string | null;
-  seconds: number | null;
-  error: string | null;
-}
-
-function toJob(r: RawJob): JobRow {
+function toJob(row: unknown, table: string): JobRow {
+  const r = parseJobRow(row, table);
   return {
     id: Number(r.id),
     seq: r.seq,
@@ -95,7 +84,7 @@ export class JobLedger {
     let seq = 0;
     for (const job of jobs) {
       seq++;
-      const res = await client.query(
+      const res = await client.query<Record<string, unknown>>(
         `INSERT INTO ${this.table} (seq, table_schema, table_name, chunk, chunk_label, chunk_count, estimated_bytes, copy_format)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (table_schema, table_name, chunk_label) DO NOTHING`,
@@ -117,7 +106,7 @@ export class JobLedger {
 
   /** Failed jobs go back to pending: re-running the command retries them. */
   async resetFailed(client: pg.Client): Promise<number> {
-    const res = await client.query(
+    const res = await client.query<Record<string, unknown>>(
       `UPDATE ${this.table} SET state = 'pending', error = NULL WHERE state = 'failed'`,
     );
     return res.rowCount ?? 0;
@@ -125,21 +114,35 @@ export class JobLedger {
 
   /** Claims the next pending job; must run inside the transaction that will load it. */
   async claimNext(client: pg.Client): Promise<JobRow | undefined> {
-    const res = await client.query<RawJob>(
+    const res = await client.query<Record<string, unknown>>(
       `SELECT * FROM ${this.table} WHERE state = 'pending' ORDER BY seq, id FOR UPDATE SKIP LOCKED LIMIT 1`,
     );
-    const row = res.rows[0];
-    return row ? toJob(row) : undefined;
+    const row: unknown = res.rows[0];
+    return row ? this.claimed(client, toJob(row, this.table)) : undefined;
   }
 
   /** Claims one given job (by id) if it is pending and not held by another worker. */
   async claim(client: pg.Client, id: number): Promise<JobRow | undefined> {
-    const res = await client.query<RawJob>(
+    const res = await client.query<Record<string, unknown>>(
       `SELECT * FROM ${this.table} WHERE id = $1 AND state = 'pending' FOR UPDATE SKIP LOCKED`,
       [id],
     );
-    const row = res.rows[0];
-    return row ? toJob(row) : undefined;
+    const row: unknown = res.rows[0];
+    return row ? this.claimed(client, toJob(row, this.table)) : undefined;
+  }
+
+  /**
+   * Makes a claim visible to `status`: an advisory lock, released with the transaction, keyed
+   * by this ledger and the job's id. Never waits: the row lock already makes the job ours.
+   */
+  private async claimed(client: pg.Client, job: JobRow): Promise<JobRow> {
+    if (job.id <= MAX_INT4) {
+      await client.query(
+        'SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext($1), $2::integer)',
+        [this.table, job.id],
+      );
+    }
+    return job;
   }
 
   /** Marks a claimed job done; must run in the job's own transaction, before COMMIT. */
@@ -168,22 +171,26 @@ export class JobLedger {
   }
 
   async list(client: pg.Client): Promise<JobRow[]> {
-    const res = await client.query<RawJob>(`SELECT * FROM ${this.table} ORDER BY seq, id`);
-    return res.rows.map(toJob);
+    const res = await client.query(`SELECT * FROM ${this.table} ORDER BY seq, id`);
+    return res.rows.map((row) => toJob(row, this.table));
   }
 
-  /** Jobs whose row lock is held right now, with the worker holding them (from pg_stat_activity). */
+  /** Jobs claimed right now, with the worker holding each (its name, from the session's application_name). */
   async running(client: pg.Client): Promise<Map<number, string>> {
-    const res = await client.query<{ application_name: string; client_addr: string | null }>(
-      `SELECT application_name, client_addr::text AS client_addr
-       FROM pg_catalog.pg_stat_activity
-       WHERE datname = pg_catalog.current_database() AND application_name LIKE 'pgconvoy copy %: job %'`,
+    const res = await client.query<{ job: string; application_name: string; client_addr: string | null }>(
+      `SELECT l.objid::bigint AS job, a.application_name, a.client_addr::text AS client_addr
+       FROM pg_catalog.pg_locks l
+       JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+       WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+         AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+         AND l.classid = pg_catalog.hashtext($1)::oid`,
+      [this.table],
     );
     const out = new Map<number, string>();
     for (const row of res.rows) {
-      const m = /^pgconvoy copy (.+): job (\d+)$/.exec(row.application_name);
-      if (m?.[1] && m[2])
-        out.set(Number(m[2]), `${m[1]}${row.client_addr ? ` from ${row.client_addr}` : ''}`);
+      // "pgconvoy copy <worker>: job <id>", possibly cut short: what is left of <worker>.
+      const worker = row.application_name.replace(/^pgconvoy copy /, '').replace(/: j?o?b? ?\d*$/, '');
+      out.set(Number(row.job), `${worker}${row.client_addr ? ` from ${row.client_addr}` : ''}`);
     }
     return out;
   }

@@ -16,6 +16,7 @@ import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
 import { publishableTables, readReplicationTables } from './replication-tables.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 export interface PublicationResult {
   name: string;
@@ -100,7 +101,7 @@ export async function createPublication(
     return { name, created: false, published, skipped };
   } catch (err) {
     if (err instanceof PgconvoyError) throw err;
-    if (serverErrorFields(err)?.code === '55P03') {
+    if (serverErrorFields(err)?.code === SQLSTATE.lockNotAvailable) {
       throw new PgconvoyError(
         `waited ${DEFAULTS.lockWaitTimeoutMs / 1000} s for a lock on the tables of publication "${name}" on the source, in vain`,
         {
@@ -111,7 +112,7 @@ export async function createPublication(
         },
       );
     }
-    if (serverErrorFields(err)?.code === '42501') {
+    if (serverErrorFields(err)?.code === SQLSTATE.insufficientPrivilege) {
       throw new PgconvoyError(`not allowed to create publication "${name}" on the source`, {
         code: 'PUBLICATION_DENIED',
         hint: `the source role needs CREATE on the database and must own every published table (or be superuser); tables: ${published.map((t) => displayName(t.schema, t.name)).join(', ')}`,

@@ -30,6 +30,7 @@ import { serverErrorFields } from '../errors.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
 import { withoutStatementLogging } from './quiet-logging.js';
 import { scrubPassword } from './subscription.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 export type ReachabilityResult = (
   | { status: 'reached' }
@@ -76,11 +77,12 @@ async function probe(
       .replace(/\s*\n\s*/g, ' ')
       .trim();
     const code = serverErrorFields(err)?.code;
-    if (code === '42501') return { status: 'denied', message };
+    if (code === SQLSTATE.insufficientPrivilege) return { status: 'denied', message };
     if (/could not connect to the publisher/i.test(message) || code?.startsWith('08')) {
       return { status: 'unreachable', message };
     }
-    if (code === '57014') return { status: 'unreachable', message: `no answer within ${timeoutSeconds} s` };
+    if (code === SQLSTATE.queryCanceled)
+      return { status: 'unreachable', message: `no answer within ${timeoutSeconds} s` };
     return { status: 'error', message };
   } finally {
     await target.query('ROLLBACK').catch(() => undefined);

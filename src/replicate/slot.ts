@@ -9,12 +9,14 @@
  * versions from 10 accept; 15+ also has `(SNAPSHOT 'export')`).
  */
 import type pg from 'pg';
-import { EXIT } from '../defaults.js';
+import { DEFAULTS, EXIT } from '../defaults.js';
 import { PgconvoyError, serverErrorFields } from '../errors.js';
 import { openClient } from '../connect/open-client.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { quoteIdent } from '../util/sql.js';
 import { openReplicationClient } from './replication-client.js';
+import { sleep } from '../util/wait.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 export interface SlotWithSnapshot {
   slotName: string;
@@ -90,7 +92,7 @@ export async function createSlotWithSnapshot(
     if (slot) await dropSlot(helper, slotName);
 
     const replication = await openReplicationClient(sourceSpec, 'pgconvoy slot');
-    const timeoutMs = options.timeoutMs ?? 10 * 60_000;
+    const timeoutMs = options.timeoutMs ?? DEFAULTS.slotCreateTimeoutMs;
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -141,7 +143,7 @@ function slotError(
       },
     );
   }
-  if (fields?.code === '53400') {
+  if (fields?.code === SQLSTATE.configurationLimitExceeded) {
     return new PgconvoyError(`the source ${where} has no free replication slot for "${slotName}"`, {
       code: 'NO_FREE_SLOT',
       hint: 'raise max_replication_slots on the source (needs a restart), or drop slots nobody uses',
@@ -164,7 +166,11 @@ function slotError(
  * Drops replication slot `slotName` on the server `client` is connected to; a walsender
  * still streaming from it is terminated first. Returns false when there was no such slot.
  */
-export async function dropSlot(client: pg.Client, slotName: string, timeoutMs = 30_000): Promise<boolean> {
+export async function dropSlot(
+  client: pg.Client,
+  slotName: string,
+  timeoutMs: number = DEFAULTS.slotDropTimeoutMs,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const res = await client.query<{ active_pid: number | null }>(SLOT_SQL, [slotName]);
@@ -179,8 +185,8 @@ export async function dropSlot(client: pg.Client, slotName: string, timeoutMs = 
       }
     } catch (err) {
       const code = serverErrorFields(err)?.code;
-      if (code === '42704') return false; // dropped by someone else meanwhile
-      if (code !== '55006') throw err; // 55006: became active again; terminate and retry
+      if (code === SQLSTATE.undefinedObject) return false; // dropped by someone else meanwhile
+      if (code !== SQLSTATE.objectInUse) throw err; // object in use: became active again; terminate and retry
     }
     if (Date.now() > deadline) {
       throw new PgconvoyError(`replication slot "${slotName}" stays in use; it could not be dropped`, {
@@ -188,6 +194,6 @@ export async function dropSlot(client: pg.Client, slotName: string, timeoutMs = 
         hint: `find the process with SELECT active_pid FROM pg_replication_slots WHERE slot_name = '${slotName}', stop it, and run pgconvoy teardown again`,
       });
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
   }
 }

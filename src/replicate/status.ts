@@ -10,6 +10,8 @@
 import type pg from 'pg';
 import { PgconvoyError } from '../errors.js';
 import { formatBytes } from '../util/format.js';
+import { sleep } from '../util/wait.js';
+import { DEFAULTS } from '../defaults.js';
 
 export interface SlotStatus {
   name: string;
@@ -216,7 +218,7 @@ export async function waitForCatchUp(
     const res = await publisher.query<{ lsn: string }>('SELECT pg_catalog.pg_current_wal_lsn()::text AS lsn');
     goal = res.rows[0]?.lsn ?? '0/0';
   }
-  const deadline = Date.now() + (options.timeoutMs ?? 5 * 60_000);
+  const deadline = Date.now() + (options.timeoutMs ?? DEFAULTS.catchUpTimeoutMs);
   for (;;) {
     options.signal?.throwIfAborted();
     const res = await publisher.query<{ reached: boolean | null }>(
@@ -248,6 +250,6 @@ export async function waitForCatchUp(
         details: { status },
       });
     }
-    await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 200));
+    await sleep(options.pollMs ?? DEFAULTS.catchUpPollMs);
   }
 }

@@ -13,11 +13,12 @@
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
-import { PgconvoyError, serverErrorFields } from '../errors.js';
+import { PgconvoyError, serverErrorFields, type ErrorCode } from '../errors.js';
 import { formatConninfoWithPassword, parseConninfo, type Conninfo } from '../connect/conninfo.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
 import { withoutStatementLogging, type QuietResult } from './quiet-logging.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 export interface SubscriptionSpec {
   name: string;
@@ -122,14 +123,14 @@ export function scrubPassword(message: string, conninfo: string): string {
 function subscriptionError(err: unknown, name: string, conninfo: string): PgconvoyError {
   const fields = serverErrorFields(err);
   const message = scrubPassword(err instanceof Error ? err.message : String(err), conninfo);
-  const make = (what: string, hint: string, code: string) =>
+  const make = (what: string, hint: string, code: ErrorCode) =>
     new PgconvoyError(`could not create subscription "${name}" on the target: ${what}`, {
       code,
       hint,
       exitCode: EXIT.target,
       cause: err,
     });
-  if (fields?.code === '42501') {
+  if (fields?.code === SQLSTATE.insufficientPrivilege) {
     return make(
       message,
       'the target role must be superuser, or (16+) a member of pg_create_subscription with CREATE on the database',
@@ -143,7 +144,7 @@ function subscriptionError(err: unknown, name: string, conninfo: string): Pgconv
       'SOURCE_UNREACHABLE_FROM_TARGET',
     );
   }
-  if (fields?.code === '42P01') {
+  if (fields?.code === SQLSTATE.undefinedTable) {
     return make(message, 'create the schema on the target before subscribing', 'SUBSCRIPTION_TABLE_MISSING');
   }
   return make(message, 'run pgconvoy precheck to see what the target lacks', 'SUBSCRIPTION_FAILED');

@@ -33,6 +33,7 @@ import pg from 'pg';
 import { findPostgresBinaries, traversableByOthers, type PostgresBinaries } from './postgres-binaries.js';
 import { serverUser, type ServerUser } from './server-user.js';
 import { freeLoopbackPort } from './free-port.js';
+import { sleep } from '../util/wait.js';
 
 export const SANDBOX_SUPERUSER = 'postgres';
 /** Only ever used for servers that listen on 127.0.0.1 and are deleted after use. */
@@ -266,7 +267,7 @@ export class LocalServer {
           throw new Error(
             `PostgreSQL ${this.major} did not accept connections: ${String(err)}\n${this.logTail()}`,
           );
-        await new Promise((r) => setTimeout(r, 50));
+        await sleep(50);
       }
     }
   }

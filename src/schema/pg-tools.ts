@@ -158,7 +158,8 @@ export function findPgTools(options: FindPgToolsOptions): PgTools {
   throw new PgconvoyError(message, {
     code: 'NO_PG_DUMP',
     hint: `install postgresql-client-${options.sourceMajor} (or newer), or pass --pg-bin DIR naming a directory with pg_dump and pg_restore ${options.sourceMajor}+`,
-    exitCode: EXIT.usage,
+    // The local setup, not the arguments: 3 (config), not 2 (usage).
+    exitCode: EXIT.config,
     details: { sourceMajor: options.sourceMajor, found: candidates },
   });
 }

@@ -22,6 +22,7 @@ import { PgconvoyError, errorMessage } from '../errors.js';
 import { quoteLiteral } from '../util/sql.js';
 import { accessDeniedError } from '../copy/read-denied.js';
 import { VERIFY_DEFAULTS } from './types.js';
+import { SQLSTATE, sqlstateOf } from '../sqlstate.js';
 
 // Checked on 13, 15, 17. set_config() takes parameters, SET does not.
 const PIN_SETTINGS = `
@@ -57,7 +58,7 @@ export function verifyQueryError(spec: ConnectionSpec, what: string, err: unknow
   if (err instanceof PgconvoyError) return err;
   const denied = accessDeniedError(err, spec.side, what);
   if (denied) return denied;
-  const lock = (err as { code?: string } | undefined)?.code === '55P03';
+  const lock = sqlstateOf(err) === SQLSTATE.lockNotAvailable;
   return new PgconvoyError(`verify could not read ${what} on the ${spec.side}: ${errorMessage(err)}`, {
     code: lock ? 'VERIFY_LOCK_TIMEOUT' : 'VERIFY_QUERY_FAILED',
     hint: lock

@@ -10,6 +10,7 @@
  */
 import type { ConnectionSpec } from '../connect/resolve.js';
 import type { TableRef } from '../plan/chunk.js';
+import { DEFAULTS } from '../defaults.js';
 
 export interface VerifyOptions {
   source: ConnectionSpec;
@@ -39,7 +40,7 @@ export interface VerifyOptions {
 }
 
 export const VERIFY_DEFAULTS = {
-  maxDiffs: 20,
+  maxDiffs: DEFAULTS.verifyMaxDiffs,
   /** Big enough that a chunk is one cheap pass, small enough that workers share big tables. */
   chunkRows: 250_000,
   /** A differing range is bisected until it holds at most this many rows, then rows are fetched. */

@@ -201,7 +201,11 @@ export function registerClone(program: Command): void {
     .option('--no-owner', 'do not set object owners on the target (roles need not exist there)')
     .option('--no-privileges', 'do not copy GRANT/REVOKE')
     .option('--retries <n>', 'retries of a job after a transient failure', positiveInt, DEFAULTS.jobRetries)
-    .option('--maintenance-work-mem <size>', 'maintenance_work_mem for index builds', '512MB')
+    .option(
+      '--maintenance-work-mem <size>',
+      'maintenance_work_mem for index builds',
+      DEFAULTS.maintenanceWorkMem,
+    )
     .option(
       '--ledger-schema <name>',
       "schema on the target that keeps pgconvoy's ledger",
@@ -294,7 +298,7 @@ Examples:
               source: options.source,
               target: options.target,
               jobs: options.jobs,
-              maxDiffs: 20,
+              maxDiffs: DEFAULTS.verifyMaxDiffs,
               ledgerSchema: options.ledgerSchema,
             })
           : undefined;

@@ -112,7 +112,11 @@ export function registerStart(program: Command): void {
       positiveInt,
       DEFAULTS.jobRetries,
     )
-    .option('--maintenance-work-mem <size>', 'maintenance_work_mem for index builds', '512MB')
+    .option(
+      '--maintenance-work-mem <size>',
+      'maintenance_work_mem for index builds',
+      DEFAULTS.maintenanceWorkMem,
+    )
     .option(
       '--slot-timeout <seconds>',
       'how long creating the slot may wait for open transactions',

@@ -14,6 +14,7 @@ import { err, isTTY, out, outJson } from '../output.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 import { positiveInt } from '../parse-options.js';
+import { sleep } from '../../util/wait.js';
 
 interface StatusFlags extends ConnectionFlags {
   ledgerSchema: string;
@@ -157,7 +158,7 @@ export function registerStatus(program: Command): void {
           if (online) printOnline(online, source !== undefined);
         }
         if (!interval) return;
-        await new Promise((r) => setTimeout(r, interval * 1000));
+        await sleep(interval * 1000);
       }
     });
 }
