@@ -20,6 +20,7 @@ import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { formatConninfoWithPassword, parseConninfo } from '../connect/conninfo.js';
 import { openClient } from '../connect/open-client.js';
+import type { ConnectionSpec } from '../connect/resolve.js';
 import { EXIT, type ExitCode } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { runLimited } from '../util/pool.js';
@@ -97,8 +98,12 @@ ORDER BY 1`;
 
 async function listDatabases(flags: ManyFlags, config: PgconvoyConfig | undefined): Promise<string[]> {
   const source = connectionFor('source', flags, config);
-  if (!source) return [];
-  const client = await openClient(source, { applicationName: 'pgconvoy list databases' });
+  return source ? databasesOf(source) : [];
+}
+
+/** What --all-databases means on this server: every database but templates and 'postgres'. */
+export async function databasesOf(server: ConnectionSpec): Promise<string[]> {
+  const client = await openClient(server, { applicationName: 'pgconvoy list databases' });
   try {
     return (await client.query<{ name: string }>(ALL_DATABASES_SQL)).rows.map((r) => r.name);
   } finally {

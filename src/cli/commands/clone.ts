@@ -18,8 +18,9 @@ import { unlessInterrupted } from '../interrupted.js';
 import { commandLine, PARENT_COMMAND_ENV } from '../many-databases.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
 import { positiveInt } from '../parse-options.js';
+import { openDashboard, type HttpFlags } from '../http-option.js';
 
-interface CloneFlags extends ConnectionFlags {
+interface CloneFlags extends ConnectionFlags, HttpFlags {
   jobs?: number;
   indexJobs?: number;
   ledgerSchema: string;
@@ -263,14 +264,25 @@ Examples:
         return;
       }
       const progress = new CloneProgress(isTTY() && !flags.json, Boolean(flags.quiet));
-      options.onEvent = (e) => progress.handle(e);
+      const dashboard = await openDashboard(
+        flags,
+        'clone',
+        options.target,
+        options.source,
+        options.ledgerSchema,
+      );
+      options.onEvent = (e) => {
+        progress.handle(e);
+        dashboard.live?.clone(e);
+      };
       let summary;
       try {
-        summary = await unlessInterrupted(
+        const work = unlessInterrupted(
           controller.signal,
           `run the same command again to resume: ${resumeCommand()}`,
           () => runClone(options),
         );
+        summary = await dashboard.settle(work);
       } finally {
         progress.finish();
         process.off('SIGINT', onSignal);
