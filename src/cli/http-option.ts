@@ -78,6 +78,8 @@ export async function startHttp(
   targets: ConnectionSpec[],
   source: (target: ConnectionSpec) => ConnectionSpec | undefined,
   ledgerSchema: string,
+  /** Nothing runs in this process (serve, or one child per database): the ledgers only. */
+  ledgerOnly = false,
 ): Promise<HttpDashboard | undefined> {
   if (flags.http === undefined) return undefined;
   const address = parseHttpAddress(flags.http);
@@ -90,7 +92,7 @@ export async function startHttp(
         source: source(target),
         ledgerSchema,
         intervalMs: LOOK_INTERVAL_MS,
-        live: command === 'serve' ? undefined : live,
+        live: ledgerOnly ? undefined : live,
       }),
   );
   let server;

@@ -67,6 +67,7 @@ Examples:
       targets,
       (t) => (source ? (databases.length > 0 ? withDatabase(source, t.database) : source) : undefined),
       flags.ledgerSchema,
+      true,
     );
     err(`serving ${targets.length} database(s); Ctrl-C stops`);
     await new Promise<void>((resolve) => {
