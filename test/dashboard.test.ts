@@ -6,6 +6,12 @@ import net from 'node:net';
 import os from 'node:os';
 import type { LocalServer } from '../src/sandbox/local-server.js';
 import { renderMetrics } from '../src/observe/prom-text.js';
+import { metricFamilies } from '../src/observe/metrics.js';
+import { readFileSync } from 'node:fs';
+import { repoRoot } from './helpers/servers.js';
+import pathModule from 'node:path';
+import { childArgs } from '../src/cli/many-databases.js';
+import { parseHttpAddress } from '../src/cli/http-option.js';
 import {
   NEW_MAJOR,
   SYSTEM_MAJOR,
@@ -88,6 +94,22 @@ test('the exposition escapes label values and writes cumulative histograms', () 
   );
   const parsed = parsePrometheusText(text);
   assert.equal(sampleValue(parsed, 'pgconvoy_x_total', { t: 'a"b\\c\nd' }), 3);
+});
+
+test('--http is parsed as [HOST:]PORT on loopback by default, and kept from per-database children', () => {
+  assert.deepEqual(parseHttpAddress('9100'), { host: '127.0.0.1', port: 9100 });
+  assert.deepEqual(parseHttpAddress('0.0.0.0:80'), { host: '0.0.0.0', port: 80 });
+  assert.deepEqual(parseHttpAddress('[::1]:8432'), { host: '::1', port: 8432 });
+  assert.throws(() => parseHttpAddress('host:99999'), /is not \[HOST:\]PORT/);
+  assert.deepEqual(childArgs(['--http', '0', '--http-token=x', '--jobs', '2']), ['--jobs', '2']);
+});
+
+test('the Grafana dashboard queries only metrics pgconvoy writes', () => {
+  const json = readFileSync(pathModule.join(repoRoot, 'grafana', 'pgconvoy-dashboard.json'), 'utf8');
+  const written = new Set(metricFamilies([]).map((f) => f.name));
+  const used = new Set([...json.matchAll(/pgconvoy_\w+/g)].map((m) => m[0].replace(/_bucket$/, '')));
+  assert.ok(used.size > 10);
+  for (const name of used) assert.ok(written.has(name), `${name} is not a pgconvoy metric`);
 });
 
 describe('dashboard and /metrics (--http, serve)', () => {
