@@ -20,6 +20,8 @@ import { registerCutover } from './commands/cutover.js';
 import { registerStartBack } from './commands/start-back.js';
 import { registerRollback } from './commands/rollback.js';
 import { registerVerify } from './commands/verify.js';
+import { registerServe } from './commands/serve.js';
+import { addHttpOption, HTTP_COMMANDS } from './http-option.js';
 
 const program = new Command();
 program
@@ -53,6 +55,11 @@ registerCutover(program);
 registerStartBack(program);
 registerRollback(program);
 registerVerify(program);
+registerServe(program);
+
+// --http: a live dashboard and /metrics while the command runs (http-option.ts).
+for (const command of program.commands.filter((c) => HTTP_COMMANDS.includes(c.name())))
+  addHttpOption(command);
 
 // --database / --all-databases: one child process per database (many-databases.ts).
 const PER_DATABASE = [

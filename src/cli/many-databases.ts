@@ -20,7 +20,8 @@ import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { formatConninfoWithPassword, parseConninfo } from '../connect/conninfo.js';
 import { openClient } from '../connect/open-client.js';
-import { EXIT, type ExitCode } from '../defaults.js';
+import { withDatabase as onDatabase, type ConnectionSpec } from '../connect/resolve.js';
+import { DEFAULTS, EXIT, type ExitCode } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { runLimited } from '../util/pool.js';
 import { registerSecret } from '../util/redact.js';
@@ -29,6 +30,7 @@ import { connectionFor, givenConninfo, type ConnectionFlags } from './connection
 import { loadConfig } from './common-options.js';
 import type { PgconvoyConfig } from './config-file.js';
 import { positiveInt } from './parse-options.js';
+import { startHttp, type HttpFlags } from './http-option.js';
 
 /** Set for each database's process: the command line that started them all (to resume it). */
 export const PARENT_COMMAND_ENV = 'PGCONVOY_PARENT_COMMAND';
@@ -56,7 +58,8 @@ export function addDatabaseOptions(command: Command): Command {
     );
 }
 
-interface ManyFlags extends ConnectionFlags {
+interface ManyFlags extends ConnectionFlags, HttpFlags {
+  ledgerSchema?: string;
   database?: string[];
   allDatabases?: boolean;
   databasesAtOnce?: number;
@@ -71,8 +74,24 @@ export class RanPerDatabase extends Error {
 }
 
 /** Options this module consumes; they are not passed on to the children. */
-const OWN_OPTIONS = new Set(['--database', '--all-databases', '--databases-at-once', '--source', '--target']);
-const TAKES_VALUE = new Set(['--database', '--databases-at-once', '--source', '--target']);
+// --http: one dashboard in this process for every database (the children would share the port).
+const OWN_OPTIONS = new Set([
+  '--database',
+  '--all-databases',
+  '--databases-at-once',
+  '--source',
+  '--target',
+  '--http',
+  '--http-token',
+]);
+const TAKES_VALUE = new Set([
+  '--database',
+  '--databases-at-once',
+  '--source',
+  '--target',
+  '--http',
+  '--http-token',
+]);
 
 /** The command line for one database's child: ours without the options this module handles. */
 export function childArgs(args: string[]): string[] {
@@ -97,8 +116,12 @@ ORDER BY 1`;
 
 async function listDatabases(flags: ManyFlags, config: PgconvoyConfig | undefined): Promise<string[]> {
   const source = connectionFor('source', flags, config);
-  if (!source) return [];
-  const client = await openClient(source, { applicationName: 'pgconvoy list databases' });
+  return source ? databasesOf(source) : [];
+}
+
+/** What --all-databases means on this server: every database but templates and 'postgres'. */
+export async function databasesOf(server: ConnectionSpec): Promise<string[]> {
+  const client = await openClient(server, { applicationName: 'pgconvoy list databases' });
   try {
     return (await client.query<{ name: string }>(ALL_DATABASES_SQL)).rows.map((r) => r.name);
   } finally {
@@ -258,6 +281,7 @@ export async function runPerDatabase(
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const results: ChildResult[] = [];
+  const dashboard = await dashboardFor(command, flags, config, databases);
   try {
     await runLimited(databases, flags.databasesAtOnce ?? databases.length, async (database) => {
       if (stopping) {
@@ -278,6 +302,7 @@ export async function runPerDatabase(
       results.push(await runChild(command, own, database, env, json));
     });
   } finally {
+    await dashboard?.close();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
@@ -297,6 +322,26 @@ export async function runPerDatabase(
     );
   }
   return (failed[0]?.exitCode ?? EXIT.ok) as ExitCode;
+}
+
+/** --http with many databases: the ledgers of all of them, served by this process. */
+function dashboardFor(
+  command: string,
+  flags: ManyFlags,
+  config: PgconvoyConfig | undefined,
+  databases: string[],
+): Promise<{ close(): Promise<void> } | undefined> {
+  if (flags.http === undefined) return Promise.resolve(undefined);
+  const target = connectionFor('target', flags, config)!;
+  const source = connectionFor('source', flags, config, false);
+  return startHttp(
+    flags,
+    command,
+    databases.map((d) => onDatabase(target, d)),
+    (t) => (source ? onDatabase(source, t.database) : undefined),
+    flags.ledgerSchema ?? DEFAULTS.ledgerSchema,
+    true,
+  );
 }
 
 /** Registers the hook that turns --database/--all-databases into one child per database. */

@@ -26,8 +26,9 @@ export const EXCLUDE_COLUMN_OPTION = [
   'leave a source column behind (the target lacks it, or should keep its own default); repeatable',
   (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
 ] as const;
+import { openDashboard, type HttpFlags } from '../http-option.js';
 
-interface CloneFlags extends ConnectionFlags {
+interface CloneFlags extends ConnectionFlags, HttpFlags {
   jobs?: number;
   indexJobs?: number;
   ledgerSchema: string;
@@ -278,14 +279,25 @@ Examples:
         return;
       }
       const progress = new CloneProgress(isTTY() && !flags.json, Boolean(flags.quiet));
-      options.onEvent = (e) => progress.handle(e);
+      const dashboard = await openDashboard(
+        flags,
+        'clone',
+        options.target,
+        options.source,
+        options.ledgerSchema,
+      );
+      options.onEvent = (e) => {
+        progress.handle(e);
+        dashboard.live?.clone(e);
+      };
       let summary;
       try {
-        summary = await unlessInterrupted(
+        const work = unlessInterrupted(
           controller.signal,
           `run the same command again to resume: ${resumeCommand()}`,
           () => runClone(options),
         );
+        summary = await dashboard.settle(work);
       } finally {
         progress.finish();
         process.off('SIGINT', onSignal);

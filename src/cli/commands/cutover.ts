@@ -11,9 +11,10 @@ import { displayName } from '../../util/sql.js';
 import { err, out, outJson } from '../output.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { loadConfig } from '../common-options.js';
+import { openDashboard, type HttpFlags } from '../http-option.js';
 import { positiveInt } from '../parse-options.js';
 
-interface CutoverFlags extends ConnectionFlags {
+interface CutoverFlags extends ConnectionFlags, HttpFlags {
   maxLag: string;
   sequenceMargin: string;
   timeout: number;
@@ -143,7 +144,8 @@ Examples:
           hint: 'write it like 16MB, 1GB or a number of bytes',
         });
       }
-      const result = await runCutover({
+      const dashboard = await openDashboard(flags, 'cutover', target, source, flags.ledgerSchema);
+      const work = runCutover({
         source,
         target,
         ledgerSchema: flags.ledgerSchema,
@@ -157,6 +159,7 @@ Examples:
         verify: flags.verify === false ? 'none' : flags.verify,
         targetFromSource: flags.targetFromSource,
         onEvent: (e) => {
+          dashboard.live?.cutover(e);
           if (flags.json) return;
           if (e.type === 'step') {
             if (e.state === 'start') out(`${e.step} …`);
@@ -164,6 +167,7 @@ Examples:
           else out(`  ${e.message}`);
         },
       });
+      const result = await dashboard.settle(work);
       if (flags.json) outJson({ ok: true, ...result });
       else printResult(result);
     });

@@ -13,9 +13,11 @@ import { unlessInterrupted } from '../interrupted.js';
 import { positiveInt } from '../parse-options.js';
 import { buildCloneOptions, EXCLUDE_COLUMN_OPTION } from './clone.js';
 
+import { openDashboard, type HttpFlags } from '../http-option.js';
+
 type CloneFlags = Parameters<typeof buildCloneOptions>[0];
 
-interface StartFlags {
+interface StartFlags extends HttpFlags {
   source?: string;
   target?: string;
   config?: string;
@@ -161,10 +163,14 @@ Examples:
       };
       const clone = buildCloneOptions(cloneFlags, controller.signal);
       const progress = new CloneProgress(isTTY() && !flags.json, Boolean(flags.quiet));
-      clone.onEvent = (e) => progress.handle(e);
+      const dashboard = await openDashboard(flags, 'start', clone.target, clone.source, clone.ledgerSchema);
+      clone.onEvent = (e) => {
+        progress.handle(e);
+        dashboard.live?.clone(e);
+      };
       let result: StartResult;
       try {
-        result = await unlessInterrupted(
+        const work = unlessInterrupted(
           controller.signal,
           'run pgconvoy teardown, then pgconvoy start again',
           () =>
@@ -175,6 +181,7 @@ Examples:
               slotTimeoutMs: flags.slotTimeout * 1000,
             }),
         );
+        result = await dashboard.settle(work);
       } finally {
         progress.finish();
         process.off('SIGINT', onSignal);

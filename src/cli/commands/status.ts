@@ -6,6 +6,7 @@ import { DEFAULTS } from '../../defaults.js';
 import { openClient } from '../../connect/open-client.js';
 import { describeConnection } from '../../connect/resolve.js';
 import { readLedgerStatus, type LedgerStatus } from '../../ledger/ledger-status.js';
+import { ledgerPhase, nextStep } from '../../observe/next-step.js';
 import { readOnlineStatus, type OnlineStatusReport } from '../../online/online-status.js';
 import { formatBytes, formatCount, formatDuration } from '../../util/format.js';
 import { displayName } from '../../util/sql.js';
@@ -29,18 +30,7 @@ function printStatus(target: string, s: LedgerStatus, all: boolean): void {
     return;
   }
   const c = s.counts;
-  const phase =
-    c.total === 0
-      ? 'planned'
-      : c.done === c.total
-        ? s.steps.includes('analyze')
-          ? 'done'
-          : 'copied; finishing'
-        : c.running > 0
-          ? 'copying'
-          : c.failed > 0
-            ? 'stopped with failures'
-            : 'waiting for workers';
+  const phase = ledgerPhase(s);
   out(`${target}  (from ${s.source ?? '?'})`);
   out(`  phase: ${phase}`);
   out(
@@ -71,11 +61,10 @@ function printStatus(target: string, s: LedgerStatus, all: boolean): void {
       ),
     );
   }
-  if (c.failed > 0 || (c.pending > 0 && c.running === 0)) {
+  const next = nextStep(s, undefined);
+  if (next) {
     out('');
-    out(
-      '  next: run the same `pgconvoy clone` command again (or start `pgconvoy worker`) to finish the remaining jobs',
-    );
+    out(`  next: ${next}`);
   }
 }
 

@@ -12,11 +12,12 @@ import { parseTableName } from '../../verify/scope.js';
 import { VERIFY_DEFAULTS, type VerifyEvent } from '../../verify/types.js';
 import { verifyDatabases } from '../../verify/verify-databases.js';
 import { loadConfig } from '../common-options.js';
+import { openDashboard, type HttpFlags } from '../http-option.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { err, out, outJson } from '../output.js';
 import { positiveInt } from '../parse-options.js';
 
-interface VerifyFlags extends ConnectionFlags {
+interface VerifyFlags extends ConnectionFlags, HttpFlags {
   jobs: number;
   table?: string[];
   schema?: string[];
@@ -152,9 +153,10 @@ Examples:
       const tables = (flags.table ?? []).map(parseTableName);
       const schemas = flags.schema ?? [];
       const progress = progressPrinter();
+      const dashboard = await openDashboard(flags, 'verify', target, source, flags.ledgerSchema);
       let report;
       try {
-        report = await verifyDatabases({
+        const work = verifyDatabases({
           source,
           target,
           jobs: flags.jobs,
@@ -165,8 +167,12 @@ Examples:
           ledgerSchema: flags.ledgerSchema,
           ...(flags.sourceSnapshot !== undefined ? { sourceSnapshot: flags.sourceSnapshot } : {}),
           ...(flags.countsOnly ? { contents: 'counts' as const } : {}),
-          onProgress: progress.handle,
+          onProgress: (e) => {
+            progress.handle(e);
+            dashboard.live?.verify(e);
+          },
         });
+        report = await dashboard.settle(work);
       } finally {
         progress.done();
       }

@@ -21,8 +21,9 @@ import { loadConfig } from '../common-options.js';
 import { positiveInt } from '../parse-options.js';
 import { parseExcludedColumn } from '../../copy/table-columns.js';
 import { EXCLUDE_COLUMN_OPTION } from './clone.js';
+import { openDashboard, type HttpFlags } from '../http-option.js';
 
-interface WorkerFlags extends ConnectionFlags {
+interface WorkerFlags extends ConnectionFlags, HttpFlags {
   jobs: number;
   ledgerSchema: string;
   retries: number;
@@ -89,7 +90,8 @@ Each worker reads its own snapshot of the source: stop writes to the source firs
       let bytes = 0;
       let failed = 0;
       const started = Date.now();
-      await runCopyPool({
+      const dashboard = await openDashboard(flags, 'worker', target, source, flags.ledgerSchema);
+      const work = runCopyPool({
         source,
         target,
         ledger,
@@ -102,6 +104,7 @@ Each worker reads its own snapshot of the source: stop writes to the source firs
         replicationRole,
         signal: controller.signal,
         onEvent: (e) => {
+          dashboard.live?.clone(e);
           if (e.type === 'job-done') {
             done++;
             rows += e.rows;
@@ -122,6 +125,7 @@ Each worker reads its own snapshot of the source: stop writes to the source firs
           }
         },
       });
+      await dashboard.settle(work);
       const seconds = (Date.now() - started) / 1000;
       if (flags.json) outJson({ ok: failed === 0, jobsDone: done, jobsFailed: failed, rows, bytes, seconds });
       else
