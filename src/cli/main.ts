@@ -19,6 +19,7 @@ import { registerCutover } from './commands/cutover.js';
 import { registerStartBack } from './commands/start-back.js';
 import { registerRollback } from './commands/rollback.js';
 import { registerVerify } from './commands/verify.js';
+import { registerSyncSchema } from './commands/sync-schema.js';
 
 const program = new Command();
 program
@@ -50,6 +51,7 @@ registerCutover(program);
 registerStartBack(program);
 registerRollback(program);
 registerVerify(program);
+registerSyncSchema(program);
 
 // --database / --all-databases: one child process per database (many-databases.ts).
 const PER_DATABASE = [
@@ -62,6 +64,7 @@ const PER_DATABASE = [
   'cutover',
   'rollback',
   'teardown',
+  'sync-schema',
 ];
 for (const command of program.commands.filter((c) => PER_DATABASE.includes(c.name())))
   addDatabaseOptions(command);
