@@ -89,14 +89,19 @@ function replicationWarnings(
       warnings.push(
         `subscription "${sub.name}" reports ${sub.applyErrorCount ?? 0} apply error(s) (pg_stat_subscription_stats)${applyError ? `, the last: ${applyError.message} (${applyError.logged})` : `: ${r.errorsNote}`}`,
       );
-    if (sub.enabled && sub.workerPid === null) {
+    const failing = drift.length > 0 && (sub.applyErrorCount ?? 0) > 0;
+    if (sub.enabled && (sub.workerPid === null || failing)) {
       const cause =
         drift.length > 0
           ? `most likely because of the schema drift listed above (${drift[0]?.kind ?? ''} ${drift[0]?.object ?? ''} ${drift[0]?.change ?? ''}${drift.length > 1 ? `, and ${drift.length - 1} more` : ''}); ${driftSummary(drift)}; the worker restarts by itself once the target fits`
           : applyError
             ? `its last error: ${applyError.message}`
             : "look at the subscribing server's log for the error";
-      warnings.push(`subscription "${sub.name}" is enabled but its apply worker is not running: ${cause}`);
+      const state =
+        sub.workerPid === null
+          ? 'is enabled but its apply worker is not running'
+          : 'keeps restarting its apply worker after errors';
+      warnings.push(`subscription "${sub.name}" ${state}: ${cause}`);
     }
   }
   return warnings;
