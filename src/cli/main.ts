@@ -22,6 +22,7 @@ import { registerRollback } from './commands/rollback.js';
 import { registerVerify } from './commands/verify.js';
 import { registerServe } from './commands/serve.js';
 import { addHttpOption, HTTP_COMMANDS } from './http-option.js';
+import { registerSyncSchema } from './commands/sync-schema.js';
 
 const program = new Command();
 program
@@ -56,6 +57,7 @@ registerStartBack(program);
 registerRollback(program);
 registerVerify(program);
 registerServe(program);
+registerSyncSchema(program);
 
 // --http: a live dashboard and /metrics while the command runs (http-option.ts).
 for (const command of program.commands.filter((c) => HTTP_COMMANDS.includes(c.name())))
@@ -72,6 +74,7 @@ const PER_DATABASE = [
   'cutover',
   'rollback',
   'teardown',
+  'sync-schema',
 ];
 for (const command of program.commands.filter((c) => PER_DATABASE.includes(c.name())))
   addDatabaseOptions(command);

@@ -1,16 +1,18 @@
 /**
- * What cutover checks: before it touches anything (forward replication streaming, lag under
- * --max-lag, the source's schema unchanged since start), and after the freeze (verify's
- * verdict). A refusal exits 7 and changes nothing; a verify difference exits 6.
+ * What cutover checks: before it touches anything (forward replication streaming, the
+ * source's and the target's schemas alike NOW — a change made on both sides passes —, every
+ * table's initial copy done, lag under --max-lag), and after the freeze (verify's verdict).
+ * A refusal exits 7 and changes nothing; a verify difference exits 6.
  *
  * Checked with PostgreSQL 13 and 15 as the source and 17 as the target.
  */
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, type ErrorCode } from '../errors.js';
-import { diffFingerprints, schemaFingerprint } from '../online/fingerprint.js';
+import { driftSummary, readSchemaDrift, type DriftItem } from '../online/schema-drift.js';
 import type { OnlineState } from '../online/state.js';
-import { replicationStatus } from '../replicate/status.js';
+import { replicationStatus, type ReplicationStatus } from '../replicate/status.js';
+import { tablesStillSyncing } from '../replicate/subscription.js';
 import { formatBytes } from '../util/format.js';
 import { displayName } from '../util/sql.js';
 import type { VerifyReport } from '../verify/types.js';
@@ -48,14 +50,25 @@ export async function checkReady(
       'run pgconvoy teardown and start again',
     );
   }
-  if (!sub.enabled || sub.workerPid === null) {
+  const drift = await readSchemaDrift(src, tgt, o.ledgerSchema);
+  if (drift.length > 0) throw driftError(drift, !sub.enabled || sub.workerPid === null);
+  const ready = await waitUntilApplying(src, tgt, state);
+  const now = ready.status.subscription ?? sub;
+  if (!now.enabled || now.workerPid === null) {
     throw refuse(
-      `subscription "${state.names.subscription}" is ${sub.enabled ? 'enabled but its apply worker is not running' : 'disabled'}`,
+      `subscription "${state.names.subscription}" is ${now.enabled ? 'enabled but its apply worker is not running' : 'disabled'}`,
       'SUBSCRIPTION_NOT_RUNNING',
-      `look at the target server's log for apply errors (errors so far: ${sub.applyErrorCount ?? 'unknown before 15'}); pgconvoy status shows the lag`,
+      `the schemas agree, so look at the target server's log for the apply error (errors so far: ${now.applyErrorCount ?? 'unknown before 15'}); pgconvoy status shows the lag`,
     );
   }
-  const lag = status.lagBytes ?? 0;
+  if (ready.syncing.length > 0) {
+    throw refuse(
+      `the subscription is still copying ${ready.syncing.length} table(s) added after start: ${ready.syncing.map((t) => t.table).join(', ')}`,
+      'TABLES_SYNCING',
+      'wait until pgconvoy status no longer lists them, then run cutover',
+    );
+  }
+  const lag = ready.status.lagBytes ?? 0;
   if (lag > o.maxLagBytes) {
     throw refuse(
       `the target is ${formatBytes(lag)} behind the source, more than --max-lag ${formatBytes(o.maxLagBytes)}`,
@@ -64,17 +77,42 @@ export async function checkReady(
       { lagBytes: lag },
     );
   }
-  if (state.schemaFingerprint) {
-    const changes = diffFingerprints(state.schemaFingerprint, await schemaFingerprint(src, o.ledgerSchema));
-    if (changes.length > 0) {
-      throw refuse(
-        `the source's schema changed since start (DDL is not replicated): ${changes.join('; ')}`,
-        'SCHEMA_CHANGED',
-        'make the same change on the target (and, for new tables, copy their rows), or teardown and start again; then run cutover',
-        { changes },
-      );
-    }
+}
+
+/** How long cutover waits for an apply worker to restart and for new tables to finish copying. */
+const SETTLE_MS = 30_000;
+
+/**
+ * An apply worker that stopped on an error the operator has since fixed is restarted by the
+ * target within wal_retrieve_retry_interval (5 s by default); tables sync-schema added
+ * finish their copy. Waits a bounded time for both, then returns what it sees.
+ */
+async function waitUntilApplying(
+  src: pg.Client,
+  tgt: pg.Client,
+  state: OnlineState,
+): Promise<{ status: ReplicationStatus; syncing: { table: string; state: string }[] }> {
+  const deadline = Date.now() + SETTLE_MS;
+  for (;;) {
+    const status = await replicationStatus(src, tgt, state.names);
+    const syncing = await tablesStillSyncing(tgt, state.names.subscription);
+    const sub = status.subscription;
+    const running = sub !== undefined && sub.enabled && sub.workerPid !== null;
+    if ((running && syncing.length === 0) || !sub?.enabled || Date.now() > deadline)
+      return { status, syncing };
+    await new Promise((r) => setTimeout(r, 500));
   }
+}
+
+/** The refusal that lists the drift: what sync-schema would apply, and what is left to the operator. */
+export function driftError(drift: DriftItem[], workerDown: boolean): PgconvoyError {
+  const summary = driftSummary(drift);
+  return refuse(
+    `the source's schema differs from the target's (DDL is not replicated): ${drift.map((d) => `${d.kind} ${d.object} ${d.change}`).join('; ')}${workerDown ? '; the apply worker is not running, most likely because of this' : ''}`,
+    'SCHEMA_DRIFT',
+    `${summary}; then run cutover`,
+    { drift },
+  );
 }
 
 /** Verify's verdict, except that sequences moved on by --sequence-margin are meant to differ. */

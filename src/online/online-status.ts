@@ -7,12 +7,24 @@
  * of max_slot_wal_keep_size), a lost slot, apply errors, and any pgconvoy slot nobody
  * streams from (it fills the disk).
  *
+ * While the target follows the source, the schema drift too (schema-drift.ts: what differs
+ * between the two catalogs now, with the statements that align the target), the tables the
+ * subscription is still copying, and — as history — what changed on the source since the
+ * fingerprint `start` took. An apply worker that is down is explained: the drift is the
+ * likely cause, the target's log line the actual one where it can be read; and this
+ * migration's own slot, inactive only because its subscriber stopped, is never called a
+ * leftover to tear down.
+ *
  * Read-only on both servers. Checked with PostgreSQL 13 and 15 as the source and 17 as the target.
  */
 import type pg from 'pg';
+import { readApplyError, type ApplyError } from '../replicate/apply-error.js';
 import { readPgconvoySlots } from '../replicate/precheck-rows.js';
 import { replicationStatus, type ReplicationStatus } from '../replicate/status.js';
+import { tablesStillSyncing } from '../replicate/subscription.js';
 import { formatBytes } from '../util/format.js';
+import { diffFingerprints, schemaFingerprint } from './fingerprint.js';
+import { driftSummary, readSchemaDrift, type DriftItem } from './schema-drift.js';
 import { readFreeze, readOnlineState, type FreezeRecord, type OnlineState } from './state.js';
 
 /** Retained WAL above this is worth a warning whatever the server allows. */
@@ -27,6 +39,14 @@ export interface OnlineStatusReport {
   replication: ReplicationStatus | undefined;
   /** max_slot_wal_keep_size of the publishing server in bytes (-1: unlimited; undefined before 13). */
   maxSlotWalKeepBytes: number | undefined;
+  /** Source and target schemas compared now (forward replication only, with a source session). */
+  drift: DriftItem[] | undefined;
+  /** What changed on the source since start's fingerprint: history, not a verdict. */
+  sourceChangesSinceStart: string[] | undefined;
+  /** Tables whose initial copy by the subscription is not finished (added by sync-schema). */
+  syncing: { table: string; state: string }[];
+  /** The apply worker's last error, from the target's log when it can be read. */
+  applyError: ApplyError | undefined;
   warnings: string[];
 }
 
@@ -45,6 +65,8 @@ function replicationWarnings(
   r: ReplicationStatus,
   side: 'source' | 'target',
   keep: number | undefined,
+  drift: DriftItem[] = [],
+  applyError?: ApplyError,
 ): string[] {
   const warnings: string[] = [];
   const slot = r.slot;
@@ -65,14 +87,72 @@ function replicationWarnings(
   if (sub) {
     if ((sub.applyErrorCount ?? 0) > 0)
       warnings.push(
-        `subscription "${sub.name}" reports ${sub.applyErrorCount ?? 0} apply error(s): ${r.errorsNote}`,
+        `subscription "${sub.name}" reports ${sub.applyErrorCount ?? 0} apply error(s) (pg_stat_subscription_stats)${applyError ? `, the last: ${applyError.message} (${applyError.logged})` : `: ${r.errorsNote}`}`,
       );
-    if (sub.enabled && sub.workerPid === null)
-      warnings.push(
-        `subscription "${sub.name}" is enabled but its apply worker is not running (look at the subscribing server's log)`,
-      );
+    const failing = drift.length > 0 && (sub.applyErrorCount ?? 0) > 0;
+    if (sub.enabled && (sub.workerPid === null || failing)) {
+      const cause =
+        drift.length > 0
+          ? `most likely because of the schema drift listed above (${drift[0]?.kind ?? ''} ${drift[0]?.object ?? ''} ${drift[0]?.change ?? ''}${drift.length > 1 ? `, and ${drift.length - 1} more` : ''}); ${driftSummary(drift)}; the worker restarts by itself once the target fits`
+          : applyError
+            ? `its last error: ${applyError.message}`
+            : "look at the subscribing server's log for the error";
+      const state =
+        sub.workerPid === null
+          ? 'is enabled but its apply worker is not running'
+          : 'keeps restarting its apply worker after errors';
+      warnings.push(`subscription "${sub.name}" ${state}: ${cause}`);
+    }
   }
   return warnings;
+}
+
+/**
+ * Why a pgconvoy slot on the source is inactive, and what to do. This migration's forward
+ * slot is inactive while start copies, or because its subscriber stopped streaming: it
+ * keeps the changes the target still needs, so tearing it down would throw the migration
+ * away. Only a slot of no migration this target follows is a leftover.
+ */
+function inactiveSlotAdvice(
+  slot: string,
+  own: string,
+  state: OnlineState,
+  r: ReplicationStatus | undefined,
+): string {
+  if (slot !== own) return ': run pgconvoy teardown for its migration';
+  if (state.phase === 'copying')
+    return " (this migration's slot: normal while start copies; if no start is running, run pgconvoy teardown)";
+  const sub = r?.subscription;
+  const why = !sub
+    ? 'its subscription is missing on the target'
+    : !sub.enabled
+      ? 'its subscription is disabled (ALTER SUBSCRIPTION … ENABLE resumes it)'
+      : sub.workerPid === null
+        ? "its subscription's apply worker is not running (see above)"
+        : 'its subscriber is reconnecting';
+  return ` (this migration's slot, inactive because ${why}; it keeps every change the target still needs: do not tear it down)`;
+}
+
+/** Drift, tables still copying, the apply worker's last error and the source's changes since start. */
+async function readSchemaState(
+  report: OnlineStatusReport,
+  source: pg.Client,
+  target: pg.Client,
+  ledgerSchema: string,
+): Promise<void> {
+  const names = report.state.names;
+  report.drift = await readSchemaDrift(source, target, ledgerSchema);
+  report.syncing = await tablesStillSyncing(target, names.subscription);
+  const sub = report.replication?.subscription;
+  if (sub && (sub.workerPid === null || (sub.applyErrorCount ?? 0) > 0))
+    report.applyError = await readApplyError(target, names.subscription);
+  const start = report.state.schemaFingerprint;
+  if (start)
+    report.sourceChangesSinceStart = diffFingerprints(start, await schemaFingerprint(source, ledgerSchema));
+  if (report.drift.length > 0)
+    report.warnings.push(
+      `the source's schema differs from the target's (DDL is not replicated): ${report.drift.length} difference(s), listed above; cutover refuses until they agree`,
+    );
 }
 
 /** The online status, or undefined when the target has no online migration. */
@@ -89,6 +169,10 @@ export async function readOnlineStatus(
     direction: undefined,
     replication: undefined,
     maxSlotWalKeepBytes: undefined,
+    drift: undefined,
+    sourceChangesSinceStart: undefined,
+    syncing: [],
+    applyError: undefined,
     warnings: [],
   };
   const names = state.names;
@@ -99,7 +183,16 @@ export async function readOnlineStatus(
       report.direction = 'forward';
       report.replication = await replicationStatus(source, target, names);
       report.maxSlotWalKeepBytes = await maxSlotWalKeep(source);
-      report.warnings.push(...replicationWarnings(report.replication, 'source', report.maxSlotWalKeepBytes));
+      if (state.phase !== 'copying') await readSchemaState(report, source, target, ledgerSchema);
+      report.warnings.push(
+        ...replicationWarnings(
+          report.replication,
+          'source',
+          report.maxSlotWalKeepBytes,
+          report.drift,
+          report.applyError,
+        ),
+      );
     } else if (back) {
       report.direction = 'back';
       report.replication = await replicationStatus(target, source, {
@@ -111,9 +204,9 @@ export async function readOnlineStatus(
     }
     for (const slot of await readPgconvoySlots(source)) {
       if (slot.active) continue;
-      const own = slot.name === names.slot && state.phase === 'copying';
+      const kept = slot.retainedBytes === null ? '?' : formatBytes(slot.retainedBytes);
       report.warnings.push(
-        `inactive pgconvoy slot "${slot.name}" on the source keeps ${slot.retainedBytes === null ? '?' : formatBytes(slot.retainedBytes)} of WAL${own ? " (this migration's slot: normal while start copies; if no start is running, run pgconvoy teardown)" : ': run pgconvoy teardown for its migration'}`,
+        `inactive pgconvoy slot "${slot.name}" on the source keeps ${kept} of WAL${inactiveSlotAdvice(slot.name, names.slot, state, report.replication)}`,
       );
     }
   }

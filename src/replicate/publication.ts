@@ -43,19 +43,7 @@ export async function createPublication(
   name: string,
   tables: TableRef[],
 ): Promise<PublicationResult> {
-  const known = new Map((await readReplicationTables(client)).map((t) => [key(t), t]));
-  const usable = new Set(publishableTables([...known.values()]).map(key));
-  const published: TableRef[] = [];
-  const skipped: PublicationResult['skipped'] = [];
-  for (const table of tables) {
-    const info = known.get(key(table));
-    if (usable.has(key(table))) published.push({ schema: table.schema, name: table.name });
-    else if (!info) skipped.push({ table, reason: 'no such table' });
-    else if (info.kind === 'partitioned')
-      skipped.push({ table, reason: 'partitioned: its partitions are published' });
-    else if (info.unlogged) skipped.push({ table, reason: 'unlogged: not in WAL, copied at cutover' });
-    else skipped.push({ table, reason: 'no primary key or replica identity: copied at cutover' });
-  }
+  const { published, skipped } = await splitPublishable(client, tables);
   const list = published.map((t) => qualifiedName(t.schema, t.name)).join(', ');
 
   // Adding tables to a publication locks each of them: wait a bounded time for that, and
@@ -129,6 +117,44 @@ export async function createPublication(
   } finally {
     await client.query('RESET lock_timeout').catch(() => undefined);
   }
+}
+
+/** The tables among `tables` that can be published, and the others with the reason. */
+async function splitPublishable(
+  client: pg.Client,
+  tables: TableRef[],
+): Promise<{ published: TableRef[]; skipped: PublicationResult['skipped'] }> {
+  const known = new Map((await readReplicationTables(client)).map((t) => [key(t), t]));
+  const usable = new Set(publishableTables([...known.values()]).map(key));
+  const published: TableRef[] = [];
+  const skipped: PublicationResult['skipped'] = [];
+  for (const table of tables) {
+    const info = known.get(key(table));
+    if (usable.has(key(table))) published.push({ schema: table.schema, name: table.name });
+    else if (!info) skipped.push({ table, reason: 'no such table' });
+    else if (info.kind === 'partitioned')
+      skipped.push({ table, reason: 'partitioned: its partitions are published' });
+    else if (info.unlogged) skipped.push({ table, reason: 'unlogged: not in WAL, copied at cutover' });
+    else skipped.push({ table, reason: 'no primary key or replica identity: copied at cutover' });
+  }
+  return { published, skipped };
+}
+
+/**
+ * Adds tables made after start to publication `name` (those that can be published; the
+ * others are returned in `skipped`, copied at cutover).
+ */
+export async function addPublicationTables(
+  client: pg.Client,
+  name: string,
+  tables: TableRef[],
+): Promise<{ published: TableRef[]; skipped: PublicationResult['skipped'] }> {
+  const split = await splitPublishable(client, tables);
+  if (split.published.length > 0)
+    await client.query(
+      `ALTER PUBLICATION ${quoteIdent(name)} ADD TABLE ${split.published.map((t) => qualifiedName(t.schema, t.name)).join(', ')}`,
+    );
+  return split;
 }
 
 /** Drops publication `name` if it exists; true when it did. */

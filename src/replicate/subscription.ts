@@ -174,3 +174,35 @@ export async function dropSubscription(client: pg.Client, name: string): Promise
   await client.query(`DROP SUBSCRIPTION IF EXISTS ${sub}`);
   return true;
 }
+
+/**
+ * Makes the subscription pick up tables added to its publication since it was created or
+ * last refreshed, and copy their rows (copy_data = true): PostgreSQL's table
+ * synchronization copies each new table in a snapshot of its own and then applies the
+ * changes made after it, handing over to the apply worker at an exact position; rows
+ * already carried are never copied again. Cannot run in a transaction block.
+ */
+export async function refreshSubscription(client: pg.Client, name: string): Promise<void> {
+  await client.query(`ALTER SUBSCRIPTION ${quoteIdent(name)} REFRESH PUBLICATION WITH (copy_data = true)`);
+}
+
+const SYNCING_SQL = `
+SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) AS table, r.srsubstate::text AS state
+FROM pg_catalog.pg_subscription_rel r
+JOIN pg_catalog.pg_subscription s ON s.oid = r.srsubid
+JOIN pg_catalog.pg_class c ON c.oid = r.srrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE s.subname = $1 AND r.srsubstate NOT IN ('r', 's')
+  AND s.subdbid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+ORDER BY 1`;
+
+/**
+ * Tables whose initial copy the subscription has not finished (state i: waiting, d: copying,
+ * f: copied, catching up); an empty list when every table is ready.
+ */
+export async function tablesStillSyncing(
+  client: pg.Client,
+  name: string,
+): Promise<{ table: string; state: string }[]> {
+  return (await client.query<{ table: string; state: string }>(SYNCING_SQL, [name])).rows;
+}

@@ -25,6 +25,8 @@ const TABLES_SQL = `
 SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind, c.relispopulated AS populated,
        pn.nspname AS parent_schema, pc.relname AS parent_name,
        CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid, true) END AS definition,
+       pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS partition_bound,
+       CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END AS partition_key,
        COALESCE((
          SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
                   'name', a.attname,
@@ -93,7 +95,10 @@ SELECT n.nspname AS schema, c.relname AS name,
        s.seqstart::text AS start, s.seqincrement::text AS increment,
        s.seqmin::text AS min, s.seqmax::text AS max, s.seqcycle AS cycle,
        CASE WHEN pg_catalog.has_sequence_privilege(c.oid, 'SELECT,USAGE')
-            THEN pg_catalog.pg_sequence_last_value(c.oid)::text END AS last_value
+            THEN pg_catalog.pg_sequence_last_value(c.oid)::text END AS last_value,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+               WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid
+                 AND d.deptype = 'i') AS identity
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
@@ -128,6 +133,10 @@ export interface CatalogTable {
   populated: boolean;
   parent: { schema: string; name: string } | undefined;
   definition: string | null;
+  /** A partition's bound (`FOR VALUES …`). */
+  partitionBound: string | null;
+  /** A partitioned table's key (`RANGE (day)`). */
+  partitionKey: string | null;
   columns: CatalogColumn[];
 }
 
@@ -167,6 +176,8 @@ export interface CatalogSequence {
   max: string;
   cycle: boolean;
   last_value: string | null;
+  /** Belongs to an identity column (made and dropped with it). */
+  identity: boolean;
 }
 
 export interface Catalog {
@@ -187,6 +198,8 @@ interface TableRow {
   parent_schema: string | null;
   parent_name: string | null;
   definition: string | null;
+  partition_bound: string | null;
+  partition_key: string | null;
   columns: CatalogColumn[];
 }
 
@@ -204,6 +217,8 @@ export async function readCatalog(client: pg.Client, ledgerSchema: string): Prom
         ? { schema: r.parent_schema, name: r.parent_name }
         : undefined,
     definition: r.definition,
+    partitionBound: r.partition_bound,
+    partitionKey: r.partition_key,
     columns: r.columns,
   }));
   const indexes = (await client.query<CatalogIndex>(INDEXES_SQL, p)).rows;

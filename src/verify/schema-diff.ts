@@ -42,7 +42,7 @@ const KIND_WORD: Record<string, string> = {
   v: 'view',
 };
 
-function describeColumn(c: CatalogColumn): string {
+export function describeColumn(c: CatalogColumn): string {
   const parts = [c.type];
   if (c.notNull) parts.push('NOT NULL');
   if (c.identity === 'a') parts.push('GENERATED ALWAYS AS IDENTITY');

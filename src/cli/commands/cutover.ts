@@ -114,7 +114,9 @@ export function registerCutover(program: Command): void {
     .addHelpText(
       'after',
       `
-Refuses (exit 7) when the lag is above --max-lag or the source's schema changed since start.
+Refuses (exit 7) when the lag is above --max-lag, or the source's and the target's schemas
+differ (DDL is not replicated: it lists each difference and the statement that aligns the
+target; pgconvoy sync-schema applies the additive ones), or new tables are still copying.
 Then freezes the source DATABASE (nothing else on that server): every new session there is
 read-only (superusers too), CONNECT is revoked from PUBLIC and every role but pgconvoy's own,
 the replication role and --keep-connect roles (what it was is recorded in the target's

@@ -93,6 +93,7 @@ function printOnline(o: OnlineStatusReport, withSource: boolean): void {
   } else if (!withSource && s.phase !== 'rolled-back') {
     out('  (pass --source to see the replication lag and the WAL the slot keeps)');
   }
+  printSchemaState(o);
   if (s.back)
     out(
       `  back-replication: ${s.back.createdAt ? `running since ${s.back.createdAt}` : 'prepared (started at cutover)'}`,
@@ -104,6 +105,26 @@ function printOnline(o: OnlineStatusReport, withSource: boolean): void {
       `  source database "${o.freeze.database}" frozen since ${o.freeze.recordedAt.toISOString()}${o.freeze.provenLsn ? ` (proven at ${o.freeze.provenLsn})` : ' (not proven yet: run cutover again)'}: read-only, CONNECT only for pgconvoy's roles; pgconvoy rollback opens it again`,
     );
   for (const w of o.warnings) err(`  warning: ${w}`);
+}
+
+/** Drift between the schemas now, tables still copying, the apply error, and the source's changes since start. */
+function printSchemaState(o: OnlineStatusReport): void {
+  if (o.drift && o.drift.length > 0) {
+    out(`  schema drift (source vs target now; DDL is not replicated): ${o.drift.length} difference(s)`);
+    for (const d of o.drift) {
+      const how = d.action === 'manual' ? `by hand: ${d.reason ?? ''}` : 'pgconvoy sync-schema applies it';
+      out(`    ${d.kind} ${d.object} ${d.change} [${how}]`);
+      for (const sql of d.statements) out(`      ${sql};`);
+    }
+  } else if (o.drift) {
+    out("  schema: the source's and the target's agree");
+  }
+  if (o.syncing.length > 0)
+    out(`  tables still copying (added after start): ${o.syncing.map((t) => t.table).join(', ')}`);
+  if (o.applyError)
+    out(`  apply worker's last error (target log, ${o.applyError.logged}): ${o.applyError.message}`);
+  if (o.sourceChangesSinceStart && o.sourceChangesSinceStart.length > 0)
+    out(`  source schema changes since start (history): ${o.sourceChangesSinceStart.join('; ')}`);
 }
 
 export function registerStatus(program: Command): void {
