@@ -351,7 +351,7 @@ describe('clone: interruption and bad input', () => {
         '--run-dir',
         runDir(),
       ]);
-      assert.equal(res.code, 2, res.stderr);
+      assert.equal(res.code, 3, res.stderr);
       assert.match(res.stderr, /pg_dump/);
       assert.match(res.stderr, /17/);
       assert.match(res.stderr, /hint: .*--pg-bin/);

@@ -54,7 +54,7 @@ async function rows(server: LocalServer, db: string): Promise<string[]> {
 /** The codes a refused write may end with: read-only, no CONNECT, ended by the server, or a lost connection. */
 const REFUSED = /^(25006|42501|57P01|55000)$|terminat|Connection|ECONNRESET|closed/i;
 
-async function scenario(killAfterMs: number | undefined): Promise<void> {
+async function scenario(killAfterMs: number | undefined): Promise<string> {
   const db = await createDatabase(source, uniqueName('Freeze'));
   await createDatabase(target, db);
   await source.sql(FIXTURE, db);
@@ -93,7 +93,11 @@ async function scenario(killAfterMs: number | undefined): Promise<void> {
     const run = await runCli(['cutover', ...args, '--no-verify', '--json']);
     assert.equal(run.code, 0, run.stderr);
     const finishedAt = Date.now();
-    const result = JSON.parse(run.stdout) as { freezeLsn: string; writesBlockedMs: number };
+    const result = JSON.parse(run.stdout) as {
+      freezeLsn: string;
+      writesBlockedMs: number;
+      steps: { step: string; ms: number }[];
+    };
     await new Promise((r) => setTimeout(r, 600));
     for (const w of writers) await w.stop();
 
@@ -115,14 +119,15 @@ async function scenario(killAfterMs: number | undefined): Promise<void> {
         assert.match(a.error ?? '', REFUSED, `${w.name}: refused as read-only or not allowed`);
     }
     assert.ok(result.writesBlockedMs > 0, `writes blocked ${result.writesBlockedMs} ms`);
+    return `writes blocked ${result.writesBlockedMs} ms; ${result.steps.map((x) => `${x.step} ${x.ms} ms`).join(', ')}`;
   } finally {
     for (const w of writers) await w.stop();
   }
 }
 
 describe(`cutover freeze ${SYSTEM_MAJOR} → ${NEW_MAJOR} under writers that reconnect for every insert`, () => {
-  test('no committed write is lost, no write is accepted after the freeze; other databases keep working', async () => {
-    await scenario(undefined);
+  test('no committed write is lost, no write is accepted after the freeze; other databases keep working', async (t) => {
+    t.diagnostic(await scenario(undefined));
     // The freeze is per database: the same application role still connects and writes elsewhere.
     const other = await createDatabase(source, uniqueName('Other'));
     await source.sql('CREATE TABLE public.t (v int); GRANT INSERT ON public.t TO app', other);
@@ -142,7 +147,7 @@ describe(`cutover freeze ${SYSTEM_MAJOR} → ${NEW_MAJOR} under writers that rec
   });
 
   for (const ms of [300, 800, 1600])
-    test(`cutover SIGKILLed at ${ms} ms, then run again: nothing lost, nothing accepted after the freeze`, async () => {
-      await scenario(ms);
+    test(`cutover SIGKILLed at ${ms} ms, then run again: nothing lost, nothing accepted after the freeze`, async (t) => {
+      t.diagnostic(await scenario(ms));
     });
 });

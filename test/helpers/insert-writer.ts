@@ -13,6 +13,10 @@ export interface Attempt {
 }
 
 /** Inserts (writer, n) rows until stopped; remembers what it saw commit and every failure. */
+// A connection attempt that the server ends halfway (the freeze terminates sessions) must not
+// hang the writer: bound every connect and query.
+const LIMITS = { connectionTimeoutMillis: 5000, query_timeout: 10_000 };
+
 export class Writer {
   readonly committed: number[] = [];
   readonly attempts: Attempt[] = [];
@@ -52,7 +56,7 @@ export class Writer {
 
   private async short(): Promise<void> {
     while (!this.stopped) {
-      const client = new pg.Client(this.config);
+      const client = new pg.Client({ ...this.config, ...LIMITS });
       client.on('error', () => undefined);
       try {
         await client.connect();
@@ -72,7 +76,7 @@ export class Writer {
     while (!this.stopped) {
       try {
         if (!client) {
-          client = new pg.Client(this.config);
+          client = new pg.Client({ ...this.config, ...LIMITS });
           client.on('error', () => undefined);
           await client.connect();
         }

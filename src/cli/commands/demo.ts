@@ -23,6 +23,7 @@ import { formatBytes, formatDuration } from '../../util/format.js';
 import { isTTY, out } from '../output.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
 import { positiveInt } from '../parse-options.js';
+import { runOnlineDemo } from './demo-online.js';
 
 interface DemoFlags {
   rows: number;
@@ -30,6 +31,7 @@ interface DemoFlags {
   sourceMajor?: number;
   targetMajor?: number;
   keep?: boolean;
+  online?: boolean;
 }
 
 function pickMajors(flags: DemoFlags): [number, number] {
@@ -58,7 +60,14 @@ export function registerDemo(program: Command): void {
     .option('--source-major <n>', 'major version of the source server', positiveInt)
     .option('--target-major <n>', 'major version of the target server', positiveInt)
     .option('--keep', 'leave the servers running at the end (press Ctrl-C to stop them)')
-    .addHelpText('after', '\nExample:\n  pgconvoy demo --rows 20000      (a small, quick run)')
+    .option(
+      '--online',
+      'the online path instead: an application writes while precheck, start, status, start-back, cutover and verify run',
+    )
+    .addHelpText(
+      'after',
+      '\nExamples:\n  pgconvoy demo --rows 20000            (a small, quick run)\n  pgconvoy demo --online --rows 20000   (online migration under writes)',
+    )
     .action(async (flags: DemoFlags) => {
       const [sourceMajor, targetMajor] = pickMajors(flags);
       const runDir = mkdtempSync(path.join(os.tmpdir(), 'pgconvoy-demo-'));
@@ -75,6 +84,12 @@ export function registerDemo(program: Command): void {
         out(`creating the sample database "shop" (--rows ${flags.rows}) …`);
         await source.sql('CREATE DATABASE shop');
         await source.sql(featureDatabaseSql(flags.rows), 'shop');
+        if (flags.online) {
+          await runOnlineDemo(source, target, 'shop');
+          out('');
+          out('demo passed: the target has every write the application committed, and verify agrees');
+          return;
+        }
         const sourceSpec = resolveConnection(source.url('shop'), 'source', {});
         const targetSpec = resolveConnection(target.url('shop'), 'target', {});
         const probe = await openClient(sourceSpec);
