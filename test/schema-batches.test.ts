@@ -24,6 +24,8 @@ import {
   uniqueName,
 } from './helpers/servers.js';
 import { catalogFacts } from './helpers/compare.js';
+import { runTool } from '../src/schema/run-tool.js';
+import { findPgTools } from '../src/schema/pg-tools.js';
 
 const SCHEMAS = 20;
 const TABLES = 8;
@@ -151,7 +153,8 @@ describe('clone: many tables, a small lock table, kills in the schema and index 
     [source, small, roomy] = await Promise.all([
       startServer(SYSTEM_MAJOR),
       // 10 locks × 20 process slots: the schema (160 tables, 160 sequences) does not fit one transaction.
-      startServer(NEW_MAJOR, {
+      // PostgreSQL 15 like the pg_dump here, to be the source of the last test too.
+      startServer(SYSTEM_MAJOR, {
         settings: {
           max_locks_per_transaction: 10,
           max_connections: 15,
@@ -223,5 +226,48 @@ describe('clone: many tables, a small lock table, kills in the schema and index 
     const second = await runCli(cloneArgs(roomy, db, false));
     assert.equal(second.code, 0, second.stderr);
     await assertSameAsSource(source, roomy, db);
+  });
+
+  test('a source whose lock table one pg_dump transaction would overflow is refused before anything is written', async () => {
+    const db = await createDatabase(small, uniqueName('toomany'));
+    // 600 tables, created 20 per transaction (the server could not create them at once either).
+    for (let i = 0; i < 30; i++) {
+      const sql = Array.from({ length: 20 }, (_, k) => `CREATE TABLE t${i * 20 + k} (id int);`).join('');
+      await small.sql(sql, db);
+    }
+    const tools = findPgTools({ sourceMajor: SYSTEM_MAJOR, pathEnv: '' });
+    const dump = await runTool(
+      tools.pgDump,
+      ['--schema-only', '--file=/dev/null', `--dbname=${small.url(db)}`],
+      {},
+    );
+    assert.notEqual(dump.code, 0, 'pg_dump itself runs out of locks there');
+    assert.match(dump.stderr, /out of shared memory|max_locks_per_transaction/);
+
+    const res = await runCli([
+      'clone',
+      '--source',
+      small.url(db),
+      '--target',
+      roomy.url(db),
+      '--create-database',
+      '--run-dir',
+      tempDir('pgconvoy-run-'),
+    ]);
+    assert.equal(res.code, 4, res.stderr);
+    assert.match(
+      res.stderr,
+      /the source's lock table is too small: pg_dump would lock 600 tables and views in one transaction/,
+    );
+    assert.match(
+      res.stderr,
+      /hint: nothing was written; set max_locks_per_transaction to at least \d+ on the source .*restart/,
+    );
+    const created = await roomy.sql<{ n: string }>(
+      'SELECT count(*) AS n FROM pg_database WHERE datname = $1',
+      'postgres',
+      [db],
+    );
+    assert.equal(created[0]!.n, '0', 'the target database was not even created');
   });
 });

@@ -79,3 +79,58 @@ export function lockShortageHint(needed?: { capacity: LockCapacity; locks: numbe
     `(ALTER SYSTEM SET max_locks_per_transaction = …; it takes a restart of that server), or lower --jobs and --index-jobs`
   );
 }
+
+/** What one transaction of pg_dump, and the copy's snapshot session, lock on the source. */
+export interface SourceLockNeeds {
+  /** Tables, views, materialized views and foreign tables pg_dump reads definitions of in its transaction. */
+  dumped: number;
+  /** Sequences the snapshot session reads (their values are taken in the copy's snapshot). */
+  sequences: number;
+}
+
+export async function readSourceLockNeeds(client: pg.Client, ledgerSchema: string): Promise<SourceLockNeeds> {
+  const res = await client.query<{ dumped: string; sequences: string }>(
+    `SELECT count(*) FILTER (WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')) AS dumped,
+            count(*) FILTER (WHERE c.relkind = 'S') AS sequences
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', $1) AND n.nspname !~ '^pg_(toast|temp_)'`,
+    [ledgerSchema],
+  );
+  return { dumped: Number(res.rows[0]?.dumped ?? 0), sequences: Number(res.rows[0]?.sequences ?? 0) };
+}
+
+/** Lock table entries held right now by other sessions (fast-path locks take none). */
+export async function locksHeld(client: pg.Client): Promise<number> {
+  const res = await client.query<{ n: string }>(
+    'SELECT count(*) AS n FROM pg_catalog.pg_locks WHERE NOT fastpath AND pid IS DISTINCT FROM pg_catalog.pg_backend_pid()',
+  );
+  return Number(res.rows[0]?.n ?? 0);
+}
+
+/**
+ * The refusal when one transaction on the source would need more of its lock table than there
+ * is (pg_dump locks every table it dumps at once), or undefined when it fits.
+ */
+export function sourceLockShortage(
+  capacity: LockCapacity,
+  needs: SourceLockNeeds,
+  held: number,
+): { message: string; hint: string; needed: number; value: number } | undefined {
+  const needed = Math.max(needs.dumped, needs.sequences) + held;
+  if (needed <= capacity.entries) return undefined;
+  const value = maxLocksNeeded(capacity, needed);
+  const what =
+    needs.dumped >= needs.sequences
+      ? `pg_dump would lock ${needs.dumped} tables and views in one transaction`
+      : `reading ${needs.sequences} sequences in the copy's snapshot would lock them all in one transaction`;
+  return {
+    needed,
+    value,
+    message:
+      `the source's lock table is too small: ${what}${held ? ` (and other sessions hold ${held} locks now)` : ''}, ` +
+      `but it has room for ${capacity.entries} (max_locks_per_transaction ${capacity.maxLocksPerTransaction} × ${capacity.processSlots} process slots)`,
+    hint:
+      `nothing was written; set max_locks_per_transaction to at least ${value} on the source ` +
+      `(ALTER SYSTEM SET max_locks_per_transaction = ${value}; then restart the source server: the setting takes effect only at start)`,
+  };
+}
