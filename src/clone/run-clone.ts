@@ -34,13 +34,7 @@ import { backoffMs, isTransient } from '../copy/transient.js';
 import { exportSnapshot, type SnapshotHandle } from '../copy/source-snapshot.js';
 import { planTableColumns, readColumnCatalog, tableKey, type ColumnCatalog } from '../copy/table-columns.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
-import {
-  lockBudget,
-  locksHeld,
-  readLockCapacity,
-  readSourceLockNeeds,
-  sourceLockShortage,
-} from '../inventory/lock-capacity.js';
+import { checkSourceLocks, lockBudget, readLockCapacity } from '../inventory/lock-capacity.js';
 import { orderUnits, type SchemaUnit } from '../schema/batches.js';
 import type { PostDataItem } from '../schema/types.js';
 import { applyInBatches } from './schema-batches.js';
@@ -218,7 +212,7 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
   try {
     const sourceInfo = await readServerInfo(source);
     // Before anything else reads or writes: the inventory itself reads every sequence at once.
-    await checkSourceLocks(source, o);
+    await checkSourceLocks(source, o.ledgerSchema);
     const inventory = await readInventory(source, o.ledgerSchema);
     // A queue file is checked whole, against the source, before anything is written anywhere.
     const queue = o.queueFile
@@ -489,22 +483,6 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     await source.end().catch(() => undefined);
     await target?.end().catch(() => undefined);
   }
-}
-
-/** Refuses, before anything is written, a source whose lock table one dump transaction would overflow. */
-async function checkSourceLocks(source: pg.Client, o: CloneOptions): Promise<void> {
-  const shortage = sourceLockShortage(
-    await readLockCapacity(source),
-    await readSourceLockNeeds(source, o.ledgerSchema),
-    await locksHeld(source),
-  );
-  if (shortage)
-    throw new PgconvoyError(shortage.message, {
-      code: 'SOURCE_LOCK_TABLE_TOO_SMALL',
-      exitCode: EXIT.source,
-      hint: shortage.hint,
-      details: { locksNeeded: shortage.needed, maxLocksPerTransaction: shortage.value },
-    });
 }
 
 /** One unit per table: its items and its "indexes built" mark commit together. */

@@ -8,6 +8,8 @@
  * (SQLSTATE 53200), and raising the setting takes a restart. Checked on 13, 15, 17.
  */
 import type pg from 'pg';
+import { EXIT } from '../defaults.js';
+import { PgconvoyError } from '../errors.js';
 
 export interface LockCapacity {
   maxLocksPerTransaction: number;
@@ -133,4 +135,20 @@ export function sourceLockShortage(
       `nothing was written; set max_locks_per_transaction to at least ${value} on the source ` +
       `(ALTER SYSTEM SET max_locks_per_transaction = ${value}; then restart the source server: the setting takes effect only at start)`,
   };
+}
+
+/** Refuses, before anything is written, a source whose lock table one dump transaction would overflow. */
+export async function checkSourceLocks(source: pg.Client, ledgerSchema: string): Promise<void> {
+  const shortage = sourceLockShortage(
+    await readLockCapacity(source),
+    await readSourceLockNeeds(source, ledgerSchema),
+    await locksHeld(source),
+  );
+  if (shortage)
+    throw new PgconvoyError(shortage.message, {
+      code: 'SOURCE_LOCK_TABLE_TOO_SMALL',
+      exitCode: EXIT.source,
+      hint: shortage.hint,
+      details: { locksNeeded: shortage.needed, maxLocksPerTransaction: shortage.value },
+    });
 }
