@@ -13,6 +13,8 @@ export interface BenchOptions {
   runs: number;
   only: Set<MethodKey>;
   singleTable: boolean;
+  /** `--many-tables N`: N small tables (many-tables.ts) instead of the ~1 GB case. */
+  manyTables: number | undefined;
   /** Time pgconvoy verify against count(*) instead of the copy methods. */
   verify: boolean;
   sourceMajor: number;
@@ -61,6 +63,11 @@ export function parseBenchArgs(
       ),
     )
     .option('--single-table', 'one table of about --size, pgconvoy with --jobs 1, 2 and 4 against pg_dump -t')
+    .option(
+      '--many-tables <n>',
+      'N small tables (a schema per 25 tables: primary key, index, foreign key, 200 rows each): pgconvoy clone against pg_dump -Fd (one process) + pg_restore -j',
+      positiveInt,
+    )
     .option('--verify', 'time pgconvoy verify of a clone against SELECT count(*) on both sides')
     .option('--source-major <n>', 'source server major (pg_dump must be at least this)', positiveInt, 15)
     .option('--target-major <n>', 'target server major (default 17 when available, else 15)', positiveInt)
@@ -71,7 +78,8 @@ Examples:
   npm run bench                                   # about 1 GB, --jobs 2, 5 rounds
   npm run bench -- --size 50MB --runs 1           # a quick check
   npm run bench -- --size 1GB --single-table --only clone,dump
-  npm run bench -- --size 1GB --single-table --verify --runs 3`,
+  npm run bench -- --size 1GB --single-table --verify --runs 3
+  npm run bench -- --many-tables 2000 --runs 1`,
     );
   program.parse(args, { from: 'user' });
   const o = program.opts<{
@@ -80,6 +88,7 @@ Examples:
     runs: number;
     only?: Set<MethodKey>;
     singleTable?: boolean;
+    manyTables?: number;
     verify?: boolean;
     sourceMajor: number;
     targetMajor?: number;
@@ -90,6 +99,7 @@ Examples:
     runs: o.runs,
     only: o.only ?? new Set(METHOD_KEYS),
     singleTable: Boolean(o.singleTable),
+    manyTables: o.manyTables,
     verify: Boolean(o.verify),
     sourceMajor: o.sourceMajor,
     targetMajor: o.targetMajor,

@@ -186,7 +186,7 @@ describe('bench dataset and methods on real servers', () => {
     assert.deepEqual(dataset.tables.map((t) => t.name).sort(), ['audit_log', 'documents', 'events']);
     const counts = await countRows(source, 'bench_source', dataset.tables);
     for (const t of dataset.tables) {
-      assert.equal(counts.get(t.name), t.rows, t.name);
+      assert.equal(counts.get(`public.${t.name}`), t.rows, t.name);
       assert.ok(t.copyTextBytes > 0, t.name);
     }
     const shape = await source.sql<{ relname: string; pk: boolean; fks: number; indexes: number }>(
@@ -226,7 +226,7 @@ describe('bench dataset and methods on real servers', () => {
       assert.equal(result.error, undefined);
       assert.equal(result.ok, true);
       const counts = await countRows(target, db, dataset.tables);
-      for (const t of dataset.tables) assert.equal(counts.get(t.name), t.rows, t.name);
+      for (const t of dataset.tables) assert.equal(counts.get(`public.${t.name}`), t.rows, t.name);
       const [idx] = await target.sql<{ n: number }>(
         `SELECT count(*)::int AS n FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
          WHERE c.relnamespace = 'public'::regnamespace`,

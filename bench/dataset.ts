@@ -183,19 +183,24 @@ export async function copyTextBytes(server: LocalServer, database: string, table
   }
 }
 
-/** Row count of every table, for checking a copy. */
+/** Row count of every table (keyed schema.name), for checking a copy; one session for all. */
 export async function countRows(
   server: LocalServer,
   database: string,
   tables: readonly BenchTable[],
 ): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
-  for (const t of tables) {
-    const [row] = await server.sql<{ n: string }>(
-      `SELECT pg_catalog.count(*) AS n FROM ${qualifiedName(t.schema, t.name)}`,
-      database,
-    );
-    counts.set(t.name, Number(row?.n ?? -1));
+  const client = new pg.Client(server.clientConfig(database));
+  await client.connect();
+  try {
+    for (const t of tables) {
+      const res = await client.query<{ n: string }>(
+        `SELECT pg_catalog.count(*) AS n FROM ${qualifiedName(t.schema, t.name)}`,
+      );
+      counts.set(`${t.schema}.${t.name}`, Number(res.rows[0]?.n ?? -1));
+    }
+  } finally {
+    await client.end();
   }
   return counts;
 }

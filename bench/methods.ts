@@ -109,14 +109,19 @@ export function cloneMethod(id: string, jobs: number, extraFlags: string[], shor
   };
 }
 
-export function dumpMethod(id: string, jobs: number, compressed: boolean, onlyTable?: string): Method {
+export function dumpMethod(
+  id: string,
+  jobs: number,
+  compressed: boolean,
+  onlyTable?: string,
+  dumpJobs = jobs,
+): Method {
   const z = compressed ? [] : ['-Z0'];
   const t = onlyTable ? ['-t', onlyTable] : [];
   const dumpArgs = (src: string, dir: string) => [
     '-Fd',
     ...z,
-    '-j',
-    String(jobs),
+    ...(dumpJobs > 1 ? ['-j', String(dumpJobs)] : []),
     ...t,
     '-f',
     dir,
@@ -127,7 +132,7 @@ export function dumpMethod(id: string, jobs: number, compressed: boolean, onlyTa
   return {
     id,
     key: compressed ? 'dump-gz' : 'dump',
-    label: `pg_dump${compressed ? ' (gzip)' : ' -Z0'} + pg_restore -j${jobs}`,
+    label: `pg_dump${compressed ? ' (gzip)' : ' -Z0'}${dumpJobs === jobs ? '' : ` -j${dumpJobs}`} + pg_restore -j${jobs}`,
     short: compressed ? 'dump gzip' : 'dump -Z0',
     jobs,
     commands: [
@@ -166,10 +171,16 @@ export interface MethodChoice {
   only: ReadonlySet<MethodKey>;
   /** `--split-tables-larger-than … --chunk-size …` when this pgconvoy has them. */
   chunkFlags: string[] | undefined;
+  /** --many-tables: pg_dump in one process (with -j its workers cannot lock thousands of tables). */
+  manyTables?: boolean;
 }
 
 /** The methods of one benchmark, in the order every round runs them. */
 export function chooseMethods(c: MethodChoice): Method[] {
+  if (c.manyTables)
+    return [cloneMethod('clone', c.jobs, []), dumpMethod('dump', c.jobs, false, undefined, 1)].filter((m) =>
+      c.only.has(m.key),
+    );
   const all: Method[] = c.singleTable
     ? [
         ...[1, 2, 4].map((j) => cloneMethod(`clone-j${j}`, j, c.chunkFlags ?? [], `pgconvoy -j${j}`)),

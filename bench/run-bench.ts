@@ -22,6 +22,7 @@ import { availableMajors } from '../src/sandbox/postgres-binaries.js';
 import { findPgTools } from '../src/schema/pg-tools.js';
 import { parseBenchArgs, type BenchOptions } from './args.js';
 import { countRows, createDataset, type Dataset } from './dataset.js';
+import { createManyTablesDataset } from './many-tables.js';
 import { killLiveChildren } from './measure.js';
 import { chooseMethods, cloneMethod } from './methods.js';
 import { benchVerify } from './verify-bench.js';
@@ -53,9 +54,13 @@ async function serverVersion(server: LocalServer): Promise<string> {
 /** Untimed check that the target holds every row of the source. */
 async function checkCopy(target: LocalServer, db: string, dataset: Dataset): Promise<string | undefined> {
   const counts = await countRows(target, db, dataset.tables);
-  const wrong = dataset.tables.filter((t) => counts.get(t.name) !== t.rows);
+  const count = (t: { schema: string; name: string }) => counts.get(`${t.schema}.${t.name}`);
+  const wrong = dataset.tables.filter((t) => count(t) !== t.rows);
   if (wrong.length === 0) return undefined;
-  return `row counts differ: ${wrong.map((t) => `${t.name} ${counts.get(t.name)} of ${t.rows}`).join(', ')}`;
+  return `row counts differ: ${wrong
+    .slice(0, 10)
+    .map((t) => `${t.schema}.${t.name} ${count(t)} of ${t.rows}`)
+    .join(', ')}`;
 }
 
 async function runOnce(
@@ -125,6 +130,7 @@ async function bench(o: BenchOptions, workDir: string): Promise<boolean> {
     jobs: o.jobs,
     only: o.only,
     chunkFlags: flags,
+    manyTables: o.manyTables !== undefined,
   });
   if (methods.length === 0)
     throw new PgconvoyError(`no method to run: --only ${[...o.only].join(',')}`, {
@@ -137,6 +143,10 @@ async function bench(o: BenchOptions, workDir: string): Promise<boolean> {
     'pgconvoy runs with its defaults besides the flags shown (e.g. one index build at a time); its time includes sequences and ANALYZE, which pg_restore does not do',
     "pgconvoy's copy phase also overlaps index builds of tables already copied; the floor builds no index",
   ];
+  if (o.manyTables)
+    notes.push(
+      'pg_dump runs as one process: with -j its workers must each lock every table again, and on default settings they run out of lock table (issue 16)',
+    );
   if (o.singleTable && !flags)
     notes.push(
       'this pgconvoy has no --split-tables-larger-than/--chunk-size: the single table is copied as one job, so --jobs 2/4 cannot speed up its data phase',
@@ -154,11 +164,13 @@ async function bench(o: BenchOptions, workDir: string): Promise<boolean> {
       settings: { maintenance_work_mem: "'512MB'" },
     });
     servers.push(target);
-    const dataset = await createDataset(source, SOURCE_DB, {
-      sizeBytes: o.sizeBytes,
-      singleTable: o.singleTable,
-      log,
-    });
+    const dataset = o.manyTables
+      ? await createManyTablesDataset(source, SOURCE_DB, o.manyTables, log)
+      : await createDataset(source, SOURCE_DB, {
+          sizeBytes: o.sizeBytes,
+          singleTable: o.singleTable,
+          log,
+        });
     log(
       `dataset ready: ${(dataset.databaseBytes / 1024 ** 2).toFixed(0)} MB on disk in ${dataset.generateSeconds.toFixed(0)} s`,
     );

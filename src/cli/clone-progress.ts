@@ -81,10 +81,11 @@ export class CloneProgress {
       case 'bytes':
         this.copied += e.n;
         break;
-      case 'table-indexed':
-        this.tablesDone.add(name(e.table));
+      case 'tables-indexed':
+        for (const t of e.tables) this.tablesDone.add(name(t));
         this.line(
-          `indexes: ${name(e.table)}: ${e.items} index(es)/constraint(s) built in ${formatDuration(e.seconds * 1000)}`,
+          `indexes: ${name(e.tables[0]!)}${e.tables.length > 1 ? ` and ${e.tables.length - 1} other small table(s)` : ''}: ` +
+            `${e.items} index(es)/constraint(s) built in ${formatDuration(e.seconds * 1000)}`,
         );
         break;
       case 'warning':

@@ -5,6 +5,7 @@
 import { EXIT, type ExitCode } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields, wrapServerError } from '../errors.js';
 import { redact } from '../util/redact.js';
+import { lockShortageHint } from '../inventory/lock-capacity.js';
 
 export function out(text: string): void {
   process.stdout.write(redact(text) + '\n');
@@ -39,6 +40,14 @@ export function reportError(error: unknown, json: boolean): ExitCode {
     }
     if (error.hint) err(`  hint: ${error.hint}`);
     return error.exitCode;
+  }
+  // The lock table full, wherever it happens: the server's own hint does not say by how much or that it takes a restart.
+  if (serverErrorFields(error)?.code === '53200') {
+    const hint = lockShortageHint();
+    if (json) outJson({ ok: false, error: { code: 'OUT_OF_LOCKS', message: errorMessage(error), hint } });
+    err(`pgconvoy: error: ${errorMessage(error)}`);
+    err(`  hint: ${hint}`);
+    return EXIT.failed;
   }
   if (json) outJson({ ok: false, error: { code: 'INTERNAL', message: errorMessage(error) } });
   err(`pgconvoy: error: ${errorMessage(error)}`);

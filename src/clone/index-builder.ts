@@ -2,6 +2,10 @@
  * Builds each table's indexes and constraints (its 'table'-phase post-data items) as soon as
  * that table's rows are all in, while other tables are still copying, with at most
  * `--index-jobs` builds at once. Each table's items and its ledger mark commit together.
+ *
+ * A build costs a pg_restore and a psql run besides its SQL, which for a table of a few rows
+ * is nearly all of it: small tables waiting together are built in one transaction (their
+ * marks with them, so still exactly once), as many as fit the target's lock budget.
  */
 import type { ConnectionSpec } from '../connect/resolve.js';
 import type { Steps } from '../ledger/steps.js';
@@ -14,8 +18,14 @@ import { applySqlAtomically } from './apply-sql.js';
 import { isLostConnection } from '../sqlstate.js';
 import { schemaSql } from '../schema/index.js';
 import { backoffMs, retry } from '../util/wait.js';
+import { unitLocks } from '../schema/batches.js';
 
 export const indexStepName = (t: TableRef): string => `indexes:${tableKey(t)}`;
+
+/** Up to this size a table's index builds take less time than starting them: they are grouped. */
+export const SMALL_TABLE_BYTES = 8 * 1024 ** 2;
+/** At most this many tables per grouped build, so one failure or retry costs little. */
+const MAX_GROUP = 200;
 
 export interface IndexBuilderOptions {
   tools: PgTools;
@@ -30,7 +40,12 @@ export interface IndexBuilderOptions {
   maintenanceWorkMem: string;
   /** Attempts of a build cut short by a lost connection. */
   maxAttempts: number;
-  onBuilt: (table: TableRef, items: PostDataItem[], seconds: number) => void;
+  /** A table's size on the source; tables up to SMALL_TABLE_BYTES are built together. */
+  tableBytes: (table: TableRef) => number;
+  /** Locks one build may take on the target (lockBudget). */
+  lockBudget: number;
+  /** One call per build: the tables it built together and how many items they had. */
+  onBuilt: (tables: TableRef[], items: number, seconds: number) => void;
   signal: AbortSignal | undefined;
 }
 
@@ -68,9 +83,9 @@ export class IndexBuilder {
 
   private pump(): void {
     while (this.running < this.o.concurrency && this.waiting.length > 0 && !this.o.signal?.aborted) {
-      const table = this.waiting.shift()!;
+      const group = this.takeGroup();
       this.running++;
-      const p = this.build(table)
+      const p = this.build(group)
         .catch((err: unknown) => {
           this.firstError ??= err instanceof Error ? err : new Error(String(err));
         })
@@ -83,9 +98,33 @@ export class IndexBuilder {
     }
   }
 
-  private async build(table: TableRef): Promise<void> {
+  /** The next waiting table, with the small tables waiting behind it when it is small itself. */
+  private takeGroup(): TableRef[] {
+    const first = this.waiting.shift()!;
+    const group = [first];
+    if (this.o.tableBytes(first) > SMALL_TABLE_BYTES) return group;
+    let locks = this.locks(first);
+    for (let i = 0; i < this.waiting.length && group.length < MAX_GROUP;) {
+      const t = this.waiting[i]!;
+      const more = this.locks(t);
+      if (this.o.tableBytes(t) > SMALL_TABLE_BYTES || locks + more > this.o.lockBudget) {
+        i++;
+        continue;
+      }
+      group.push(t);
+      locks += more;
+      this.waiting.splice(i, 1);
+    }
+    return group;
+  }
+
+  private locks(table: TableRef): number {
+    return unitLocks({ entries: this.byTable.get(tableKey(table)) ?? [], marks: [] });
+  }
+
+  private async build(group: TableRef[]): Promise<void> {
     if (this.firstError) return;
-    const items = this.byTable.get(tableKey(table)) ?? [];
+    const items = group.flatMap((t) => this.byTable.get(tableKey(t)) ?? []);
     const started = Date.now();
     const sql = await schemaSql({
       tools: this.o.tools,
@@ -101,9 +140,16 @@ export class IndexBuilder {
           tools: this.o.tools,
           target: this.o.target,
           sql,
-          ledgerSql: this.o.steps.markDoneScript(indexStepName(table), { items: items.length }),
+          ledgerSql: group
+            .map((t) =>
+              this.o.steps.markDoneScript(indexStepName(t), { items: this.byTable.get(tableKey(t))?.length }),
+            )
+            .join('\n'),
           settings: { maintenance_work_mem: this.o.maintenanceWorkMem },
-          what: `the indexes and constraints of ${displayName(table.schema, table.name)}`,
+          what: `the indexes and constraints of ${group
+            .slice(0, 5)
+            .map((t) => displayName(t.schema, t.name))
+            .join(', ')}${group.length > 5 ? ` and ${group.length - 5} more table(s)` : ''}`,
           applicationName: 'pgconvoy index',
           ...(this.o.signal ? { signal: this.o.signal } : {}),
         }),
@@ -114,7 +160,7 @@ export class IndexBuilder {
         signal: this.o.signal,
       },
     );
-    this.o.onBuilt(table, items, (Date.now() - started) / 1000);
+    this.o.onBuilt(group, items.length, (Date.now() - started) / 1000);
   }
 
   /** Waits for every queued build; throws the first failure. */

@@ -1,7 +1,8 @@
 /**
  * `pgconvoy clone`: the offline copy of a whole database, phase by phase.
  *
- *   connect → inventory → schema (pg_dump, pre-data applied in one transaction) → plan jobs
+ *   connect → inventory → schema (pg_dump, pre-data applied in transactions that fit the
+ *   target's lock table, see schema-batches.ts) → plan jobs
  *   into the ledger → copy with N workers from one snapshot, each table's indexes built as
  *   soon as its rows are in → final post-data (foreign keys, triggers, …) → sequences →
  *   large objects → materialized views → ANALYZE
@@ -41,8 +42,10 @@ import {
 } from '../copy/table-columns.js';
 import { readPartitionedTables, targetRelation } from '../copy/partitioned-target.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
-import { applySqlAtomically } from './apply-sql.js';
-import { schemaSql } from '../schema/index.js';
+import { checkSourceLocks, lockBudget, readLockCapacity } from '../inventory/lock-capacity.js';
+import { orderUnits, type SchemaUnit } from '../schema/batches.js';
+import type { PostDataItem } from '../schema/types.js';
+import { applyInBatches } from './schema-batches.js';
 import { IndexBuilder, indexStepName } from './index-builder.js';
 import { analyzeTables } from './analyze-tables.js';
 import { RunFiles } from './run-files.js';
@@ -84,7 +87,8 @@ export type CloneEvent =
       seconds?: number;
     }
   | { type: 'planned'; jobs: JobRow[]; totalBytes: number }
-  | { type: 'table-indexed'; table: TableRef; items: number; seconds: number }
+  /** One build: a table's indexes and constraints, or those of several small tables together. */
+  | { type: 'tables-indexed'; tables: TableRef[]; items: number; seconds: number }
   | { type: 'info'; message: string };
 
 /** Chooses the chunks of one table (whole, key ranges, block ranges). */
@@ -218,6 +222,8 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
   let snapshot: SnapshotHandle | undefined;
   try {
     const sourceInfo = await readServerInfo(source);
+    // Before anything else reads or writes: the inventory itself reads every sequence at once.
+    await checkSourceLocks(source, o.ledgerSchema);
     const inventory = await readInventory(source, o.ledgerSchema);
     // A queue file is checked whole, against the source, before anything is written anywhere.
     const queue = o.queueFile
@@ -241,6 +247,7 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     }
     target = await connectTarget(o);
     const targetInfo = await readServerInfo(target);
+    const targetCapacity = await readLockCapacity(target);
     emit({
       type: 'info',
       message: `source ${describeConnection(o.source)} (PostgreSQL ${sourceInfo.version}), target ${describeConnection(o.target)} (PostgreSQL ${targetInfo.version})`,
@@ -251,9 +258,10 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     const ledger = new JobLedger(o.ledgerSchema);
     let done = await steps.done(target);
 
-    // Schema: dump (always: the post-data items come from it), apply pre-data once.
+    // Schema: dump (always: the post-data items come from it), apply pre-data once, in batches.
     let tools: PgTools | undefined;
     let dump: SchemaDump | undefined;
+    let applyPostData: (() => Promise<void>) | undefined;
     if (o.schema === 'apply') {
       tools = findPgTools({
         sourceMajor: sourceInfo.major,
@@ -270,39 +278,44 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
         noPrivileges: o.noPrivileges,
       });
       const d = dump;
+      const batched = {
+        tools: t,
+        dump: d,
+        target: o.target,
+        steps,
+        capacity: targetCapacity,
+        budget: lockBudget(targetCapacity, o.jobs + o.indexJobs),
+        noOwner: o.noOwner,
+        noPrivileges: o.noPrivileges,
+        signal: o.signal,
+        onInfo: (message: string) => emit({ type: 'info', message }),
+      };
       await phases.run('schema', done.has('schema'), async () => {
-        const sql = await schemaSql({
-          tools: t,
-          dump: d,
-          entries: d.preData,
-          noOwner: o.noOwner,
-          noPrivileges: o.noPrivileges,
-        });
         // --indexes before: the tables' own indexes and constraints come with the schema.
         const early = o.indexes === 'before' ? d.postData.filter((i) => i.phase === 'table' && i.table) : [];
-        const earlySql = early.length
-          ? await schemaSql({
-              tools: t,
-              dump: d,
-              entries: early,
-              noOwner: o.noOwner,
-              noPrivileges: o.noPrivileges,
-            })
-          : '';
-        const earlyTables = new Map(early.map((i) => [tableKey(i.table!), i.table!]));
-        const marks = [steps.markDoneScript('schema', { entries: d.preData.length })];
-        for (const table of earlyTables.values())
-          marks.push(steps.markDoneScript(indexStepName(table), { before: true }));
-        await applySqlAtomically({
-          tools: t,
-          target: o.target,
-          sql: sql + earlySql,
-          ledgerSql: marks.join('\n'),
+        await applyInBatches({
+          ...batched,
+          client: target!,
+          step: 'schema',
+          stepDetail: { entries: d.preData.length },
+          units: orderUnits([...d.preData.map((e) => ({ entries: [e], marks: [] })), ...tableUnits(early)]),
           what: 'the schema (pre-data)',
           applicationName: 'pgconvoy schema',
-          ...(o.signal ? { signal: o.signal } : {}),
         });
       });
+      applyPostData = () =>
+        applyInBatches({
+          ...batched,
+          client: target!,
+          step: 'post-data',
+          stepDetail: { entries: d.postData.filter((i) => i.phase === 'final').length },
+          units: orderUnits(
+            d.postData.filter((i) => i.phase === 'final').map((e) => ({ entries: [e], marks: [] })),
+          ),
+          settings: { maintenance_work_mem: o.maintenanceWorkMem },
+          what: 'foreign keys, triggers and the rest of post-data',
+          applicationName: 'pgconvoy post-data',
+        });
       done = await steps.done(target);
     } else {
       phases.list.push({ phase: 'schema', seconds: 0, state: 'skipped' });
@@ -368,6 +381,7 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
         type: 'info',
         message: `source snapshot ${snapshot.name} at WAL ${snapshot.lsn ?? '(standby)'}`,
       });
+    const inventoryBytes = new Map(inventory.tables.map((t) => [tableKey(t), t.bytes]));
     const indexBuilder =
       dump && tools
         ? new IndexBuilder({
@@ -382,8 +396,9 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
             maintenanceWorkMem: o.maintenanceWorkMem,
             maxAttempts: o.maxAttempts,
             signal: o.signal,
-            onBuilt: (table, items, seconds) =>
-              emit({ type: 'table-indexed', table, items: items.length, seconds }),
+            tableBytes: (t) => inventoryBytes.get(tableKey(t)) ?? 0,
+            lockBudget: lockBudget(targetCapacity, o.jobs + o.indexJobs),
+            onBuilt: (tables, items, seconds) => emit({ type: 'tables-indexed', tables, items, seconds }),
           })
         : undefined;
     await phases.run('copy', false, async () => {
@@ -457,34 +472,11 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
 
     // Everything that needs all the data: foreign keys, triggers, partitioned-parent indexes, …
     if (dump && tools && indexBuilder) {
-      const t = tools;
-      const d = dump;
       // Tables without copy jobs (partitioned parents, materialized views) get their 'table' items now.
       for (const table of indexBuilder.tables()) indexBuilder.tableReady(table);
       await indexBuilder.drain();
       done = await steps.done(target);
-      await phases.run('post-data', done.has('post-data'), async () => {
-        const final = d.postData.filter((i) => i.phase === 'final');
-        const sql = final.length
-          ? await schemaSql({
-              tools: t,
-              dump: d,
-              entries: final,
-              noOwner: o.noOwner,
-              noPrivileges: o.noPrivileges,
-            })
-          : '';
-        await applySqlAtomically({
-          tools: t,
-          target: o.target,
-          sql,
-          ledgerSql: steps.markDoneScript('post-data', { entries: final.length }),
-          settings: { maintenance_work_mem: o.maintenanceWorkMem },
-          what: 'foreign keys, triggers and the rest of post-data',
-          applicationName: 'pgconvoy post-data',
-          ...(o.signal ? { signal: o.signal } : {}),
-        });
-      });
+      await phases.run('post-data', done.has('post-data'), async () => applyPostData?.());
     }
     const views = await populatedMatviews(source, o.ledgerSchema);
     await phases.run(
@@ -503,6 +495,18 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     await source.end().catch(() => undefined);
     await target?.end().catch(() => undefined);
   }
+}
+
+/** One unit per table: its items and its "indexes built" mark commit together. */
+function tableUnits(items: readonly PostDataItem[]): SchemaUnit[] {
+  const byTable = new Map<string, SchemaUnit>();
+  for (const item of items) {
+    const key = tableKey(item.table!);
+    const unit = byTable.get(key) ?? { entries: [], marks: [indexStepName(item.table!)] };
+    unit.entries.push(item);
+    byTable.set(key, unit);
+  }
+  return [...byTable.values()];
 }
 
 /** Returns a working target session: the same one, or a new one after the server came back. */

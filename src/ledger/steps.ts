@@ -33,6 +33,12 @@ ON CONFLICT (name) DO UPDATE SET state = 'done', detail = EXCLUDED.detail, finis
     await client.query(q.text, q.values);
   }
 
+  /** The detail recorded with a step, or undefined when the step has no row. */
+  async detail<T>(client: pg.Client, name: string): Promise<T | undefined> {
+    const res = await client.query<{ detail: T }>(`SELECT detail FROM ${this.table} WHERE name = $1`, [name]);
+    return res.rows[0]?.detail;
+  }
+
   async done(client: pg.Client): Promise<Set<string>> {
     const res = await client.query<{ name: string }>(`SELECT name FROM ${this.table} WHERE state = 'done'`);
     return new Set(res.rows.map((r) => r.name));

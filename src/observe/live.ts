@@ -128,14 +128,17 @@ export class LiveRecorder {
           FAILED_JOB_HINT,
         );
         return;
-      case 'table-indexed':
-        this.indexBuilds.push({
-          table: displayName(e.table.schema, e.table.name),
-          items: e.items,
-          seconds: e.seconds,
-        });
-        this.log('info', `indexes of ${displayName(e.table.schema, e.table.name)} built`);
+      case 'tables-indexed': {
+        const names = e.tables.map((t) => displayName(t.schema, t.name));
+        // Small tables are built together: the build's items and time are shared among them.
+        for (const table of names)
+          this.indexBuilds.push({ table, items: e.items / names.length, seconds: e.seconds / names.length });
+        this.log(
+          'info',
+          `indexes of ${names.slice(0, 3).join(', ')}${names.length > 3 ? ` and ${names.length - 3} more` : ''} built`,
+        );
         return;
+      }
       case 'warning':
       case 'info':
         this.log(e.type, e.message);

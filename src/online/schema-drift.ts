@@ -67,6 +67,9 @@ export async function readSchemaDrift(
 
 /** Differences that replication makes normal while it runs: not drift. */
 function isDrift(d: SchemaDifference): boolean {
+  // A column only the target has is a note to verify (the operator may add one with a
+  // default), but drift needs it: next to a column only the source has, it is a rename.
+  if (d.kind === 'column' && d.problem === 'extra on target') return true;
   if (d.severity !== 'difference') return false;
   if (d.kind === 'sequence' && d.problem === 'different' && /^last_value /.test(d.source ?? '')) return false;
   if (d.kind === 'materialized view' && /populated$/.test(d.source ?? '')) return false;

@@ -20,6 +20,7 @@ import { DEFAULTS, EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { quoteIdent } from '../util/sql.js';
 import { makePrivateDir, writePrivateFile } from '../util/private-files.js';
+import { lockShortageHint } from '../inventory/lock-capacity.js';
 import { classifyPostData } from './classify.js';
 import type { PgTools } from './pg-tools.js';
 import { childConninfo, childEnv, runTool, type ToolResult } from './run-tool.js';
@@ -97,7 +98,9 @@ export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump
       source,
       /permission denied/i.test(dumped.stderr)
         ? 'the source role must be able to read every object it dumps: connect as the owner or a superuser'
-        : `the command was ${tools.pgDump} ${dumpArgs.slice(0, -1).join(' ')} --dbname=<source>`,
+        : /out of shared memory/.test(dumped.stderr)
+          ? `pg_dump locks every table it dumps in one transaction; ${lockShortageHint()}`
+          : `the command was ${tools.pgDump} ${dumpArgs.slice(0, -1).join(' ')} --dbname=<source>`,
     );
   }
 
