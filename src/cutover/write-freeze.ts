@@ -48,6 +48,7 @@ import {
   type ConnectGrant,
 } from '../online/state.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
+import { sleep } from '../util/wait.js';
 
 export interface FreezeOptions {
   /** pgconvoy's session on the source database. */
@@ -141,8 +142,6 @@ async function countWrites(source: pg.Client): Promise<string> {
 async function sessions(source: pg.Client, ownPids: number[], gateAt: string): Promise<Session[]> {
   return (await source.query<Session>(SESSIONS_SQL, [ownPids, gateAt])).rows;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const describeSession = (s: Session) =>
   `pid ${s.pid} ${s.backend_type ?? ''} role "${s.usename ?? '?'}" application "${s.application_name ?? ''}" ${s.state ?? ''}${s.writing ? ' (in a writing transaction)' : ''}`;
@@ -353,8 +352,12 @@ export async function confirmFreeze(
     if ((await sessions(source, ownPids, new Date(0).toISOString())).length === 0) break;
     await sleep(20);
   }
-  // Before 15 the statistics travel to the collector by UDP: give them the collector's interval.
-  await sleep(others.length > 0 ? 600 : 0);
+  // 15+ keeps statistics in shared memory, flushed as a backend exits; before 15 they travel
+  // to the collector by UDP: give them the collector's interval.
+  const major = Number(
+    (await source.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]?.v ?? 0,
+  );
+  if (others.length > 0 && major < 150000) await sleep(600);
   const writes = await countWrites(source);
   if (writes !== record.provenWrites)
     throw new PgconvoyError(

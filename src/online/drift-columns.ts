@@ -76,6 +76,9 @@ export function columnItems(diffs: SchemaDifference[], src: Lookup, tgt: Lookup)
     const both = byTable.get(tableKey(table));
     const renamed = both !== undefined && both.missing.length > 0 && both.extra.length > 0;
     if (d.problem === 'extra on target') {
+      // The operator's own addition (a reshaped target): replicated rows get its default.
+      if (!renamed && (!col.notNull || col.default !== null || col.identity !== '' || col.generated !== ''))
+        continue;
       const partner = renamed ? renamePartner(table, col, place, src) : undefined;
       if (partner) continue; // given once, with the source's name
       items.push({
