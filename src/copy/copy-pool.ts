@@ -35,12 +35,16 @@ export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
   const target = await openClient(o.target, { applicationName: 'pgconvoy copy setup' });
   let sourceColumns, targetColumns, referenced, partitioned;
   try {
-    [sourceColumns, targetColumns, referenced, partitioned] = await Promise.all([
-      readColumnCatalog(source),
-      readColumnCatalog(target),
-      referencedTables(target),
-      readPartitionedTables(target),
-    ]);
+    // One query at a time per session (node-postgres no longer queues them for us); the two
+    // servers are read at once.
+    const targetFacts = async () => {
+      const columns = await readColumnCatalog(target);
+      const refs = await referencedTables(target);
+      return [columns, refs, await readPartitionedTables(target)] as const;
+    };
+    let targetRead;
+    [sourceColumns, targetRead] = await Promise.all([readColumnCatalog(source), targetFacts()]);
+    [targetColumns, referenced, partitioned] = targetRead;
   } finally {
     await Promise.all([source.end().catch(() => undefined), target.end().catch(() => undefined)]);
   }

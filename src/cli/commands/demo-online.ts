@@ -12,6 +12,7 @@ import pg from 'pg';
 import { EXIT } from '../../defaults.js';
 import { PgconvoyError } from '../../errors.js';
 import type { LocalServer } from '../../sandbox/local-server.js';
+import { quoteIdent } from '../../util/sql.js';
 import { out } from '../output.js';
 
 const APP_TABLE = `
@@ -98,6 +99,7 @@ async function must(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
 
 export async function runOnlineDemo(source: LocalServer, target: LocalServer, db: string): Promise<void> {
   await source.sql(APP_TABLE, db);
+  await target.sql(`CREATE DATABASE ${quoteIdent(db)}`);
   await target.sql("CREATE ROLE demo_app LOGIN PASSWORD 'demo'");
   const env: NodeJS.ProcessEnv = {
     ...process.env,
