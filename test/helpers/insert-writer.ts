@@ -39,10 +39,11 @@ export class Writer {
     await this.done;
   }
 
-  private note(ok: boolean, err?: unknown): void {
+  /** `started`: when the attempt began; one that began before a freeze may end after it. */
+  private note(started: number, ok: boolean, err?: unknown): void {
     const e = err as { code?: string; message?: string } | undefined;
     this.attempts.push({
-      at: Date.now(),
+      at: started,
       ok,
       ...(ok ? {} : { error: e?.code ?? e?.message ?? String(err) }),
     });
@@ -58,12 +59,13 @@ export class Writer {
     while (!this.stopped) {
       const client = new pg.Client({ ...this.config, ...LIMITS });
       client.on('error', () => undefined);
+      const started = Date.now();
       try {
         await client.connect();
         await this.insert(client);
-        this.note(true);
+        this.note(started, true);
       } catch (err) {
-        this.note(false, err);
+        this.note(started, false, err);
       } finally {
         await client.end().catch(() => undefined);
       }
@@ -74,16 +76,18 @@ export class Writer {
   private async long(): Promise<void> {
     let client: pg.Client | undefined;
     while (!this.stopped) {
+      const started = Date.now();
       try {
         if (!client) {
-          client = new pg.Client({ ...this.config, ...LIMITS });
-          client.on('error', () => undefined);
-          await client.connect();
+          const fresh = new pg.Client({ ...this.config, ...LIMITS });
+          fresh.on('error', () => undefined);
+          await fresh.connect();
+          client = fresh; // only a connected client is kept: a refused one is tried anew
         }
         await this.insert(client);
-        this.note(true);
+        this.note(started, true);
       } catch (err) {
-        this.note(false, err);
+        this.note(started, false, err);
         if (!(err as { code?: string }).code || (err as { code?: string }).code === '57P01') {
           await client?.end().catch(() => undefined);
           client = undefined;
