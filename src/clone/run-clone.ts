@@ -17,6 +17,7 @@ import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { readInventory, copyableTables, type TableInfo } from '../inventory/inventory.js';
+import { filterInventory, type TableFilter } from '../inventory/table-filter.js';
 import { readServerInfo, type ServerInfo } from '../inventory/server-info.js';
 import { ensureLedger } from '../ledger/ledger-schema.js';
 import { JobLedger, type JobRow, type PlannedJob } from '../ledger/jobs.js';
@@ -114,6 +115,8 @@ export interface CloneOptions {
   planChunks: ChunkPlanner;
   /** Flexy's queue file: only the tables it lists, cut as it says (see plan/queue-plan.ts). */
   queueFile?: { text: string; fileName: string; allowGaps: boolean };
+  /** pg_dump's -n/-N/-t/-T/--exclude-table-data/--filter (inventory/table-filter.ts). */
+  filter?: TableFilter | undefined;
   /** Source columns left behind (`--exclude-column`), as excludedKey()s. */
   excludeColumns: ExcludedColumns;
   /** Names the workers of this process (`host-pid-N`). */
@@ -218,7 +221,11 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
   let snapshot: SnapshotHandle | undefined;
   try {
     const sourceInfo = await readServerInfo(source);
-    const inventory = await readInventory(source, o.ledgerSchema);
+    // The filter narrows everything after this line: jobs, sequences, analyze, pg_dump.
+    const { inventory, pgDumpArgs, schemasOfTables } = filterInventory(
+      await readInventory(source, o.ledgerSchema),
+      o.filter,
+    );
     // A queue file is checked whole, against the source, before anything is written anywhere.
     const queue = o.queueFile
       ? await resolveQueueFile(o.queueFile.text, o.queueFile.fileName, source, inventory, {
@@ -266,18 +273,22 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
         tools: t,
         runDir: o.runDir,
         excludeSchemas: [o.ledgerSchema],
+        filterArgs: pgDumpArgs,
         noOwner: o.noOwner,
         noPrivileges: o.noPrivileges,
       });
       const d = dump;
       await phases.run('schema', done.has('schema'), async () => {
-        const sql = await schemaSql({
-          tools: t,
-          dump: d,
-          entries: d.preData,
-          noOwner: o.noOwner,
-          noPrivileges: o.noPrivileges,
-        });
+        // pg_dump --table dumps no schema: the tables' own must exist before them.
+        const sql =
+          schemasOfTables.map((n) => `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(n)};\n`).join('') +
+          (await schemaSql({
+            tools: t,
+            dump: d,
+            entries: d.preData,
+            noOwner: o.noOwner,
+            noPrivileges: o.noPrivileges,
+          }));
         // --indexes before: the tables' own indexes and constraints come with the schema.
         const early = o.indexes === 'before' ? d.postData.filter((i) => i.phase === 'table' && i.table) : [];
         const earlySql = early.length
