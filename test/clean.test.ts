@@ -103,4 +103,47 @@ describe('clean', { timeout: 120_000 }, () => {
     assert.equal(cleaned.code, 0, cleaned.stderr);
     assert.equal(await ledgerSchemas(db), 0);
   });
+
+  test('chunked tables get VACUUM (ANALYZE) after the load, unless --no-vacuum', async () => {
+    const db = await createDatabase(source, uniqueName('vacuum'));
+    await source.sql(
+      `CREATE TABLE public.big (id int PRIMARY KEY, v text);
+       INSERT INTO public.big SELECT g, md5(g::text) FROM generate_series(1, 20000) g; ANALYZE;`,
+      db,
+    );
+    const facts = async (tdb: string) =>
+      (
+        await target.sql<{ jobs: number; allvisible: number; vacuumed: boolean }>(
+          `SELECT (SELECT count(*)::int FROM pgconvoy.jobs WHERE table_name = 'big') AS jobs,
+                  c.relallvisible AS allvisible,
+                  (SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relid = c.oid) AS vacuumed
+           FROM pg_class c WHERE c.oid = 'public.big'::regclass`,
+          tdb,
+        )
+      )[0];
+    for (const vacuum of [true, false]) {
+      const tdb = await createDatabase(target, uniqueName(vacuum ? 'vac' : 'novac'));
+      const res = await runCli([
+        'clone',
+        '--source',
+        source.url(db),
+        '--target',
+        target.url(tdb),
+        '--split-tables-larger-than',
+        '64kB',
+        '--chunk-size',
+        '256kB',
+        '--run-dir',
+        path.join(dir, tdb),
+        '-q',
+        ...(vacuum ? [] : ['--no-vacuum']),
+      ]);
+      assert.equal(res.code, 0, res.stderr + res.stdout);
+      const f = await facts(tdb);
+      assert.ok(f && f.jobs > 1, `chunked: ${JSON.stringify(f)}`);
+      // The visibility map is what index-only scans need; only VACUUM sets it after a chunked load.
+      if (vacuum) assert.ok(f.vacuumed && f.allvisible > 0, JSON.stringify(f));
+      else assert.ok(!f.vacuumed && f.allvisible === 0, JSON.stringify(f));
+    }
+  });
 });

@@ -115,6 +115,8 @@ export interface CloneOptions {
   planChunks: ChunkPlanner;
   /** Flexy's queue file: only the tables it lists, cut as it says (see plan/queue-plan.ts). */
   queueFile?: { text: string; fileName: string; allowGaps: boolean };
+  /** VACUUM (ANALYZE) chunked tables after their load (`--no-vacuum`: ANALYZE only). */
+  vacuum?: boolean;
   /** pg_dump's -n/-N/-t/-T/--exclude-table-data/--filter (inventory/table-filter.ts). */
   filter?: TableFilter | undefined;
   /** Source columns left behind (`--exclude-column`), as excludedKey()s. */
@@ -505,7 +507,14 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
       views.length === 0 ? 'none populated on the source' : 'already done',
     );
     await phases.run('analyze', done.has('analyze'), async () => {
-      await analyzeTables(o.target, analyzeTargets(inventory), o.indexJobs);
+      // Tables loaded in more than one job were not written frozen (see copy-worker.ts).
+      const jobsPerTable = new Map<string, number>();
+      for (const j of await ledger.list(target!)) {
+        const name = qualifiedName(j.table.schema, j.table.name);
+        jobsPerTable.set(name, (jobsPerTable.get(name) ?? 0) + 1);
+      }
+      const vacuum = new Set(o.vacuum ? [...jobsPerTable].filter(([, n]) => n > 1).map(([t]) => t) : []);
+      await analyzeTables(o.target, analyzeTargets(inventory), o.indexJobs, vacuum);
       await steps.markDone(target!, 'analyze');
     });
     return summarize(o, started, phases, await ledger.list(target), warnings, snapshotName, files, true);

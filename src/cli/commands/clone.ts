@@ -55,6 +55,7 @@ interface CloneFlags extends ConnectionFlags, HttpFlags, FilterFlags {
   splitTablesLargerThan?: string;
   chunkSize?: string;
   excludeColumn?: string[];
+  vacuum?: boolean;
   dryRun?: boolean;
   json?: boolean;
   quiet?: boolean;
@@ -117,6 +118,7 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
     excludeColumns: new Set((flags.excludeColumn ?? []).map(parseExcludedColumn)),
     schema: schemaFlag.mode ?? (opt('schema') as 'apply' | 'skip' | undefined) ?? 'apply',
     filter: filterOf(flags, schemaFlag.patterns),
+    vacuum: flags.vacuum !== false,
     indexes: flags.indexes ?? (opt('indexes') as 'before' | 'after' | undefined) ?? 'after',
     createDatabase: Boolean(flags.createDatabase),
     existingRows: flags.existingRows,
@@ -223,6 +225,7 @@ export function registerClone(program: Command): void {
       '--verify',
       'at the end, prove the target equals the source (pgconvoy verify): exit 6 when it does not',
     )
+    .option('--no-vacuum', 'ANALYZE chunked tables only, without VACUUM (they are not loaded frozen)')
     .option('--dry-run', 'print the plan (phases, jobs in order, sizes) and touch nothing')
     .option('--json', 'machine-readable summary on stdout')
     .option('-q, --quiet', 'only warnings, errors and the summary')
