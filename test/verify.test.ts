@@ -16,7 +16,7 @@ import { findPgTools } from '../src/schema/pg-tools.js';
 import { columnHash } from '../src/verify/row-hash.js';
 import { checksumSql, rowBucketSql, type RowShape } from '../src/verify/row-sql.js';
 import { quoteLiteral } from '../src/util/sql.js';
-import { parseTableName } from '../src/verify/scope.js';
+import { filterFromFlags, parsePattern } from '../src/inventory/table-filter.js';
 import type { RowDifference, TableResult, VerifyEvent, VerifyReport } from '../src/verify/types.js';
 import { verifyDatabases } from '../src/verify/verify-databases.js';
 import { featureDatabaseSql, FEATURE_TABLES } from './fixtures/feature-db.js';
@@ -708,7 +708,7 @@ describe('verify: scope, snapshot, row text', () => {
       'public.measurements_2023',
       'public.measurements_2024',
     ]);
-    const bySchema = await verify(p, { schemas: ['sales'] });
+    const bySchema = await verify(p, { filter: filterFromFlags({ schema: ['sales'] }) });
     assert.deepEqual(bySchema.tables.filter((t) => t.status !== 'match').map(tableName), ['sales.customers']);
     assert.ok(bySchema.tables.every((t) => t.schema === 'sales'));
     const missing = await runCli([
@@ -721,7 +721,7 @@ describe('verify: scope, snapshot, row text', () => {
       'public.nope',
     ]);
     assert.equal(missing.code, 2);
-    assert.match(missing.stderr, /table "public\.nope" is on neither side/);
+    assert.match(missing.stderr, /nothing on either side matches table pattern "public\.nope"/);
   });
 
   test('a nullable split key and no primary key: rows with a NULL key get their own range', async () => {
@@ -751,13 +751,21 @@ describe('verify: scope, snapshot, row text', () => {
     );
   });
 
-  test('parseTableName follows SQL quoting', () => {
-    assert.deepEqual(parseTableName('public."Order Items"'), { schema: 'public', name: 'Order Items' });
-    assert.deepEqual(parseTableName('"Audit Log".events'), { schema: 'Audit Log', name: 'events' });
-    assert.deepEqual(parseTableName('Sales.Orders'), { schema: 'sales', name: 'orders' });
-    assert.deepEqual(parseTableName('"a""b"'), { schema: 'public', name: 'a"b' });
-    assert.throws(() => parseTableName('a.b.c'), /more than two parts/);
-    assert.throws(() => parseTableName('"open'), /not closed/);
+  test('pg_dump patterns follow SQL quoting and wildcards', () => {
+    const m = (text: string, schema: string, name: string) => {
+      const p = parsePattern(text);
+      return (p.schema ? p.schema.test(schema) : schema === 'public') && p.name.test(name);
+    };
+    assert.ok(m('public."Order Items"', 'public', 'Order Items'));
+    assert.ok(m('"Audit Log".events', 'Audit Log', 'events'));
+    assert.ok(m('Sales.Orders', 'sales', 'orders'));
+    assert.ok(!m('Sales.Orders', 'Sales', 'Orders'));
+    assert.ok(m('"a""b"', 'public', 'a"b'));
+    assert.ok(m('s*.ord?rs', 'sales', 'orders'));
+    assert.ok(!m('"s*".orders', 'sales', 'orders'));
+    assert.ok(m('x.a$b', 'x', 'a$b'));
+    assert.throws(() => parsePattern('a.b.c'), /more than two/);
+    assert.throws(() => parsePattern('"open'), /not closed/);
   });
 
   test('a given source snapshot: rows written after it are not seen', async () => {

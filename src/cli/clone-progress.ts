@@ -177,6 +177,9 @@ export function printCloneSummary(s: CloneSummary, resumeCommand: string): void 
     for (const j of s.failed) out(`    ${name(j.table)} ${j.chunkLabel}: ${j.error ?? ''}`);
   }
   out(`  run files: ${s.runDir}`);
+  // The ledger stays for resume and status; the operator decides when it may go.
+  if (s.ok)
+    out(`  the ledger stays on the target; pgconvoy clean --target ... removes it when no longer needed`);
   if (!s.ok) {
     out('');
     out(`  to resume, run the same command again:`);

@@ -23,6 +23,7 @@ import { registerVerify } from './commands/verify.js';
 import { registerServe } from './commands/serve.js';
 import { addHttpOption, HTTP_COMMANDS } from './http-option.js';
 import { registerSyncSchema } from './commands/sync-schema.js';
+import { registerClean } from './commands/clean.js';
 
 const program = new Command();
 program
@@ -58,6 +59,7 @@ registerRollback(program);
 registerVerify(program);
 registerServe(program);
 registerSyncSchema(program);
+registerClean(program);
 
 // --http: a live dashboard and /metrics while the command runs (http-option.ts).
 for (const command of program.commands.filter((c) => HTTP_COMMANDS.includes(c.name())))

@@ -1,6 +1,8 @@
 /**
  * ANALYZE on the target, several tables at once (one session each), so the planner has
  * statistics before the application arrives. Used at the end of clone and of cutover.
+ * Tables in `vacuum` get VACUUM (ANALYZE) instead: chunked loads cannot use COPY FREEZE, and
+ * until a vacuum sets the visibility map, index-only scans read the heap.
  */
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
@@ -13,6 +15,7 @@ export async function analyzeTables(
   target: ConnectionSpec,
   tables: readonly TableRef[],
   jobs: number,
+  vacuum: ReadonlySet<string> = new Set(),
 ): Promise<void> {
   const sessions: pg.Client[] = [];
   try {
@@ -24,7 +27,8 @@ export async function analyzeTables(
       const client = free.pop();
       if (!client) throw new Error('no free ANALYZE session');
       try {
-        await client.query(`ANALYZE ${qualifiedName(t.schema, t.name)}`);
+        const name = qualifiedName(t.schema, t.name);
+        await client.query(vacuum.has(name) ? `VACUUM (ANALYZE) ${name}` : `ANALYZE ${name}`);
       } finally {
         free.push(client);
       }

@@ -5,6 +5,7 @@
 import { openClient } from '../connect/open-client.js';
 import { describeConnection } from '../connect/resolve.js';
 import { copyableTables, readInventory } from '../inventory/inventory.js';
+import { filterInventory } from '../inventory/table-filter.js';
 import { readServerInfo } from '../inventory/server-info.js';
 import { chunkLabel } from '../plan/chunk.js';
 import { findPgTools } from '../schema/pg-tools.js';
@@ -52,7 +53,7 @@ export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
   const problems: DryRunPlan['problems'] = [];
   try {
     const info = await readServerInfo(source);
-    const inventory = await readInventory(source, o.ledgerSchema);
+    const { inventory } = filterInventory(await readInventory(source, o.ledgerSchema), o.filter);
     const sourceAccess = await readAccess(source, o.ledgerSchema);
     problems.push(
       ...accessProblems(sourceAccess, 'source', 'read').map((p) => ({ ...p, side: 'source' as const })),

@@ -18,6 +18,7 @@ import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { readInventory, copyableTables, type TableInfo } from '../inventory/inventory.js';
+import { filterInventory, type TableFilter } from '../inventory/table-filter.js';
 import { readServerInfo, type ServerInfo } from '../inventory/server-info.js';
 import { ensureLedger } from '../ledger/ledger-schema.js';
 import { JobLedger, type JobRow, type PlannedJob } from '../ledger/jobs.js';
@@ -118,6 +119,10 @@ export interface CloneOptions {
   planChunks: ChunkPlanner;
   /** Flexy's queue file: only the tables it lists, cut as it says (see plan/queue-plan.ts). */
   queueFile?: { text: string; fileName: string; allowGaps: boolean };
+  /** VACUUM (ANALYZE) chunked tables after their load (`--no-vacuum`: ANALYZE only). */
+  vacuum?: boolean;
+  /** pg_dump's -n/-N/-t/-T/--exclude-table-data/--filter (inventory/table-filter.ts). */
+  filter?: TableFilter | undefined;
   /** Source columns left behind (`--exclude-column`), as excludedKey()s. */
   excludeColumns: ExcludedColumns;
   /** Names the workers of this process (`host-pid-N`). */
@@ -224,7 +229,11 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     const sourceInfo = await readServerInfo(source);
     // Before anything else reads or writes: the inventory itself reads every sequence at once.
     await checkSourceLocks(source, o.ledgerSchema);
-    const inventory = await readInventory(source, o.ledgerSchema);
+    // The filter narrows everything after this line: jobs, sequences, analyze, pg_dump.
+    const { inventory, pgDumpArgs, schemasOfTables } = filterInventory(
+      await readInventory(source, o.ledgerSchema),
+      o.filter,
+    );
     // A queue file is checked whole, against the source, before anything is written anywhere.
     const queue = o.queueFile
       ? await resolveQueueFile(o.queueFile.text, o.queueFile.fileName, source, inventory, {
@@ -274,6 +283,7 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
         tools: t,
         runDir: o.runDir,
         excludeSchemas: [o.ledgerSchema],
+        filterArgs: pgDumpArgs,
         noOwner: o.noOwner,
         noPrivileges: o.noPrivileges,
       });
@@ -291,6 +301,8 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
         onInfo: (message: string) => emit({ type: 'info', message }),
       };
       await phases.run('schema', done.has('schema'), async () => {
+        // pg_dump --table dumps no schema: the tables' own must exist before them.
+        for (const n of schemasOfTables) await target!.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(n)}`);
         // --indexes before: the tables' own indexes and constraints come with the schema.
         const early = o.indexes === 'before' ? d.postData.filter((i) => i.phase === 'table' && i.table) : [];
         await applyInBatches({
@@ -486,7 +498,14 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
       views.length === 0 ? 'none populated on the source' : 'already done',
     );
     await phases.run('analyze', done.has('analyze'), async () => {
-      await analyzeTables(o.target, analyzeTargets(inventory), o.indexJobs);
+      // Tables loaded in more than one job were not written frozen (see copy-worker.ts).
+      const jobsPerTable = new Map<string, number>();
+      for (const j of await ledger.list(target!)) {
+        const name = qualifiedName(j.table.schema, j.table.name);
+        jobsPerTable.set(name, (jobsPerTable.get(name) ?? 0) + 1);
+      }
+      const vacuum = new Set(o.vacuum ? [...jobsPerTable].filter(([, n]) => n > 1).map(([t]) => t) : []);
+      await analyzeTables(o.target, analyzeTargets(inventory), o.indexJobs, vacuum);
       await steps.markDone(target!, 'analyze');
     });
     return summarize(o, started, phases, await ledger.list(target), warnings, snapshotName, files, true);

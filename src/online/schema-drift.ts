@@ -81,12 +81,9 @@ const memberKey = (o: { schema: string; table: string; name: string }) =>
 
 /** Turns verify's schema differences into drift items with their statements. */
 export function schemaDrift(source: Catalog, target: Catalog): DriftItem[] {
-  const diffs = compareCatalogs(
-    source,
-    target,
-    { tables: undefined, schemas: undefined },
-    findLayouts(source, target),
-  ).filter(isDrift);
+  const diffs = compareCatalogs(source, target, { filter: undefined }, findLayouts(source, target)).filter(
+    isDrift,
+  );
   const src = lookup(source);
   const tgt = lookup(target);
   const items: DriftItem[] = [];

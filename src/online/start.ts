@@ -24,6 +24,7 @@ import { ensureLedger, ledgerExists } from '../ledger/ledger-schema.js';
 import type { TableRef } from '../plan/chunk.js';
 import { replicationNames, type ReplicationNames } from '../replicate/names.js';
 import { runPrecheck, type PrecheckReport } from '../replicate/precheck.js';
+import { tableDataIncluded, tableIncluded } from '../inventory/table-filter.js';
 import { createPublication, dropPublication } from '../replicate/publication.js';
 import { readReplicationTables } from '../replicate/replication-tables.js';
 import { createSlotWithSnapshot } from '../replicate/slot.js';
@@ -206,7 +207,11 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
     let pub;
     try {
       // Every table with rows; createPublication leaves out (and says why) what cannot be published.
-      const tables = (await readReplicationTables(src)).filter((t) => t.kind === 'table');
+      // Only the tables whose rows the clone copies (-n/-N/-t/-T/--exclude-table-data).
+      const filter = o.clone.filter;
+      const tables = (await readReplicationTables(src)).filter(
+        (t) => t.kind === 'table' && (!filter || (tableIncluded(filter, t) && tableDataIncluded(filter, t))),
+      );
       pub = await createPublication(src, names.publication, tables);
     } finally {
       await src.end().catch(() => undefined);

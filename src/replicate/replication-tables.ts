@@ -19,6 +19,8 @@ export interface ReplicationTable extends TableRef {
   partition: boolean;
   unlogged: boolean;
   identity: ReplicaIdentity;
+  /** A partition's parent (filters follow it, see inventory/table-filter.ts). */
+  parent: TableRef | undefined;
   /** The connected role owns the table (or is a member of its owner): needed to publish it. */
   owned: boolean;
 }
@@ -32,7 +34,12 @@ SELECT n.nspname AS schema,
        c.relreplident AS replident,
        EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND i.indisvalid) AS has_pk,
        EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisreplident AND i.indisvalid) AS has_identity_index,
-       pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owned
+       pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owned,
+       (SELECT ARRAY[pn.nspname::text, pc.relname::text]
+        FROM pg_catalog.pg_inherits h
+        JOIN pg_catalog.pg_class pc ON pc.oid = h.inhparent
+        JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+        WHERE c.relispartition AND h.inhrelid = c.oid) AS parent
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p')
@@ -52,6 +59,7 @@ interface Row {
   has_pk: boolean;
   has_identity_index: boolean;
   owned: boolean;
+  parent: [string, string] | null;
 }
 
 function identityOf(r: Row): ReplicaIdentity {
@@ -81,6 +89,7 @@ export async function readReplicationTables(
     unlogged: r.unlogged,
     identity: identityOf(r),
     owned: r.owned,
+    parent: r.parent ? { schema: r.parent[0], name: r.parent[1] } : undefined,
   }));
 }
 

@@ -22,8 +22,13 @@ export interface PostgresBinaries {
 
 const SYSTEM_ROOT = '/usr/lib/postgresql';
 
+/**
+ * node_modules folders that may hold `pg<major>` aliases: PGCONVOY_PG_MODULES (colon-separated,
+ * for majors installed elsewhere, e.g. `npm install --prefix /tmp/pg pg18@npm:...`) first,
+ * then every node_modules above this file.
+ */
 function nodeModulesDirs(): string[] {
-  const dirs: string[] = [];
+  const dirs = (process.env.PGCONVOY_PG_MODULES ?? '').split(':').filter((d) => d !== '' && existsSync(d));
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const candidate = path.join(dir, 'node_modules');

@@ -33,6 +33,8 @@ export interface DumpSchemaOptions {
   runDir: string;
   /** Schemas left out of the dump (pgconvoy's own ledger schema, say). Exact names, not patterns. */
   excludeSchemas: string[];
+  /** pg_dump's --schema/--table/... switches of a filter (inventory/table-filter.ts pgDumpFilterArgs). */
+  filterArgs?: string[];
   /** Write the SQL files without ALTER ... OWNER TO (and make that the default when applying). */
   noOwner?: boolean;
   /** pg_dump's --lock-wait-timeout, in milliseconds (default DEFAULTS.lockWaitTimeoutMs). */
@@ -88,6 +90,7 @@ export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump
     `--lock-wait-timeout=${options.lockWaitTimeoutMs ?? DEFAULTS.lockWaitTimeoutMs}`,
     `--file=${archive}`,
     ...options.excludeSchemas.map((s) => `--exclude-schema=${quoteIdent(s)}`),
+    ...(options.filterArgs ?? []),
     `--dbname=${childConninfo(source, 'pgconvoy pg_dump')}`,
   ];
   const dumped = await runTool(tools.pgDump, dumpArgs, childEnv(source), signal);

@@ -4,44 +4,13 @@
  * inventory found an integer split column and by hash buckets otherwise; largest first.
  * Tables whose layouts differ (see layouts.ts) are read as a whole, partitions included.
  */
-import { EXIT } from '../defaults.js';
-import { PgconvoyError } from '../errors.js';
 import type { Inventory } from '../inventory/inventory.js';
-import { displayName } from '../util/sql.js';
 import type { Catalog, CatalogTable } from './catalog.js';
 import { relKey, type Layouts } from './layouts.js';
 import { columnHash, type HashedColumn } from './row-hash.js';
-import { tableInScope, type Scope } from './scope.js';
+import { tableRowsInScope, type Scope } from './scope.js';
 import { newTableJob, type TableJob } from './table-job.js';
 import type { TableResult } from './types.js';
-
-/** Tables or schemas named in a filter must exist somewhere: a typo must not verify nothing. */
-export function checkScope(scope: Scope, source: Catalog, target: Catalog): void {
-  const all = [...source.tables, ...target.tables];
-  for (const t of scope.tables ?? []) {
-    const known = all.some(
-      (c) =>
-        (c.schema === t.schema && c.name === t.name) ||
-        (c.parent?.schema === t.schema && c.parent.name === t.name),
-    );
-    if (!known) {
-      throw new PgconvoyError(`table "${displayName(t.schema, t.name)}" is on neither side`, {
-        code: 'VERIFY_NO_SUCH_TABLE',
-        hint: 'check --table (schema.name; quote names with capitals or spaces); pgconvoy inspect lists the tables',
-        exitCode: EXIT.usage,
-      });
-    }
-  }
-  for (const s of scope.schemas ?? []) {
-    if (!source.schemas.includes(s) && !target.schemas.includes(s)) {
-      throw new PgconvoyError(`schema "${s}" is on neither side`, {
-        code: 'VERIFY_NO_SUCH_SCHEMA',
-        hint: 'check --schema; names are case-sensitive',
-        exitCode: EXIT.usage,
-      });
-    }
-  }
-}
 
 const key = relKey;
 const hasRows = (t: CatalogTable) => t.relkind === 'r' || t.relkind === 'm';
@@ -85,7 +54,7 @@ export function buildTableJobs(input: {
   const jobs: TableJob[] = [];
   const others: TableResult[] = [];
   const compared = (t: CatalogTable) => hasRows(t) || layouts.whole.has(key(t));
-  for (const s of source.tables.filter((t) => compared(t) && tableInScope(scope, t))) {
+  for (const s of source.tables.filter((t) => compared(t) && tableRowsInScope(scope, t))) {
     if (layouts.coveredSource.has(key(s))) continue; // read with its partitioned ancestor
     const t = targetTables.get(key(s));
     if (!t) {
@@ -132,7 +101,7 @@ export function buildTableJobs(input: {
       ),
     );
   }
-  for (const t of target.tables.filter((x) => hasRows(x) && tableInScope(scope, x))) {
+  for (const t of target.tables.filter((x) => hasRows(x) && tableRowsInScope(scope, x))) {
     if (!sourceTables.has(key(t)) && !layouts.coveredTarget.has(key(t)))
       others.push(unpaired(t, 'missing on source'));
   }

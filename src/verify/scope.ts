@@ -1,52 +1,44 @@
 /**
- * Which tables and objects a verify run looks at: `--table schema.name` (repeatable; a
- * partitioned table stands for its partitions) and `--schema name` (repeatable). With no
- * filter, everything outside the system schemas and pgconvoy's ledger.
+ * Which tables and objects a verify run looks at: pg_dump's filters (-n/-N/-t/-T,
+ * --exclude-table-data, --filter), matched by inventory/table-filter.ts as clone and start
+ * match them, so a filtered clone is verified with the very same flags. With no filter,
+ * everything outside the system schemas and pgconvoy's ledger.
  */
-import { EXIT } from '../defaults.js';
-import { PgconvoyError } from '../errors.js';
-import type { TableRef } from '../plan/chunk.js';
-import { splitIdentifiers } from '../util/sql.js';
+import {
+  checkPatternsMatch,
+  schemaIncluded,
+  tableDataIncluded,
+  tableIncluded,
+  type FilterableTable,
+  type TableFilter,
+} from '../inventory/table-filter.js';
 
 export interface Scope {
-  tables: TableRef[] | undefined;
-  schemas: string[] | undefined;
+  filter: TableFilter | undefined;
 }
 
-/**
- * `schema.name` as SQL reads it (see splitIdentifiers); a bare name is in `public`.
- * `public."Order Items"`, `"Audit Log".events`, `sales.orders`.
- */
-export function parseTableName(text: string): TableRef {
-  const bad = (why: string) =>
-    new PgconvoyError(`--table "${text}" is not a table name: ${why}`, {
-      code: 'BAD_TABLE_NAME',
-      hint: `write schema.name; quote names with capitals, spaces or dots: --table 'public."Order Items"'`,
-      exitCode: EXIT.usage,
-    });
-  const parts = splitIdentifiers(text, bad);
-  if (parts.length === 1) return { schema: 'public', name: parts[0] ?? '' };
-  if (parts.length === 2) return { schema: parts[0] ?? '', name: parts[1] ?? '' };
-  throw bad('more than two parts');
+/** Every pattern must match a schema or table on one side or the other: a typo must not verify nothing. */
+export function checkScope(scope: Scope, schemas: string[], tables: FilterableTable[]): void {
+  if (scope.filter) checkPatternsMatch(scope.filter, schemas, tables, 'on either side');
 }
 
-const same = (a: TableRef, b: TableRef) => a.schema === b.schema && a.name === b.name;
+/** Whether a table's definition is compared (a partition follows its parent). */
+export function tableInScope(scope: Scope, table: FilterableTable): boolean {
+  return !scope.filter || tableIncluded(scope.filter, table);
+}
 
-/** Whether a table (or a partition, through its parent) is in scope. */
-export function tableInScope(scope: Scope, table: TableRef & { parent?: TableRef | undefined }): boolean {
-  if (scope.schemas && !scope.schemas.includes(table.schema)) return false;
-  if (!scope.tables) return true;
-  const parent = table.parent;
-  return scope.tables.some((t) => same(t, table) || (parent !== undefined && same(t, parent)));
+/** Whether a table's rows are compared: not under --exclude-table-data. */
+export function tableRowsInScope(scope: Scope, table: FilterableTable): boolean {
+  return tableInScope(scope, table) && (!scope.filter || tableDataIncluded(scope.filter, table));
 }
 
 /** Objects that belong to a schema but not to one table (sequences, views, the schema itself). */
 export function schemaObjectInScope(scope: Scope, schema: string): boolean {
-  if (scope.tables) return false;
-  return !scope.schemas || scope.schemas.includes(schema);
+  return !scope.filter || schemaIncluded(scope.filter, schema);
 }
 
-/** Database-wide objects (extensions): only compared when no table filter narrows the run. */
+/** Database-wide objects (extensions): pg_dump leaves them out when -n or -t narrows the dump. */
 export function databaseObjectsInScope(scope: Scope): boolean {
-  return !scope.tables;
+  const f = scope.filter;
+  return !f || f.includeSchemas.length + f.includeTables.length === 0;
 }

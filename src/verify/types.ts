@@ -10,6 +10,7 @@
  */
 import type { ConnectionSpec } from '../connect/resolve.js';
 import type { TableRef } from '../plan/chunk.js';
+import type { TableFilter } from '../inventory/table-filter.js';
 import { DEFAULTS } from '../defaults.js';
 
 export interface VerifyOptions {
@@ -17,10 +18,8 @@ export interface VerifyOptions {
   target: ConnectionSpec;
   /** Workers; each holds one session per side. */
   jobs: number;
-  /** Only these tables (a partitioned table stands for its partitions). */
-  tables?: TableRef[];
-  /** Only tables and objects in these schemas. */
-  schemas?: string[];
+  /** pg_dump's filters (inventory/table-filter.ts); a partitioned table stands for its partitions. */
+  filter?: TableFilter | undefined;
   /** Row differences listed per table (the rest are counted, not listed). */
   maxDiffs: number;
   /** pgconvoy's ledger schema on the target: never compared. */

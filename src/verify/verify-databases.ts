@@ -18,7 +18,8 @@ import { readInventory, type Inventory } from '../inventory/inventory.js';
 import { displayName } from '../util/sql.js';
 import { readCatalog, type Catalog } from './catalog.js';
 import { compareCatalogs } from './schema-diff.js';
-import { buildTableJobs, checkScope } from './plan-tables.js';
+import { buildTableJobs } from './plan-tables.js';
+import { checkScope } from './scope.js';
 import { findLayouts } from './layouts.js';
 import { runTasks } from './run-tasks.js';
 import { openCoordinator, type Coordinator } from './session.js';
@@ -79,7 +80,7 @@ export async function verifyDatabases(options: VerifyOptions): Promise<VerifyRep
   }
   const started = Date.now();
   const emit = options.onProgress ?? (() => undefined);
-  const scope = { tables: options.tables, schemas: options.schemas };
+  const scope = { filter: options.filter };
   const [srcCoord, tgtCoord] = await openCoordinators(options);
   emit({ type: 'snapshot', side: 'source', snapshot: srcCoord.snapshot, lsn: srcCoord.lsn });
   emit({ type: 'snapshot', side: 'target', snapshot: tgtCoord.snapshot, lsn: tgtCoord.lsn });
@@ -96,7 +97,11 @@ export async function verifyDatabases(options: VerifyOptions): Promise<VerifyRep
       const inv: Inventory = await readInventory(first.source.client, options.ledgerSchema);
       return [cats, inv] as [[Catalog, Catalog], Inventory];
     });
-    checkScope(scope, catalogs[0], catalogs[1]);
+    checkScope(
+      scope,
+      [...catalogs[0].schemas, ...catalogs[1].schemas],
+      [...catalogs[0].tables, ...catalogs[1].tables],
+    );
     const layouts = findLayouts(catalogs[0], catalogs[1]);
     const schema = compareCatalogs(catalogs[0], catalogs[1], scope, layouts);
     emit({ type: 'schema-done', differences: schema.filter((d) => d.severity === 'difference').length });

@@ -19,6 +19,11 @@ import { commandLine, PARENT_COMMAND_ENV } from '../many-databases.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
 import { positiveInt } from '../parse-options.js';
 import { parseExcludedColumn } from '../../copy/table-columns.js';
+import type { FilterFlags } from '../../inventory/table-filter.js';
+import { addFilterOptions, FILTER_HELP, filterOf, splitSchemaFlag } from '../filter-options.js';
+
+/** `--schema apply|skip`: create the schema with pg_dump, or find the tables there already. */
+export const SCHEMA_MODES = ['apply', 'skip'] as const;
 
 /** `--exclude-column`, the same for clone, start and worker. */
 export const EXCLUDE_COLUMN_OPTION = [
@@ -28,12 +33,13 @@ export const EXCLUDE_COLUMN_OPTION = [
 ] as const;
 import { openDashboard, type HttpFlags } from '../http-option.js';
 
-interface CloneFlags extends ConnectionFlags, HttpFlags {
+interface CloneFlags extends ConnectionFlags, HttpFlags, FilterFlags {
   jobs?: number;
   indexJobs?: number;
   ledgerSchema: string;
   runDir?: string;
-  schema?: 'apply' | 'skip';
+  /** apply/skip (the schema mode) or schema patterns: see cli/filter-options.ts. */
+  schema?: string[];
   indexes?: 'before' | 'after';
   createDatabase?: boolean;
   existingRows: 'error' | 'truncate' | 'skip';
@@ -49,6 +55,7 @@ interface CloneFlags extends ConnectionFlags, HttpFlags {
   splitTablesLargerThan?: string;
   chunkSize?: string;
   excludeColumn?: string[];
+  vacuum?: boolean;
   dryRun?: boolean;
   json?: boolean;
   quiet?: boolean;
@@ -93,6 +100,7 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
   const source = connectionFor('source', flags, config)!;
   const target = connectionFor('target', flags, config)!;
   const opt = (key: string) => config?.options[`clone.${key}`];
+  const schemaFlag = splitSchemaFlag(flags.schema, SCHEMA_MODES);
   const runDir =
     flags.runDir ??
     (opt('run-dir') as string | undefined) ??
@@ -108,7 +116,9 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
     ledgerSchema: flags.ledgerSchema,
     runDir,
     excludeColumns: new Set((flags.excludeColumn ?? []).map(parseExcludedColumn)),
-    schema: flags.schema ?? (opt('schema') as 'apply' | 'skip' | undefined) ?? 'apply',
+    schema: schemaFlag.mode ?? (opt('schema') as 'apply' | 'skip' | undefined) ?? 'apply',
+    filter: filterOf(flags, schemaFlag.patterns),
+    vacuum: flags.vacuum !== false,
     indexes: flags.indexes ?? (opt('indexes') as 'before' | 'after' | undefined) ?? 'after',
     createDatabase: Boolean(flags.createDatabase),
     existingRows: flags.existingRows,
@@ -148,8 +158,7 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
 }
 
 export function registerClone(program: Command): void {
-  program
-    .command('clone')
+  addFilterOptions(program.command('clone'), [...SCHEMA_MODES])
     .description(
       'copy a whole database to the target: schema, data with parallel workers, indexes, sequences, ANALYZE',
     )
@@ -161,14 +170,6 @@ export function registerClone(program: Command): void {
       '--index-jobs <n>',
       `index builds at once, while the copy goes on (default ${DEFAULTS.indexJobs})`,
       positiveInt,
-    )
-    .addOption(
-      new Option(
-        '--schema <mode>',
-        'apply: create the schema from pg_dump (default); skip: tables exist already',
-      )
-        .choices(['apply', 'skip'])
-        .default('apply'),
     )
     .addOption(
       new Option('--indexes <when>', 'build indexes before or after (default) the data')
@@ -224,6 +225,7 @@ export function registerClone(program: Command): void {
       '--verify',
       'at the end, prove the target equals the source (pgconvoy verify): exit 6 when it does not',
     )
+    .option('--no-vacuum', 'ANALYZE chunked tables only, without VACUUM (they are not loaded frozen)')
     .option('--dry-run', 'print the plan (phases, jobs in order, sizes) and touch nothing')
     .option('--json', 'machine-readable summary on stdout')
     .option('-q, --quiet', 'only warnings, errors and the summary')
@@ -233,8 +235,14 @@ export function registerClone(program: Command): void {
 Run the same command again to resume: done jobs and steps are skipped (the ledger lives in
 the target database, schema "${DEFAULTS.ledgerSchema}"), unfinished ones are redone, no row twice.
 
+--schema apply (default) creates the schema with pg_dump; --schema skip finds the tables on the
+target already. Any other --schema value is a schema pattern, as pg_dump's.
+${FILTER_HELP}
+
 Examples:
   pgconvoy clone --source postgresql://app@old/shop --target postgresql://app@new/shop --create-database
+  pgconvoy clone --source ... --target ... -n sales -T 'sales.*_archive' --exclude-table-data public.audit_log
+  pgconvoy clone --source ... --target ... --filter tables.filter
   pgconvoy clone --source ... --target ... --jobs 8 --index-jobs 4
   pgconvoy clone --source ... --target ... --dry-run`,
     )

@@ -11,7 +11,8 @@ import { isTTY, out, outJson } from '../output.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
 import { unlessInterrupted } from '../interrupted.js';
 import { positiveInt } from '../parse-options.js';
-import { buildCloneOptions, EXCLUDE_COLUMN_OPTION } from './clone.js';
+import { buildCloneOptions, EXCLUDE_COLUMN_OPTION, SCHEMA_MODES } from './clone.js';
+import { addFilterOptions, FILTER_HELP } from '../filter-options.js';
 
 import { openDashboard, type HttpFlags } from '../http-option.js';
 
@@ -33,7 +34,7 @@ interface StartFlags extends HttpFlags {
   maintenanceWorkMem: string;
   splitTablesLargerThan?: string;
   chunkSize?: string;
-  schema: 'apply' | 'skip';
+  schema?: string[];
   excludeColumn?: string[];
   fallback?: 'offline';
   sourceFromTarget?: string;
@@ -73,8 +74,7 @@ function printResult(r: StartResult): void {
 }
 
 export function registerStart(program: Command): void {
-  program
-    .command('start')
+  addFilterOptions(program.command('start'), [...SCHEMA_MODES])
     .description(
       'start an online migration: schema and parallel initial copy from a replication slot snapshot, then continuous replication',
     )
@@ -97,14 +97,6 @@ export function registerStart(program: Command): void {
     .option('--pg-bin <dir>', "directory of pg_dump/pg_restore/psql (a major >= the source's)")
     .option('--split-tables-larger-than <size>', 'cut tables bigger than this into chunks copied in parallel')
     .option('--chunk-size <size>', 'about this much per chunk')
-    .addOption(
-      new Option(
-        '--schema <mode>',
-        'apply: create the schema from pg_dump (default); skip: the tables exist on the target already (another layout is fine: partitioned, other column order, extra columns with defaults)',
-      )
-        .choices(['apply', 'skip'])
-        .default('apply'),
-    )
     .option(...EXCLUDE_COLUMN_OPTION)
     .option('--no-owner', 'do not set object owners on the target')
     .option('--no-privileges', 'do not copy GRANT/REVOKE')
@@ -145,6 +137,12 @@ at the slot (create_slot = false, copy_data = false). Tables without a primary k
 now and again at cutover. Running start again while replicating says so and exits 0. If a
 start stops during its copy, run pgconvoy teardown, then start again.
 
+--schema apply (default) creates the schema with pg_dump; --schema skip finds the tables on the
+target already (another layout is fine: partitioned, other column order, extra columns with
+defaults). Any other --schema value is a schema pattern. The publication holds only the
+tables the filters include (and whose rows are copied).
+${FILTER_HELP}
+
 Examples:
   pgconvoy start --source postgresql://app@old/shop --target postgresql://app@new/shop --create-database
   pgconvoy start --source ... --target ... --jobs 8 --source-from-target 'host=old.internal dbname=shop user=app'
@@ -158,7 +156,6 @@ Examples:
       const cloneFlags: CloneFlags = {
         ...flags,
         existingRows: 'error',
-        schema: flags.schema,
         indexes: 'after',
       };
       const clone = buildCloneOptions(cloneFlags, controller.signal);

@@ -8,7 +8,8 @@ import { DEFAULTS, EXIT } from '../../defaults.js';
 import { formatCount, formatDuration } from '../../util/format.js';
 import { displayName } from '../../util/sql.js';
 import { formatReport } from '../../verify/report-text.js';
-import { parseTableName } from '../../verify/scope.js';
+import { addFilterOptions, FILTER_HELP, filterOf } from '../filter-options.js';
+import type { FilterFlags } from '../../inventory/table-filter.js';
 import { VERIFY_DEFAULTS, type VerifyEvent } from '../../verify/types.js';
 import { verifyDatabases } from '../../verify/verify-databases.js';
 import { loadConfig } from '../common-options.js';
@@ -17,10 +18,8 @@ import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { err, out, outJson } from '../output.js';
 import { positiveInt } from '../parse-options.js';
 
-interface VerifyFlags extends ConnectionFlags, HttpFlags {
+interface VerifyFlags extends ConnectionFlags, HttpFlags, FilterFlags {
   jobs: number;
-  table?: string[];
-  schema?: string[];
   maxDiffs: number;
   chunkRows: number;
   ledgerSchema: string;
@@ -33,8 +32,6 @@ function wholeNumber(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number of 0 or more');
   return Number(value);
 }
-
-const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
 /** Progress on stderr: one redrawn line on a terminal, plain lines otherwise. */
 function progressPrinter(): { handle: (e: VerifyEvent) => void; done: () => void } {
@@ -97,19 +94,12 @@ function progressPrinter(): { handle: (e: VerifyEvent) => void; done: () => void
 }
 
 export function registerVerify(program: Command): void {
-  program
-    .command('verify')
+  addFilterOptions(program.command('verify'))
     .description('prove that the target equals the source: rows, checksums per chunk, schema, sequences')
     .option('--source <conninfo>', 'source server: libpq URI or key=value string')
     .option('--target <conninfo>', 'target server: libpq URI or key=value string')
     .option('--config <file>', 'read connections and options from a config file')
     .option('--jobs <n>', 'workers (each holds one session per side)', positiveInt, DEFAULTS.jobs)
-    .option(
-      '--table <schema.name>',
-      'only this table (repeatable); a partitioned table means its partitions',
-      collect,
-    )
-    .option('--schema <name>', 'only this schema (repeatable)', collect)
     .option('--max-diffs <n>', 'row differences listed per table', wholeNumber, VERIFY_DEFAULTS.maxDiffs)
     .option('--chunk-rows <n>', 'rows per key-range chunk', positiveInt, VERIFY_DEFAULTS.chunkRows)
     .option(
@@ -139,6 +129,9 @@ they are validated), triggers, views, sequences (and their values), extensions.
 The source is read in one snapshot (its id and WAL position are printed); every session
 is read-only and holds locks only for one chunk. Exit 0 when everything matches, 6 when
 anything differs.
+${FILTER_HELP}
+Verify a filtered clone with the same filters; --exclude-table-data tables are compared by
+definition, not rows.
 
 Examples:
   pgconvoy verify --source postgresql://app@db1/shop --target postgresql://app@db2/shop
@@ -150,8 +143,7 @@ Examples:
       const source = connectionFor('source', flags, config);
       const target = connectionFor('target', flags, config);
       if (!source || !target) return;
-      const tables = (flags.table ?? []).map(parseTableName);
-      const schemas = flags.schema ?? [];
+      const filter = filterOf(flags);
       const progress = progressPrinter();
       const dashboard = await openDashboard(flags, 'verify', target, source, flags.ledgerSchema);
       let report;
@@ -160,8 +152,7 @@ Examples:
           source,
           target,
           jobs: flags.jobs,
-          ...(tables.length ? { tables } : {}),
-          ...(schemas.length ? { schemas } : {}),
+          filter,
           maxDiffs: flags.maxDiffs,
           chunkRows: flags.chunkRows,
           ledgerSchema: flags.ledgerSchema,
