@@ -1,8 +1,10 @@
 /**
  * ANALYZE on the target, several tables at once (one session each), so the planner has
  * statistics before the application arrives. Used at the end of clone and of cutover.
- * Tables in `vacuum` get VACUUM (ANALYZE) instead: chunked loads cannot use COPY FREEZE, and
- * until a vacuum sets the visibility map, index-only scans read the heap.
+ * Tables in `vacuum` are VACUUMed first: chunked loads cannot use COPY FREEZE, and until a
+ * vacuum sets the visibility map, index-only scans read the heap. The VACUUMs run before any
+ * ANALYZE, because a running ANALYZE's snapshot keeps a concurrent VACUUM from marking the
+ * freshly loaded pages all-visible (VACUUMs ignore each other).
  */
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
@@ -23,16 +25,22 @@ export async function analyzeTables(
       sessions.push(await openClient(target, { applicationName: `pgconvoy analyze ${i + 1}` }));
     }
     const free = [...sessions];
-    await runLimited(tables, sessions.length, async (t) => {
-      const client = free.pop();
-      if (!client) throw new Error('no free ANALYZE session');
-      try {
-        const name = qualifiedName(t.schema, t.name);
-        await client.query(vacuum.has(name) ? `VACUUM (ANALYZE) ${name}` : `ANALYZE ${name}`);
-      } finally {
-        free.push(client);
-      }
-    });
+    const run = (command: string, list: readonly string[]) =>
+      runLimited(list, sessions.length, async (name) => {
+        const client = free.pop();
+        if (!client) throw new Error('no free ANALYZE session');
+        try {
+          await client.query(`${command} ${name}`);
+        } finally {
+          free.push(client);
+        }
+      });
+    const names = tables.map((t) => qualifiedName(t.schema, t.name));
+    await run(
+      'VACUUM',
+      names.filter((n) => vacuum.has(n)),
+    );
+    await run('ANALYZE', names);
   } finally {
     await Promise.all(sessions.map((s) => s.end().catch(() => undefined)));
   }
