@@ -4,6 +4,7 @@
  * the same whoever reads it: the process doing the work, `pgconvoy serve` on another
  * machine, or after a crash.
  */
+import { phaseSince } from '../online/state.js';
 import type pg from 'pg';
 import { indexStepName } from '../clone/index-builder.js';
 import { readLedgerStatus, type LedgerStatus } from '../ledger/ledger-status.js';
@@ -113,14 +114,8 @@ function tableProgress(s: LedgerStatus): TableProgress[] {
 
 function onlineView(o: OnlineStatusReport, now: number): OnlineView {
   const s = o.state;
-  const since = {
-    copying: s.startedAt,
-    replicating: s.replicatingAt,
-    cutover: s.cutoverStartedAt,
-    done: s.doneAt,
-    'rolled-back': s.rolledBackAt,
-  }[s.phase];
-  const frozen = o.freeze !== undefined && o.freeze.releasedAt === undefined;
+  const since = phaseSince(s);
+  const frozen = o.freeze !== undefined && o.freeze.releasedAt === null;
   const r = o.replication;
   return {
     phase: s.phase,

@@ -79,6 +79,17 @@ interface StateRow {
 
 const table = (schema: string) => qualifiedName(schema, 'online_state');
 
+/** When the migration entered its current phase. */
+export function phaseSince(s: OnlineState): Date | null {
+  return {
+    copying: s.startedAt,
+    replicating: s.replicatingAt,
+    cutover: s.cutoverStartedAt,
+    done: s.doneAt,
+    'rolled-back': s.rolledBackAt,
+  }[s.phase];
+}
+
 /** The online state, or undefined when this target has none (or no ledger at all). Read-only. */
 export async function readOnlineState(client: pg.Client, schema: string): Promise<OnlineState | undefined> {
   const exists = await client.query<{ ok: boolean }>(

@@ -1,6 +1,7 @@
 /**
  * `pgconvoy status`: where the migration stands, from the target's ledger.
  */
+import { phaseSince } from '../../online/state.js';
 import type { Command } from 'commander';
 import { DEFAULTS } from '../../defaults.js';
 import { openClient } from '../../connect/open-client.js';
@@ -71,13 +72,7 @@ function printStatus(target: string, s: LedgerStatus, all: boolean): void {
 /** The online migration's phase, replication lag, retained WAL and warnings. */
 function printOnline(o: OnlineStatusReport, withSource: boolean): void {
   const s = o.state;
-  const since = {
-    copying: s.startedAt,
-    replicating: s.replicatingAt,
-    cutover: s.cutoverStartedAt,
-    done: s.doneAt,
-    'rolled-back': s.rolledBackAt,
-  }[s.phase];
+  const since = phaseSince(s);
   out(
     `  online phase: ${s.phase}${since ? ` (since ${since.toISOString()})` : ''}; slot "${s.names.slot}", start LSN ${s.startLsn ?? '-'}`,
   );
