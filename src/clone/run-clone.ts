@@ -15,7 +15,7 @@ import os from 'node:os';
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
-import { EXIT } from '../defaults.js';
+import { DEFAULTS, EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { readInventory, copyableTables, type TableInfo } from '../inventory/inventory.js';
 import { filterInventory, type TableFilter } from '../inventory/table-filter.js';
@@ -65,6 +65,7 @@ import {
   type ExistingRowsPolicy,
 } from './target-checks.js';
 import { backoffMs, retry, sleep } from '../util/wait.js';
+import { FdwClone, tablesToPull, type CopyMethod } from './via-fdw.js';
 
 export type PhaseName =
   | 'connect'
@@ -127,6 +128,10 @@ export interface CloneOptions {
   excludeColumns: ExcludedColumns;
   /** Names the workers of this process (`host-pid-N`). */
   workerPrefix: string;
+  /** `fdw`: the target pulls the rows through postgres_fdw (via-fdw.ts); default `copy`. */
+  via?: CopyMethod;
+  /** How the target server reaches the source, for `via: 'fdw'` (`--source-from-target`). */
+  sourceFromTarget?: string | undefined;
   signal: AbortSignal | undefined;
   onEvent: (e: CloneEvent) => void;
 }
@@ -225,6 +230,7 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
   const source = await openClient(o.source, { applicationName: 'pgconvoy clone' });
   let target: pg.Client | undefined;
   let snapshot: SnapshotHandle | undefined;
+  let fdw: FdwClone | undefined;
   try {
     const sourceInfo = await readServerInfo(source);
     // Before anything else reads or writes: the inventory itself reads every sequence at once.
@@ -263,6 +269,15 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     });
     await ensureLedger(target, o.ledgerSchema);
     await checkPlanOwner(target, o);
+    // --via fdw: the target server must read the source before anything more is written.
+    if (o.via === 'fdw' && !o.planOnly)
+      fdw = await FdwClone.connect(target, {
+        source: o.source,
+        sourceFromTarget: o.sourceFromTarget,
+        ledgerSchema: o.ledgerSchema,
+        onInfo: (message) => emit({ type: 'info', message }),
+        onWarning: (message) => emit({ type: 'warning', message }),
+      });
     const steps = new Steps(o.ledgerSchema);
     const ledger = new JobLedger(o.ledgerSchema);
     let done = await steps.done(target);
@@ -386,7 +401,25 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     }
 
     // Copy, building each table's indexes as soon as its rows are in.
-    snapshot = o.snapshot ? undefined : await exportSnapshot(o.source);
+    const pullTables = fdw ? tablesToPull(await ledger.list(target)) : [];
+    snapshot = o.snapshot
+      ? undefined
+      : await exportSnapshot(
+          o.source,
+          fdw ? { lockAgainstWrites: pullTables, lockTimeoutMs: DEFAULTS.lockWaitTimeoutMs } : {},
+        );
+    const pull =
+      fdw && snapshot
+        ? {
+            foreignTables: await fdw.foreignTables(target, snapshot.client, pullTables),
+            lockHolderPid: snapshot.pid,
+          }
+        : undefined;
+    if (pull && pullTables.length > 0)
+      emit({
+        type: 'info',
+        message: `${pullTables.length} source table(s) locked against writes (SHARE) until the copy ends: the target pulls them in many transactions, all seeing this one point in time`,
+      });
     const snapshotName = o.snapshot ?? snapshot?.name;
     if (snapshot)
       emit({
@@ -441,6 +474,7 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
           maxAttempts: o.maxAttempts,
           replicationRole,
           signal: o.signal,
+          ...(pull ? { pull } : {}),
           onEvent: (e) => {
             if (e.type === 'job-done' && e.job.chunkCount === 1) indexBuilder?.tableReady(e.job.table);
             emit(e);
@@ -498,19 +532,22 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
       views.length === 0 ? 'none populated on the source' : 'already done',
     );
     await phases.run('analyze', done.has('analyze'), async () => {
-      // Tables loaded in more than one job were not written frozen (see copy-worker.ts).
+      // Tables loaded in more than one job, or pulled (INSERT), were not written frozen (see copy-worker.ts).
       const jobsPerTable = new Map<string, number>();
       for (const j of await ledger.list(target!)) {
         const name = qualifiedName(j.table.schema, j.table.name);
         jobsPerTable.set(name, (jobsPerTable.get(name) ?? 0) + 1);
       }
-      const vacuum = new Set(o.vacuum ? [...jobsPerTable].filter(([, n]) => n > 1).map(([t]) => t) : []);
+      const vacuum = new Set(
+        o.vacuum ? [...jobsPerTable].filter(([, n]) => n > 1 || o.via === 'fdw').map(([t]) => t) : [],
+      );
       await analyzeTables(o.target, analyzeTargets(inventory), o.indexJobs, vacuum);
       await steps.markDone(target!, 'analyze');
     });
     return summarize(o, started, phases, await ledger.list(target), warnings, snapshotName, files, true);
   } finally {
     await snapshot?.close();
+    await fdw?.remove(o.target);
     await source.end().catch(() => undefined);
     await target?.end().catch(() => undefined);
   }

@@ -7,7 +7,7 @@ import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import type { JobLedger } from '../ledger/jobs.js';
 import { referencedTables } from '../clone/target-checks.js';
-import { CopyWorker, type CopyEvent } from './copy-worker.js';
+import { CopyWorker, type CopyEvent, type PullContext } from './copy-worker.js';
 import { readColumnCatalog, tableKey, type ExcludedColumns } from './table-columns.js';
 import { readPartitionedTables } from './partitioned-target.js';
 
@@ -28,6 +28,8 @@ export interface CopyPoolOptions {
   replicationRole: boolean;
   signal: AbortSignal | undefined;
   onEvent: (e: CopyEvent) => void;
+  /** `clone --via fdw`: the target pulls the rows itself (fdw-pull.ts). */
+  pull?: PullContext;
 }
 
 export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
@@ -74,6 +76,7 @@ export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
       snapshotLost,
       snapshotRequired: o.snapshotRequired,
       onEvent: o.onEvent,
+      ...(o.pull ? { pull: o.pull } : {}),
     })
       .run()
       .catch((err: unknown) => {

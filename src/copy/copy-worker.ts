@@ -28,6 +28,9 @@ import { planTableColumns, tableKey, type ColumnCatalog, type ExcludedColumns } 
 import { prepareTargetSession } from './target-session.js';
 import { isAccessDenied } from './read-denied.js';
 import { targetRelation } from './partitioned-target.js';
+import { preparePullSession, pullRows } from './fdw-pull.js';
+import { writeLockHeld } from './source-write-lock.js';
+import type { TableRef } from '../plan/chunk.js';
 
 export type CopyEvent =
   | { type: 'job-start'; worker: string; job: JobRow }
@@ -68,6 +71,15 @@ export interface WorkerContext {
    * exactly there): losing it is fatal instead of a warning and a newer snapshot.
    */
   snapshotRequired: boolean;
+  /** `clone --via fdw`: the target pulls each job's rows itself (fdw-pull.ts). */
+  pull?: PullContext;
+}
+
+export interface PullContext {
+  /** The foreign table of each source table, by tableKey(). */
+  foreignTables: ReadonlyMap<string, TableRef>;
+  /** The source session whose SHARE locks keep writers out (source-write-lock.ts). */
+  lockHolderPid: number | undefined;
 }
 
 export class CopyWorker {
@@ -88,6 +100,7 @@ export class CopyWorker {
     if (!this.targetClient) {
       const target = await openClient(this.ctx.target, { applicationName: `pgconvoy copy ${this.name}` });
       await prepareTargetSession(target, { replicationRole: this.ctx.replicationRole });
+      if (this.ctx.pull) await preparePullSession(target);
       this.targetClient = target;
     }
     return { source: this.sourceClient, target: this.targetClient };
@@ -191,14 +204,16 @@ export class CopyWorker {
     // PostgreSQL refuses FREEZE on a partitioned table (its partitions get the rows).
     const freeze = owned && !this.ctx.targetPartitioned.has(tableKey(job.table));
     if (owned) await target.query(`TRUNCATE ${targetRelation(job.table, this.ctx.targetPartitioned)}`);
-    const result = await copyStream(source, target, {
-      table: job.table,
-      columns: plan.columns,
-      chunk: job.chunk,
-      format: job.copyFormat === 'binary' && plan.format === 'binary' ? 'binary' : 'text',
-      freeze,
-      onBytes: (n) => this.ctx.onEvent({ type: 'bytes', n }),
-    });
+    const result = this.ctx.pull
+      ? await this.pull(source, target, job, plan.columns, this.ctx.pull)
+      : await copyStream(source, target, {
+          table: job.table,
+          columns: plan.columns,
+          chunk: job.chunk,
+          format: job.copyFormat === 'binary' && plan.format === 'binary' ? 'binary' : 'text',
+          freeze,
+          onBytes: (n) => this.ctx.onEvent({ type: 'bytes', n }),
+        });
     const seconds = (Date.now() - started) / 1000;
     await this.ctx.ledger.complete(target, job.id, {
       worker: this.name,
@@ -216,6 +231,39 @@ export class CopyWorker {
       bytes: result.bytes,
       seconds,
     });
+  }
+
+  /** The rows pulled by the target itself; bytes are the plan's estimate (pgconvoy sees no row). */
+  private async pull(
+    source: pg.Client,
+    target: pg.Client,
+    job: JobRow,
+    columns: string[],
+    pull: PullContext,
+  ): Promise<{ rows: number; bytes: number }> {
+    const key = tableKey(job.table);
+    const foreign = pull.foreignTables.get(key);
+    if (!foreign) throw new Error(`no foreign table for ${key}`);
+    const { rows } = await pullRows(target, {
+      table: job.table,
+      foreign,
+      columns,
+      sourceColumns: this.ctx.sourceColumns.get(key) ?? [],
+      targetColumns: this.ctx.targetColumns.get(key) ?? [],
+      chunk: job.chunk,
+    });
+    // Held until now means held since the snapshot: no write reached the table in between.
+    const pid = pull.lockHolderPid;
+    if (pid !== undefined && !this.ctx.snapshotLost.value && !(await writeLockHeld(source, pid, job.table))) {
+      this.ctx.snapshotLost.value = true;
+      this.ctx.onEvent({
+        type: 'warning',
+        message:
+          'the source session that kept writers out of the tables is gone (the source restarted?); the remaining jobs read the source as it is: the copy is consistent only if nothing wrote to the source meanwhile — run pgconvoy verify',
+      });
+    }
+    this.ctx.onEvent({ type: 'bytes', n: job.estimatedBytes });
+    return { rows, bytes: job.estimatedBytes };
   }
 
   private async handleFailure(job: JobRow | undefined, err: unknown, consecutive: number): Promise<void> {

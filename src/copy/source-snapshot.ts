@@ -8,6 +8,8 @@ import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { quoteLiteral } from '../util/sql.js';
+import type { TableRef } from '../plan/chunk.js';
+import { lockAgainstWrites } from './source-write-lock.js';
 
 export interface SnapshotHandle {
   name: string;
@@ -15,15 +17,39 @@ export interface SnapshotHandle {
   lsn: string | undefined;
   /** The coordinator session (in the snapshot): also used for sequences and large objects. */
   client: pg.Client;
+  /** Its backend pid on the source (whose locks prove the snapshot is still held). */
+  pid: number;
   close(): Promise<void>;
 }
 
-export async function exportSnapshot(source: ConnectionSpec): Promise<SnapshotHandle> {
+export interface ExportOptions {
+  /**
+   * Tables to keep every writer out of for as long as the snapshot lives (SHARE locks taken
+   * before the snapshot; see source-write-lock.ts): for readers that cannot import it.
+   */
+  lockAgainstWrites?: readonly TableRef[];
+  /** How long the locks may wait for writers in flight. */
+  lockTimeoutMs?: number;
+}
+
+export async function exportSnapshot(
+  source: ConnectionSpec,
+  options: ExportOptions = {},
+): Promise<SnapshotHandle> {
   const client = await openClient(source, { applicationName: 'pgconvoy snapshot' });
   await prepareSourceSession(client);
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  const res = await client.query<{ name: string; lsn: string | null }>(
-    `SELECT pg_catalog.pg_export_snapshot() AS name,
+  const locked = options.lockAgainstWrites ?? [];
+  // LOCK … IN SHARE MODE is refused in a READ ONLY transaction.
+  await client.query(`BEGIN ISOLATION LEVEL REPEATABLE READ${locked.length ? '' : ' READ ONLY'}`);
+  try {
+    // Before the first query: a REPEATABLE READ snapshot is taken by the first statement after LOCK.
+    if (locked.length) await lockAgainstWrites(client, locked, options.lockTimeoutMs ?? 0);
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw err;
+  }
+  const res = await client.query<{ name: string; lsn: string | null; pid: number }>(
+    `SELECT pg_catalog.pg_export_snapshot() AS name, pg_catalog.pg_backend_pid() AS pid,
             CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL ELSE pg_catalog.pg_current_wal_lsn()::text END AS lsn`,
   );
   const row = res.rows[0]!;
@@ -31,6 +57,7 @@ export async function exportSnapshot(source: ConnectionSpec): Promise<SnapshotHa
     name: row.name,
     lsn: row.lsn ?? undefined,
     client,
+    pid: row.pid,
     close: async () => {
       await client.query('COMMIT').catch(() => undefined);
       await client.end().catch(() => undefined);

@@ -21,6 +21,7 @@ import { positiveInt } from '../parse-options.js';
 import { parseExcludedColumn } from '../../copy/table-columns.js';
 import type { FilterFlags } from '../../inventory/table-filter.js';
 import { addFilterOptions, FILTER_HELP, filterOf, splitSchemaFlag } from '../filter-options.js';
+import { COPY_METHODS, type CopyMethod } from '../../clone/via-fdw.js';
 
 /** `--schema apply|skip`: create the schema with pg_dump, or find the tables there already. */
 export const SCHEMA_MODES = ['apply', 'skip'] as const;
@@ -56,6 +57,8 @@ interface CloneFlags extends ConnectionFlags, HttpFlags, FilterFlags {
   chunkSize?: string;
   excludeColumn?: string[];
   vacuum?: boolean;
+  via?: CopyMethod;
+  sourceFromTarget?: string;
   dryRun?: boolean;
   json?: boolean;
   quiet?: boolean;
@@ -152,6 +155,8 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
         }
       : {}),
     workerPrefix: defaultWorkerPrefix(),
+    via: flags.via ?? (opt('via') as CopyMethod | undefined) ?? 'copy',
+    sourceFromTarget: flags.sourceFromTarget,
     signal,
     onEvent: () => undefined,
   };
@@ -226,6 +231,16 @@ export function registerClone(program: Command): void {
       'at the end, prove the target equals the source (pgconvoy verify): exit 6 when it does not',
     )
     .option('--no-vacuum', 'ANALYZE chunked tables only, without VACUUM (they are not loaded frozen)')
+    .addOption(
+      new Option(
+        '--via <method>',
+        'copy: rows stream through pgconvoy (COPY); fdw: the target pulls them from the source itself through postgres_fdw (source tables locked against writes while it copies)',
+      ).choices([...COPY_METHODS]),
+    )
+    .option(
+      '--source-from-target <conninfo>',
+      'with --via fdw: how the TARGET server reaches the source, when that differs from --source (the password of --source is used when it has none)',
+    )
     .option('--dry-run', 'print the plan (phases, jobs in order, sizes) and touch nothing')
     .option('--json', 'machine-readable summary on stdout')
     .option('-q, --quiet', 'only warnings, errors and the summary')
@@ -237,6 +252,15 @@ the target database, schema "${DEFAULTS.ledgerSchema}"), unfinished ones are red
 
 --schema apply (default) creates the schema with pg_dump; --schema skip finds the tables on the
 target already. Any other --schema value is a schema pattern, as pg_dump's.
+
+--via fdw has the target server read the rows itself (INSERT … SELECT from postgres_fdw
+foreign tables; same jobs and chunks, each job's rows and done mark in one transaction), so
+they never pass through pgconvoy: for a pgconvoy far from both servers. The target must reach
+the source (checked first, with a real query) and have postgres_fdw; a target role that is not
+a superuser needs USAGE on it and the source's password. The source tables are locked against
+writes (SHARE) until the copy ends: that keeps the many remote reads one point in time. The
+foreign server, its user mapping (it holds the password) and the foreign tables are dropped
+at the end.
 ${FILTER_HELP}
 
 Examples:
@@ -244,6 +268,7 @@ Examples:
   pgconvoy clone --source ... --target ... -n sales -T 'sales.*_archive' --exclude-table-data public.audit_log
   pgconvoy clone --source ... --target ... --filter tables.filter
   pgconvoy clone --source ... --target ... --jobs 8 --index-jobs 4
+  pgconvoy clone --source ... --target ... --via fdw --source-from-target 'host=old.internal dbname=shop user=app'
   pgconvoy clone --source ... --target ... --dry-run`,
     )
     .action(async (flags: CloneFlags) => {
