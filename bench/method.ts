@@ -6,8 +6,8 @@
 import type { Dataset } from './dataset.js';
 import type { MeasuredRun, ResourceReading } from './measure.js';
 
-export type MethodKey = 'clone' | 'dump' | 'dump-gz' | 'floor';
-export const METHOD_KEYS: readonly MethodKey[] = ['clone', 'dump', 'dump-gz', 'floor'];
+export type MethodKey = 'clone' | 'clone-fdw' | 'dump' | 'dump-gz' | 'floor';
+export const METHOD_KEYS: readonly MethodKey[] = ['clone', 'clone-fdw', 'dump', 'dump-gz', 'floor'];
 
 export interface BenchContext {
   /** libpq URI of a database on the source / target, without password. */

@@ -2,6 +2,7 @@
  * The ways of moving the benchmark database that are timed against each other:
  *
  *  - `clone`:   the built pgconvoy CLI as a child process (`node dist/src/cli/main.js clone`);
+ *  - `clone-fdw`: the same with `--via fdw` (the target pulls the rows through postgres_fdw);
  *  - `dump`:    `pg_dump -Fd -Z0 -j N` to a directory, then `pg_restore -j N` (both timed);
  *  - `dump-gz`: the same with pg_dump's default compression;
  *  - `floor`:   per table `psql -c '\copy t to stdout' | psql -c '\copy t from stdin'`, N
@@ -51,7 +52,13 @@ interface CloneJson {
   phases?: { phase: string; seconds: number }[];
 }
 
-export function cloneMethod(id: string, jobs: number, extraFlags: string[], short = 'pgconvoy'): Method {
+export function cloneMethod(
+  id: string,
+  jobs: number,
+  extraFlags: string[],
+  short = 'pgconvoy',
+  key: MethodKey = 'clone',
+): Method {
   const shown = cloneArgs(
     { source: '<source>', target: '<target>', runDir: '<dir>/run', binDir: '<bin>' },
     jobs,
@@ -59,8 +66,8 @@ export function cloneMethod(id: string, jobs: number, extraFlags: string[], shor
   );
   return {
     id,
-    key: 'clone',
-    label: `pgconvoy clone -j${jobs}`,
+    key,
+    label: `pgconvoy clone${key === 'clone-fdw' ? ' --via fdw' : ''} -j${jobs}`,
     short,
     jobs,
     commands: [`node dist/src/cli/main.js ${shown.join(' ')}`],
@@ -175,6 +182,8 @@ export interface MethodChoice {
   manyTables?: boolean;
 }
 
+const VIA_FDW = ['--via', 'fdw'];
+
 /** The methods of one benchmark, in the order every round runs them. */
 export function chooseMethods(c: MethodChoice): Method[] {
   if (c.manyTables)
@@ -184,11 +193,19 @@ export function chooseMethods(c: MethodChoice): Method[] {
   const all: Method[] = c.singleTable
     ? [
         ...[1, 2, 4].map((j) => cloneMethod(`clone-j${j}`, j, c.chunkFlags ?? [], `pgconvoy -j${j}`)),
+        cloneMethod(
+          `clone-fdw-j${c.jobs}`,
+          c.jobs,
+          [...(c.chunkFlags ?? []), ...VIA_FDW],
+          `fdw -j${c.jobs}`,
+          'clone-fdw',
+        ),
         dumpMethod('dump', c.jobs, false, 'public.events'),
         floorMethod('floor', 1),
       ]
     : [
         cloneMethod('clone', c.jobs, []),
+        cloneMethod('clone-fdw', c.jobs, VIA_FDW, 'pgconvoy --via fdw', 'clone-fdw'),
         dumpMethod('dump', c.jobs, false),
         dumpMethod('dump-gz', c.jobs, true),
         floorMethod('floor', c.jobs),

@@ -99,6 +99,12 @@ function sizeOption(text: string | undefined, fallback: number, flag: string): n
 }
 
 export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undefined): CloneOptions {
+  if (flags.via === 'fdw' && flags.planOnly)
+    throw new PgconvoyError('--via fdw and --plan-only do not go together', {
+      code: 'BAD_ARGUMENT',
+      exitCode: EXIT.usage,
+      hint: '`pgconvoy worker` copies with COPY; --via fdw applies to the copy that clone runs itself: drop one of them',
+    });
   const config = loadConfig(flags.config);
   const source = connectionFor('source', flags, config)!;
   const target = connectionFor('target', flags, config)!;
