@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { openClient } from '../src/connect/open-client.js';
 import { resolveConnection } from '../src/connect/resolve.js';
+import { FdwClone } from '../src/clone/via-fdw.js';
 import { createForeignTables } from '../src/fdw/foreign-tables.js';
 import {
   createRemoteServer,
@@ -309,18 +310,39 @@ describe(`clone --via fdw (${SYSTEM_MAJOR} → ${NEW_MAJOR})`, () => {
     }
   });
 
-  test('an inheritance parent is refused (postgres_fdw would read its children too), and nothing of it copied', async () => {
+  test('an inheritance parent is refused (postgres_fdw would read its children too); its children are not', async () => {
     const db = await createDatabase(source, uniqueName('fdw_inh'));
+    const tdb = await createDatabase(target, uniqueName('fdw_inh'));
     await source.sql(
       `CREATE TABLE public.parent (id int); CREATE TABLE public.child () INHERITS (public.parent);
        INSERT INTO public.parent VALUES (1); INSERT INTO public.child VALUES (2);`,
       db,
     );
-    const res = await runCli(cloneArgs(db, '--run-dir', runDir()));
-    assert.equal(res.code, 7, res.stderr);
-    assert.match(res.stderr, /cannot copy public\.parent: inheritance parent/);
-    const rows = await target.sql<{ n: number }>('SELECT count(*)::int AS n FROM public.parent', db);
-    assert.deepEqual(rows, [{ n: 0 }]);
-    assert.deepEqual(await fdwObjects(target, db), ['schema pgconvoy']);
+    const sourceSpec = resolveConnection(source.url(db), 'source', {});
+    const [t, s] = await Promise.all([
+      openClient(resolveConnection(target.url(tdb), 'target', {})),
+      openClient(sourceSpec),
+    ]);
+    try {
+      const fdw = await FdwClone.connect(t, {
+        source: sourceSpec,
+        sourceFromTarget: undefined,
+        ledgerSchema: 'pgconvoy',
+        onInfo: () => undefined,
+        onWarning: () => undefined,
+      });
+      assert.equal((await fdw.foreignTables(t, s, [{ schema: 'public', name: 'child' }])).size, 1);
+      await assert.rejects(
+        fdw.foreignTables(t, s, [{ schema: 'public', name: 'parent' }]),
+        (err: unknown) =>
+          err instanceof PgconvoyError &&
+          err.code === 'FDW_INHERITED_TABLE' &&
+          /cannot copy public\.parent: inheritance parent/.test(err.message),
+      );
+      await fdw.remove(resolveConnection(target.url(tdb), 'target', {}));
+    } finally {
+      await Promise.all([t.end(), s.end()]);
+    }
+    assert.deepEqual(await fdwObjects(target, tdb), []);
   });
 });
