@@ -5,7 +5,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseSize } from '../src/util/format.js';
 import { positiveInt } from '../src/cli/parse-options.js';
-import { METHOD_KEYS, type MethodKey } from './method.js';
+import { DEFAULT_METHOD_KEYS, METHOD_KEYS, type MethodKey } from './method.js';
 
 export interface BenchOptions {
   sizeBytes: number;
@@ -58,9 +58,10 @@ export function parseBenchArgs(
     .option('-j, --jobs <n>', 'parallel jobs / streams of every method', positiveInt, 2)
     .option('--runs <n>', 'interleaved rounds (every method once per round)', positiveInt, 5)
     .addOption(
-      new Option('--only <methods>', `comma-separated subset of: ${METHOD_KEYS.join(', ')}`).argParser(
-        methodList,
-      ),
+      new Option(
+        '--only <methods>',
+        `comma-separated subset of: ${METHOD_KEYS.join(', ')} (default: ${DEFAULT_METHOD_KEYS.join(', ')})`,
+      ).argParser(methodList),
     )
     .option('--single-table', 'one table of about --size, pgconvoy with --jobs 1, 2 and 4 against pg_dump -t')
     .option(
@@ -78,6 +79,7 @@ Examples:
   npm run bench                                   # about 1 GB, --jobs 2, 5 rounds
   npm run bench -- --size 50MB --runs 1           # a quick check
   npm run bench -- --size 1GB --single-table --only clone,dump
+  npm run bench -- --size 1GB --runs 1 --only clone,clone-fdw   # COPY against clone --via fdw
   npm run bench -- --size 1GB --single-table --verify --runs 3
   npm run bench -- --many-tables 2000 --runs 1`,
     );
@@ -97,7 +99,7 @@ Examples:
     sizeBytes: o.size,
     jobs: o.jobs,
     runs: o.runs,
-    only: o.only ?? new Set(METHOD_KEYS),
+    only: o.only ?? new Set(DEFAULT_METHOD_KEYS),
     singleTable: Boolean(o.singleTable),
     manyTables: o.manyTables,
     verify: Boolean(o.verify),

@@ -8,6 +8,8 @@ import type { MeasuredRun, ResourceReading } from './measure.js';
 
 export type MethodKey = 'clone' | 'clone-fdw' | 'dump' | 'dump-gz' | 'floor';
 export const METHOD_KEYS: readonly MethodKey[] = ['clone', 'clone-fdw', 'dump', 'dump-gz', 'floor'];
+/** What runs without --only: `clone-fdw` is asked for by name (`--only clone,clone-fdw`). */
+export const DEFAULT_METHOD_KEYS: readonly MethodKey[] = ['clone', 'dump', 'dump-gz', 'floor'];
 
 export interface BenchContext {
   /** libpq URI of a database on the source / target, without password. */
