@@ -4,6 +4,8 @@ import pg from 'pg';
 import { openClient } from '../src/connect/open-client.js';
 import { resolveConnection } from '../src/connect/resolve.js';
 import { FdwClone } from '../src/clone/via-fdw.js';
+import { pullRows, pullStatement } from '../src/copy/fdw-pull.js';
+import { readColumnCatalog, tableKey } from '../src/copy/table-columns.js';
 import { createForeignTables } from '../src/fdw/foreign-tables.js';
 import {
   createRemoteServer,
@@ -181,6 +183,54 @@ describe(`clone --via fdw (${SYSTEM_MAJOR} → ${NEW_MAJOR})`, () => {
       assert.equal(removal.extension, 'dropped');
       assert.deepEqual(await fdwObjects(target, tdb), []);
       assert.equal((await removeRemoteServer(t, names)).extension, 'absent', 'removing twice is harmless');
+    } finally {
+      await Promise.all([t.end(), s.end()]);
+    }
+  });
+
+  test('a pull reads a column of another type on the target through its text form, as text COPY does', async () => {
+    const sdb = await createDatabase(source, uniqueName('fdw_types'));
+    const tdb = await createDatabase(target, uniqueName('fdw_types'));
+    await source.sql(
+      `CREATE TABLE public.t (id int4, at timestamp, n numeric);
+       INSERT INTO public.t VALUES (1, '2024-02-29 23:59:59.123456', 1.50), (2147483647, NULL, -0.0);`,
+      sdb,
+    );
+    await target.sql('CREATE TABLE public.t (id int8, at timestamptz, n numeric)', tdb);
+    const sourceSpec = resolveConnection(source.url(sdb), 'source', {});
+    const [t, s] = await Promise.all([
+      openClient(resolveConnection(target.url(tdb), 'target', {})),
+      openClient(sourceSpec),
+    ]);
+    try {
+      await createRemoteServer(t, names, remoteSourceAddress(sourceSpec), 'a test');
+      const [foreign] = await createForeignTables(t, s, names, [{ schema: 'public', name: 't' }]);
+      const [sourceColumns, targetColumns] = await Promise.all([readColumnCatalog(s), readColumnCatalog(t)]);
+      const key = tableKey({ schema: 'public', name: 't' });
+      const options = {
+        table: { schema: 'public', name: 't' },
+        foreign: foreign!.foreign,
+        columns: ['id', 'at', 'n'],
+        sourceColumns: sourceColumns.get(key)!,
+        targetColumns: targetColumns.get(key)!,
+        chunk: { kind: 'block-range' as const, fromBlock: 0 },
+      };
+      assert.match(pullStatement(options), /"at"::pg_catalog\.text::timestamp with time zone/);
+      // The ctid range goes to the source (postgres_fdw ships ctid), not filtered on the target.
+      const plan = await t.query<{ 'QUERY PLAN': string }>(
+        `EXPLAIN (VERBOSE, COSTS OFF) ${pullStatement(options).replace(/^INSERT INTO [^\n]*\n/, '')}`,
+      );
+      const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+      assert.match(text, /Remote SQL: SELECT .* WHERE \(\(ctid >= '\(0,0\)'/);
+      assert.doesNotMatch(text, /^\s*Filter:/m);
+      await t.query(`SET TimeZone = 'UTC'`);
+      assert.deepEqual(await pullRows(t, options), { rows: 2 });
+      const rows = await t.query(`SELECT id::text, at::text, n::text FROM public.t ORDER BY id`);
+      assert.deepEqual(rows.rows, [
+        { id: '1', at: '2024-02-29 23:59:59.123456+00', n: '1.50' },
+        { id: '2147483647', at: null, n: '0.0' },
+      ]);
+      await removeRemoteServer(t, names);
     } finally {
       await Promise.all([t.end(), s.end()]);
     }
