@@ -93,7 +93,8 @@ export async function connectRun(basics: RunBasics): Promise<CloneRun> {
     await ensureLedger(target, o.ledgerSchema);
     await checkPlanOwner(target, o);
     // --via fdw: the target server must read the source before anything more is written.
-    if (o.via === 'fdw' && !o.planOnly)
+    // (Not for an online start, which hands in its slot's snapshot: that copy must import it.)
+    if (o.via === 'fdw' && !o.planOnly && o.snapshot === undefined)
       fdw = await FdwClone.connect(target, {
         source: o.source,
         sourceFromTarget: o.sourceFromTarget,

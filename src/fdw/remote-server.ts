@@ -233,7 +233,7 @@ async function ensureExtension(target: pg.Client, existing: ExistingObjects): Pr
       'FDW_UNAVAILABLE',
     );
   try {
-    await target.query(`CREATE SCHEMA ${quoteIdent(REMOTE_EXTENSION_SCHEMA)}`);
+    await target.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(REMOTE_EXTENSION_SCHEMA)}`);
     await target.query(
       `COMMENT ON SCHEMA ${quoteIdent(REMOTE_EXTENSION_SCHEMA)} IS ${quoteLiteral(`${OWNED_MARK} holds the postgres_fdw extension pgconvoy created; dropped with it`)}`,
     );
