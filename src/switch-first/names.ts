@@ -19,9 +19,3 @@ export function switchFirstNames(ledgerSchema: string): SwitchFirstNames {
     journalTable: 'switch_first_journal',
   };
 }
-
-/** Name of a table's foreign table in the private schema: unique, and readable when short. */
-export function foreignTableName(schema: string, name: string, index: number): string {
-  const readable = `${schema}.${name}`;
-  return Buffer.byteLength(readable) <= 63 ? readable : `table_${index}`;
-}

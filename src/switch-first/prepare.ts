@@ -23,13 +23,14 @@ import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { copySequenceValues, type SequenceValue } from '../cutover/sequences.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
+import { foreignTableName } from '../fdw/foreign-tables.js';
 import { createRemoteServer, remoteSourceAddress } from '../fdw/remote-server.js';
 import { readServerInfo } from '../inventory/server-info.js';
 import { ensureLedger } from '../ledger/ledger-schema.js';
 import { dumpSchema, findPgTools, schemaSql } from '../schema/index.js';
 import { displayName, qualifiedName, quoteIdent, quoteLiteral } from '../util/sql.js';
 import { ensureJournal } from './journal.js';
-import { foreignTableName, switchFirstNames } from './names.js';
+import { switchFirstNames } from './names.js';
 import { blockingError, findRisks, type Acceptance, type Finding } from './precheck.js';
 import { readSourceTables, type SourceTable } from './source-tables.js';
 import { readSwitchFirstState, writeSwitchFirstState, type SwitchFirstState } from './state.js';
@@ -92,10 +93,10 @@ export async function prepareSwitchFirst(
     state = {
       phase: 'schema',
       source: describeConnection(o.source),
-      tables: tables.map((t, i) => ({
+      tables: tables.map((t) => ({
         schema: t.schema,
         name: t.name,
-        foreignName: foreignTableName(t.schema, t.name, i),
+        foreignName: foreignTableName(t),
         key: t.key,
         columns: t.columns,
         estimatedRows: t.estimatedRows,
@@ -226,7 +227,10 @@ VALUES (1, 'schema', ${quoteLiteral(state.source)}, ${json(state.tables)}, ${jso
 
 /**
  * One foreign table per source table, inheriting from the target table, and the state
- * `attached`, in one transaction; the first foreign table is read once so that a target that
+ * `attached`, in one transaction. Not fdw/foreign-tables.ts' createForeignTables: an
+ * inheritance child must carry its parent's CHECK constraints and generated columns, which
+ * `CREATE FOREIGN TABLE … () INHERITS (parent)` gives by construction (the name is that
+ * module's foreignTableName). The first foreign table is read once so that a target that
  * cannot reach the source fails here, not in the application.
  */
 async function attachForeignTables(
