@@ -132,6 +132,12 @@ export async function runMove(o: MoveOptions): Promise<MoveResult> {
   let source: pg.Client | undefined;
   try {
     const state = await requireSwitchFirstState(control, o.ledgerSchema, 'move');
+    if (state.phase === 'schema' || state.phase === 'attached')
+      throw new PgconvoyError(`switch-first prepare did not complete (phase "${state.phase}")`, {
+        code: 'SWITCH_FIRST_PHASE',
+        hint: 'run switch-first prepare again; the application must not switch before it says so',
+        exitCode: EXIT.usage,
+      });
     if (state.phase !== 'prepared' && state.phase !== 'moved')
       return { rowsMoved: 0, replayed: 0, tables: [], foreignKeys: [], alreadyMoved: true };
     const names = switchFirstNames(o.ledgerSchema);
