@@ -156,6 +156,8 @@ describe('switch-first', () => {
     const logs = new Map<number, string>();
     for (let i = 1; i <= 3000; i++) logs.set(i, `m${i}`);
     const app = await client(target, db);
+    // A write the foreign key (not enforced on the target during the move) would have refused.
+    await app.query(`INSERT INTO public."Foo Bar" (item_id, "select") VALUES (999999, 'orphan')`);
     let stop = false;
     let ops = 0;
     // Statements that saw a row twice, or missed a row the model says is there.
@@ -198,7 +200,14 @@ describe('switch-first', () => {
     try {
       const move = await runCli(['switch-first', 'move', ...args, '--batch-rows', '97', '--jobs', '2']);
       assert.equal(move.code, 0, move.stderr);
-      assert.match(move.stdout, /foreign key public\."Foo Bar" "Foo Bar_item_id_fkey": validated/);
+      assert.match(
+        move.stdout,
+        /foreign key public\."Foo Bar" "Foo Bar_item_id_fkey": violated \(\(item_id\)=\(999999\)\)/,
+      );
+      const refused = await runCli(['switch-first', 'finish', ...args]);
+      assert.equal(refused.code, 6, refused.stderr);
+      assert.match(refused.stderr, /public\."Foo Bar" "Foo Bar_item_id_fkey": \(item_id\)=\(999999\)/);
+      await app.query('DELETE FROM public."Foo Bar" WHERE item_id = 999999');
       const finish = await runCli(['switch-first', 'finish', ...args]);
       assert.equal(finish.code, 0, finish.stderr);
       assert.match(finish.stdout, /finished: the target holds every row/);
@@ -314,13 +323,13 @@ describe('switch-first', () => {
     await killedMove([...args, '--batch-rows', '50'], () => new Promise((r) => setTimeout(r, 1500)));
 
     // The target restarts mid-move: the move reconnects and completes.
-    const move = runCli(['switch-first', 'move', ...args, '--batch-rows', '10', '--jobs', '2']);
+    const move = runCli(['switch-first', 'move', ...args, '--batch-rows', '20', '--jobs', '2']);
     for (let i = 0; i < 400; i++) {
       const [n] = await target.sql<{ n: string }>(
         'SELECT count(*) AS n FROM pgconvoy.switch_first_batches',
         db,
       );
-      if (Number(n!.n) > 60) break;
+      if (Number(n!.n) > 40) break;
       await new Promise((r) => setTimeout(r, 50));
     }
     await target.restart('immediate');

@@ -149,6 +149,11 @@ export async function runMove(o: MoveOptions): Promise<MoveResult> {
     };
     source = await openClient(o.source, { applicationName: 'pgconvoy move' });
     await replicaRole(source);
+    const others = await otherSourceSessions(source);
+    if (others)
+      o.log(
+        `warning: ${others} on the source database: a row it writes there directly during the move can be lost or moved twice; point every writer at the target`,
+      );
 
     // What an earlier run left between its two commits.
     let replayed = 0;
@@ -221,6 +226,22 @@ export async function runMove(o: MoveOptions): Promise<MoveResult> {
     await source?.end().catch(() => undefined);
     await control.end().catch(() => undefined);
   }
+}
+
+/**
+ * Sessions on the source database that are not pgconvoy's (the application's own writes
+ * reach the source through postgres_fdw sessions named `pgconvoy fdw`).
+ */
+async function otherSourceSessions(src: pg.Client): Promise<string | undefined> {
+  const res = await src.query<{ n: number; apps: string | null }>(
+    `SELECT pg_catalog.count(*)::int AS n,
+            pg_catalog.string_agg(DISTINCT COALESCE(NULLIF(a.application_name, ''), '(no name)'), ', ') AS apps
+     FROM pg_catalog.pg_stat_activity a
+     WHERE a.datname = pg_catalog.current_database() AND a.backend_type = 'client backend'
+       AND a.pid <> pg_catalog.pg_backend_pid() AND a.application_name NOT LIKE 'pgconvoy%'`,
+  );
+  const row = res.rows[0];
+  return row && row.n > 0 ? `${row.n} other session(s) (${row.apps ?? ''}) are connected` : undefined;
 }
 
 function unknownJournalTable(schema: string, name: string): PgconvoyError {
