@@ -66,4 +66,18 @@ export const DEFAULTS = {
   /** How long waiting for the subscriber to catch up may take, and how often it is asked. */
   catchUpTimeoutMs: 5 * 60_000,
   catchUpPollMs: 200,
+  /** switch-first move: rows per batch (one source and one target transaction each). */
+  switchFirstBatchRows: 5000,
+  /**
+   * switch-first move: how long a batch waits for its table lock before it gives way and is
+   * retried (the application's statements on that table queue behind the waiting batch).
+   */
+  switchFirstLockTimeoutMs: 1000,
+  /** switch-first move: failures in a row (lost sessions, lock waits) before a table's move stops. */
+  switchFirstRetries: 10,
+  /**
+   * switch-first prepare: increments each target sequence is set past the source's, for the
+   * rows the application inserts on the source until it switches.
+   */
+  switchFirstSequenceMargin: 100_000,
 } as const;

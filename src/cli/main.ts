@@ -24,6 +24,7 @@ import { registerServe } from './commands/serve.js';
 import { addHttpOption, HTTP_COMMANDS } from './http-option.js';
 import { registerSyncSchema } from './commands/sync-schema.js';
 import { registerClean } from './commands/clean.js';
+import { registerSwitchFirst } from './commands/switch-first.js';
 
 const program = new Command();
 program
@@ -60,6 +61,7 @@ registerVerify(program);
 registerServe(program);
 registerSyncSchema(program);
 registerClean(program);
+registerSwitchFirst(program);
 
 // --http: a live dashboard and /metrics while the command runs (http-option.ts).
 for (const command of program.commands.filter((c) => HTTP_COMMANDS.includes(c.name())))

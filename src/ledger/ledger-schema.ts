@@ -95,6 +95,34 @@ CREATE TABLE ${s}.online_freeze (
   released_at timestamptz
 );
 `,
+  // 4: reserved for the relay branch's migration (merger: put relay's entry here).
+  () => '',
+  // 5: switch-first (switch-first/state.ts). One row per target database, and one row per
+  // batch moved: its rows and this mark commit in one transaction, so a batch journaled on
+  // the source is known to be in (drop the journal) or not (replay it).
+  (s) => `
+CREATE TABLE ${s}.switch_first (
+  id integer PRIMARY KEY CHECK (id = 1),
+  phase text NOT NULL CHECK (phase IN ('schema', 'attached', 'prepared', 'moved', 'cleaned', 'finished', 'torn-down')),
+  source text NOT NULL,
+  tables jsonb NOT NULL,
+  deferred_fks jsonb NOT NULL DEFAULT '[]',
+  accepted jsonb NOT NULL DEFAULT '[]',
+  detail jsonb NOT NULL DEFAULT '{}',
+  prepared_at timestamptz,
+  moved_at timestamptz,
+  finished_at timestamptz,
+  updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE TABLE ${s}.switch_first_batches (
+  batch_id text PRIMARY KEY,
+  table_schema text NOT NULL,
+  table_name text NOT NULL,
+  rows bigint NOT NULL,
+  replayed boolean NOT NULL DEFAULT false,
+  done_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+`,
 ];
 
 /** Creates or upgrades the ledger schema. Idempotent and safe to run concurrently. */
