@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import type { LocalServer } from '../src/sandbox/local-server.js';
 import { openClient } from '../src/connect/open-client.js';
 import { resolveConnection } from '../src/connect/resolve.js';
-import { tableFacts, userTables } from './helpers/compare.js';
+import { replicationObjects, tableFacts, userTables } from './helpers/compare.js';
 import {
   NEW_MAJOR,
   OLD_MAJOR,
@@ -75,19 +75,6 @@ async function sequenceValues(server: LocalServer, db: string): Promise<Map<stri
     db,
   );
   return new Map(rows.map((r) => [r.name, BigInt(r.v ?? '0')]));
-}
-
-async function replicationObjects(
-  server: LocalServer,
-  db: string,
-): Promise<{ slots: number; subs: number; pubs: number }> {
-  const rows = await server.sql<{ slots: number; subs: number; pubs: number }>(
-    `SELECT (SELECT count(*)::int FROM pg_replication_slots WHERE database = current_database()) AS slots,
-            (SELECT count(*)::int FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())) AS subs,
-            (SELECT count(*)::int FROM pg_publication) AS pubs`,
-    db,
-  );
-  return rows[0]!;
 }
 
 /** The target holds exactly what the writer's log says (settled from the source where a change was in flight). */

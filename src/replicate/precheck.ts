@@ -22,6 +22,7 @@ import {
 } from './precheck-source.js';
 import { checkSourceActivity, leftoverSlotsRow } from './precheck-activity.js';
 import { checkReadAccess } from './precheck-access.js';
+import { checkCollation } from './precheck-collation.js';
 import {
   checkExtensions,
   checkTargetRole,
@@ -136,6 +137,7 @@ export async function runPrecheck(
       }
       rows.push(...(await checkReadAccess(tgt, 'target', ledgerSchema)));
       rows.push(...(await checkExtensions(src, tgt)));
+      rows.push(await checkCollation(src, sourceSummary.major, tgt, targetSummary.major));
       const counts: Record<CheckStatus, number> = { pass: 0, warn: 0, fail: 0, info: 0 };
       for (const r of rows) counts[r.status]++;
       return {
