@@ -15,6 +15,9 @@ import { displayName } from '../util/sql.js';
 
 export type ExistingRowsPolicy = 'error' | 'truncate' | 'skip';
 
+/** Tables probed per statement. */
+const PROBE_BATCH = 200;
+
 /** Tables among `tables` that hold at least one row on the target (a partitioned one: in its partitions). */
 export async function nonEmptyTables(
   target: pg.Client,
@@ -22,11 +25,16 @@ export async function nonEmptyTables(
   partitioned: ReadonlySet<string>,
 ): Promise<TableRef[]> {
   const out: TableRef[] = [];
-  for (const t of tables) {
-    const res = await target.query<{ found: boolean }>(
-      `SELECT EXISTS (SELECT 1 FROM ${targetRelation(t, partitioned)}) AS found`,
+  // Many tables per statement (one round trip for a few hundred small ones); each statement
+  // holds its ACCESS SHARE locks only until it ends.
+  for (let start = 0; start < tables.length; start += PROBE_BATCH) {
+    const batch = tables.slice(start, start + PROBE_BATCH);
+    const res = await target.query<{ i: number }>(
+      batch
+        .map((t, i) => `SELECT ${i} AS i WHERE EXISTS (SELECT 1 FROM ${targetRelation(t, partitioned)})`)
+        .join('\nUNION ALL '),
     );
-    if (res.rows[0]?.found) out.push(t);
+    for (const i of res.rows.map((r) => Number(r.i)).sort((a, b) => a - b)) out.push(batch[i]!);
   }
   return out;
 }
