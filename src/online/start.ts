@@ -16,7 +16,8 @@
  */
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
-import { describeConnection, withDatabase, type ConnectionSpec } from '../connect/resolve.js';
+import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
+import { openOrCreateDatabase } from '../connect/open-or-create.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { runClone, type CloneOptions, type CloneSummary } from '../clone/run-clone.js';
@@ -71,22 +72,6 @@ export interface StartResult {
 
 const RESTART_HINT =
   'run pgconvoy teardown with the same --source and --target, then run pgconvoy start again: it empties the tables the interrupted copy filled and copies them again from a new snapshot';
-
-async function openTarget(o: CloneOptions): Promise<pg.Client> {
-  try {
-    return await openClient(o.target, { applicationName: 'pgconvoy start' });
-  } catch (err) {
-    if (!(err instanceof PgconvoyError) || err.code !== 'NO_DATABASE' || !o.createDatabase) throw err;
-    const admin = await openClient(withDatabase(o.target, 'postgres'), { applicationName: 'pgconvoy start' });
-    try {
-      await admin.query(`CREATE DATABASE ${quoteIdent(o.target.database)}`);
-    } finally {
-      await admin.end();
-    }
-    o.onEvent({ type: 'info', message: `created database ${quoteIdent(o.target.database)} on the target` });
-    return openClient(o.target, { applicationName: 'pgconvoy start' });
-  }
-}
 
 /** Refuses what start cannot build on; resets an interrupted copy whose slot is gone. */
 async function checkEarlierRuns(
@@ -170,7 +155,11 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
     state: undefined,
   };
 
-  const tgt = await openTarget(o.clone);
+  const tgt = await openOrCreateDatabase(o.clone.target, {
+    applicationName: 'pgconvoy start',
+    create: o.clone.createDatabase,
+    onCreated: (message) => o.clone.onEvent({ type: 'info', message }),
+  });
   try {
     const state = await readOnlineState(tgt, schema);
     if (state?.phase === 'replicating') {

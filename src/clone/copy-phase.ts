@@ -1,0 +1,147 @@
+/**
+ * The copy phase of a clone: N workers from one snapshot (copy/copy-pool.ts), each table's
+ * indexes built as soon as its rows are in (index-builder.ts). A table is complete when its
+ * last job commits, whichever worker or machine ran it: a poller reads that from the ledger.
+ */
+import type pg from 'pg';
+import { openClient } from '../connect/open-client.js';
+import { EXIT } from '../defaults.js';
+import { PgconvoyError } from '../errors.js';
+import { lockBudget } from '../inventory/lock-capacity.js';
+import { runCopyPool } from '../copy/copy-pool.js';
+import { exportSnapshot } from '../copy/source-snapshot.js';
+import { tableKey } from '../copy/table-columns.js';
+import { isTransient } from '../sqlstate.js';
+import { backoffMs, retry, sleep } from '../util/wait.js';
+import type { CloneRun } from './clone-run.js';
+import { IndexBuilder } from './index-builder.js';
+import type { ClonedSchema } from './schema-phase.js';
+import { loadBlockers } from './target-checks.js';
+
+/** How often the poller looks for tables completed by other workers. */
+const COMPLETE_TABLES_POLL_MS = 500;
+
+export interface CopyResult {
+  /** Undefined with `--schema skip`. */
+  indexBuilder: IndexBuilder | undefined;
+  /** The snapshot the rows were read in. */
+  snapshotName: string | undefined;
+}
+
+export async function runCopyPhase(run: CloneRun, schema: ClonedSchema | undefined): Promise<CopyResult> {
+  const { o, emit, ledger } = run;
+  const replicationRole = await checkTriggersOff(run);
+  run.snapshot = o.snapshot ? undefined : await exportSnapshot(o.source);
+  const snapshotName = o.snapshot ?? run.snapshot?.name;
+  if (run.snapshot)
+    emit({
+      type: 'info',
+      message: `source snapshot ${run.snapshot.name} at WAL ${run.snapshot.lsn ?? '(standby)'}`,
+    });
+  const indexBuilder = schema ? newIndexBuilder(run, schema) : undefined;
+  await run.phases.run('copy', false, async () => {
+    // Tables already complete from an earlier run get their indexes first.
+    const markReady = async (client: pg.Client) => {
+      for (const table of await ledger.completeTables(client)) indexBuilder?.tableReady(table);
+    };
+    await markReady(run.target);
+    // Chunked tables are complete when their last chunk commits, whichever worker (or machine) did it.
+    let copying = true;
+    const poller = (async () => {
+      while (copying) {
+        await sleep(COMPLETE_TABLES_POLL_MS);
+        await markReady(run.target).catch(() => undefined);
+      }
+    })();
+    try {
+      await runCopyPool({
+        source: o.source,
+        target: o.target,
+        ledger,
+        snapshot: snapshotName,
+        // Online start hands in the slot's snapshot: a copy from any other is worthless.
+        snapshotRequired: o.snapshot !== undefined,
+        jobs: o.jobs,
+        excludeColumns: o.excludeColumns,
+        workerPrefix: o.workerPrefix,
+        maxAttempts: o.maxAttempts,
+        replicationRole,
+        signal: o.signal,
+        onEvent: (e) => {
+          if (e.type === 'job-done' && e.job.chunkCount === 1) indexBuilder?.tableReady(e.job.table);
+          emit(e);
+        },
+      });
+    } finally {
+      copying = false;
+      await poller;
+    }
+    // The target may have restarted during the copy (workers reconnect by themselves): so does this session.
+    run.target = await reconnectIfGone(run);
+    await markReady(run.target);
+    run.files.writeStatus(await ledger.list(run.target));
+  });
+  return { indexBuilder, snapshotName };
+}
+
+/**
+ * Triggers and foreign keys must not fire during the load. Returns whether the target role may
+ * set session_replication_role (then the workers do); without it, nothing may be there to fire.
+ */
+async function checkTriggersOff(run: CloneRun): Promise<boolean> {
+  const { role } = run.targetInfo;
+  if (role.canSetReplicationRole) return true;
+  const blockers = await loadBlockers(run.target);
+  if (blockers.length > 0) {
+    throw new PgconvoyError(
+      `the target role "${role.name}" may not set session_replication_role, and ${blockers[0]} would fire during the load`,
+      {
+        code: 'TRIGGERS_WOULD_FIRE',
+        exitCode: EXIT.target,
+        hint: 'connect to the target as a superuser, or on PostgreSQL 15+ GRANT SET ON PARAMETER session_replication_role TO that role, or let pgconvoy create the schema (foreign keys and triggers then come after the data)',
+        details: { blockers },
+      },
+    );
+  }
+  return false;
+}
+
+function newIndexBuilder(run: CloneRun, schema: ClonedSchema): IndexBuilder {
+  const { o, emit } = run;
+  const inventoryBytes = new Map(run.inventory.tables.map((t) => [tableKey(t), t.bytes]));
+  return new IndexBuilder({
+    tools: schema.tools,
+    dump: schema.dump,
+    target: o.target,
+    steps: run.steps,
+    concurrency: o.indexJobs,
+    done: run.done,
+    noOwner: o.noOwner,
+    noPrivileges: o.noPrivileges,
+    maintenanceWorkMem: o.maintenanceWorkMem,
+    maxAttempts: o.maxAttempts,
+    signal: o.signal,
+    tableBytes: (t) => inventoryBytes.get(tableKey(t)) ?? 0,
+    lockBudget: lockBudget(run.targetCapacity, o.jobs + o.indexJobs),
+    onBuilt: (tables, items, seconds) => emit({ type: 'tables-indexed', tables, items, seconds }),
+  });
+}
+
+/** Returns a working target session: the same one, or a new one after the server came back. */
+async function reconnectIfGone(run: CloneRun): Promise<pg.Client> {
+  const { target, o } = run;
+  try {
+    await target.query('SELECT 1');
+    return target;
+  } catch (err) {
+    if (!isTransient(err)) throw err;
+  }
+  await target.end().catch(() => undefined);
+  const fresh = await retry(() => openClient(o.target, { applicationName: 'pgconvoy clone' }), {
+    retryable: isTransient,
+    attempts: o.maxAttempts * 3,
+    delayMs: (attempt) => backoffMs(Math.min(attempt, 8)),
+  });
+  run.emit({ type: 'info', message: 'reconnected to the target' });
+  return fresh;
+}

@@ -1,0 +1,81 @@
+/**
+ * The phases of a clone after its copy: sequences and large objects (read in the copy's
+ * snapshot), the index builds still running, then what needs all the data — final post-data
+ * (foreign keys, triggers, …), materialized views, ANALYZE.
+ */
+import { qualifiedName } from '../util/sql.js';
+import type { CloneRun } from './clone-run.js';
+import type { CopyResult } from './copy-phase.js';
+import { analyzeTables } from './analyze-tables.js';
+import {
+  analyzeTargets,
+  copyLargeObjects,
+  populatedMatviews,
+  refreshMatviews,
+  syncSequences,
+} from './finish-steps.js';
+import type { ClonedSchema } from './schema-phase.js';
+
+/** Sequences and large objects, then closes the copy's snapshot. */
+export async function runSnapshotSteps(run: CloneRun): Promise<void> {
+  const { emit, inventory, steps, done } = run;
+  // Sequences and large objects are read in the copy's snapshot.
+  const sourceSession = run.snapshot?.client ?? run.source;
+  await run.phases.run('sequences', done.has('sequences'), async () => {
+    const n = await syncSequences(sourceSession, run.target, inventory, steps);
+    emit({ type: 'info', message: `${n} sequence(s) set to the source's values` });
+  });
+  await run.phases.run(
+    'large-objects',
+    done.has('large-objects') || inventory.largeObjects === 0,
+    async () => {
+      const r = await copyLargeObjects(sourceSession, run.target, steps);
+      emit({ type: 'info', message: `${r.count} large object(s), ${r.bytes} bytes` });
+    },
+    inventory.largeObjects === 0 ? 'none on the source' : 'already done',
+  );
+  await run.snapshot?.close();
+  run.snapshot = undefined;
+}
+
+/** Waits for the index builds still running (a big table's last chunk, say). */
+export async function drainIndexes(run: CloneRun, copy: CopyResult): Promise<void> {
+  const { indexBuilder } = copy;
+  await run.phases.run('indexes', !indexBuilder, async () => indexBuilder?.drain(), 'no schema step');
+}
+
+/** Everything that needs all the data; run only when every copy job is done. */
+export async function runFinishPhases(
+  run: CloneRun,
+  schema: ClonedSchema | undefined,
+  copy: CopyResult,
+): Promise<void> {
+  const { o, steps, phases } = run;
+  const { indexBuilder } = copy;
+  // Foreign keys, triggers, partitioned-parent indexes, …
+  if (schema && indexBuilder) {
+    // Tables without copy jobs (partitioned parents, materialized views) get their 'table' items now.
+    for (const table of indexBuilder.tables()) indexBuilder.tableReady(table);
+    await indexBuilder.drain();
+    run.done = await steps.done(run.target);
+    await phases.run('post-data', run.done.has('post-data'), schema.applyPostData);
+  }
+  const views = await populatedMatviews(run.source, o.ledgerSchema);
+  await phases.run(
+    'materialized-views',
+    run.done.has('materialized-views') || views.length === 0 || o.schema === 'skip',
+    () => refreshMatviews(run.target, views, steps),
+    views.length === 0 ? 'none populated on the source' : 'already done',
+  );
+  await phases.run('analyze', run.done.has('analyze'), async () => {
+    // Tables loaded in more than one job were not written frozen (see copy-worker.ts).
+    const jobsPerTable = new Map<string, number>();
+    for (const j of await run.ledger.list(run.target)) {
+      const name = qualifiedName(j.table.schema, j.table.name);
+      jobsPerTable.set(name, (jobsPerTable.get(name) ?? 0) + 1);
+    }
+    const vacuum = new Set(o.vacuum ? [...jobsPerTable].filter(([, n]) => n > 1).map(([t]) => t) : []);
+    await analyzeTables(o.target, analyzeTargets(run.inventory), o.indexJobs, vacuum);
+    await steps.markDone(run.target, 'analyze');
+  });
+}
