@@ -47,7 +47,8 @@ export async function analyzeTables(
       'VACUUM',
       names.filter((n) => vacuum.has(n)),
     );
-    const small = (t: TableRef & { bytes?: number }) => t.bytes !== undefined && t.bytes <= SMALL_ANALYZE_BYTES;
+    const small = (t: TableRef & { bytes?: number }) =>
+      t.bytes !== undefined && t.bytes <= SMALL_ANALYZE_BYTES;
     const groups: string[] = tables.filter((t) => !small(t)).map((t) => qualifiedName(t.schema, t.name));
     const smallNames = tables.filter(small).map((t) => qualifiedName(t.schema, t.name));
     for (let i = 0; i < smallNames.length; i += ANALYZE_BATCH)

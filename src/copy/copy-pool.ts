@@ -54,7 +54,8 @@ export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
   try {
     // One query at a time per session (node-postgres no longer queues them for us); the two
     // servers are read at once.
-    const sourceFacts = async () => [await readColumnCatalog(source), await readLockCapacity(source)] as const;
+    const sourceFacts = async () =>
+      [await readColumnCatalog(source), await readLockCapacity(source)] as const;
     const targetFacts = async () => {
       const columns = await readColumnCatalog(target);
       const refs = await referencedTables(target);

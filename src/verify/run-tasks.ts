@@ -63,7 +63,13 @@ export async function runTasks(
     for (const job of batch) {
       if (differing.has(job)) continue;
       const match = job.sourceRows === job.targetRows;
-      options.emit({ type: 'chunk-done', table: job.ref, chunk: 'checksum', match, chunksDone: ++chunksDone });
+      options.emit({
+        type: 'chunk-done',
+        table: job.ref,
+        chunk: 'checksum',
+        match,
+        chunksDone: ++chunksDone,
+      });
       finishTask(job);
     }
     // Compared again on its own: that finds and names the rows.
