@@ -15,7 +15,7 @@ import { displayName } from '../util/sql.js';
 
 export type ExistingRowsPolicy = 'error' | 'truncate' | 'skip';
 
-/** Tables probed per statement. */
+/** Tables probed per statement at most. */
 const PROBE_BATCH = 200;
 
 /** Tables among `tables` that hold at least one row on the target (a partitioned one: in its partitions). */
@@ -23,12 +23,15 @@ export async function nonEmptyTables(
   target: pg.Client,
   tables: readonly TableRef[],
   partitioned: ReadonlySet<string>,
+  /** Tables one statement may lock (with their indexes) within the lock table. */
+  perStatement = PROBE_BATCH,
 ): Promise<TableRef[]> {
   const out: TableRef[] = [];
+  const batchSize = Math.max(1, Math.min(PROBE_BATCH, perStatement));
   // Many tables per statement (one round trip for a few hundred small ones); each statement
   // holds its ACCESS SHARE locks only until it ends.
-  for (let start = 0; start < tables.length; start += PROBE_BATCH) {
-    const batch = tables.slice(start, start + PROBE_BATCH);
+  for (let start = 0; start < tables.length; start += batchSize) {
+    const batch = tables.slice(start, start + batchSize);
     const res = await target.query<{ i: number }>(
       batch
         .map((t, i) => `SELECT ${i} AS i WHERE EXISTS (SELECT 1 FROM ${targetRelation(t, partitioned)})`)

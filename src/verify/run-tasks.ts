@@ -34,10 +34,11 @@ export async function runTasks(
   options: { chunkRows: number; emit: (e: VerifyEvent) => void },
 ): Promise<void> {
   for (const job of jobs) job.pending = 1;
+  const batchable = (job: TableJob) => isBatchable(job, options.chunkRows);
   // Jobs come largest first: the small tables' batches go last, where they fill the gaps.
   const queue: Task[] = [
-    ...jobs.filter((job) => !isBatchable(job)).map(tableTask),
-    ...batchTables(jobs.filter(isBatchable)).map((batch): Task => ({ kind: 'batch', jobs: batch })),
+    ...jobs.filter((job) => !batchable(job)).map(tableTask),
+    ...batchTables(jobs.filter(batchable)).map((batch): Task => ({ kind: 'batch', jobs: batch })),
   ];
   let running = 0;
   let failure: unknown;

@@ -14,13 +14,18 @@ import type { WorkerPair } from './worker-pair.js';
 export const SMALL_ROWS = 10_000;
 /** … and up to this size on the source (estimates of a table never analyzed can be far off). */
 export const SMALL_BYTES = 8 * 1024 ** 2;
-/** Tables per batch: each holds an ACCESS SHARE lock until the batch's transaction ends. */
-export const BATCH_TABLES = 100;
+/**
+ * Tables per batch: each holds ACCESS SHARE locks (table and indexes) until the batch's
+ * transaction ends, beyond the 16 a session keeps outside the shared lock table: kept to
+ * about what max_locks_per_transaction promises every session by default (64).
+ */
+export const BATCH_TABLES = 32;
 /** Estimated rows per batch, so one batch stays a short read on either side. */
 const BATCH_ROWS = 200_000;
 
-export function isBatchable(job: TableJob): boolean {
-  return job.estimatedRows <= SMALL_ROWS && (job.sourceTable?.bytes ?? 0) <= SMALL_BYTES;
+/** Whether a table goes in a batch: small, and one chunk of `chunkRows` anyway. */
+export function isBatchable(job: TableJob, chunkRows: number): boolean {
+  return job.estimatedRows <= Math.min(SMALL_ROWS, chunkRows) && (job.sourceTable?.bytes ?? 0) <= SMALL_BYTES;
 }
 
 /** The small tables in batches, in their given order. */
