@@ -53,6 +53,7 @@ describe('copy worker', () => {
         truncatable: new Set(),
         targetPartitioned: new Set(),
         replicationRole: false,
+        groupSize: 1,
         maxAttempts: 3,
         onEvent: () => undefined,
         signal: controller.signal,

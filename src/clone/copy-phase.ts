@@ -149,6 +149,8 @@ function newIndexBuilder(run: CloneRun, schema: ClonedSchema): IndexBuilder {
     tableBytes: (t) => inventoryBytes.get(tableKey(t)) ?? 0,
     lockBudget: lockBudget(run.targetCapacity, o.jobs + o.indexJobs),
     onBuilt: (tables, items, seconds) => emit({ type: 'tables-indexed', tables, items, seconds }),
+    onForeignKeys: (count, seconds) =>
+      emit({ type: 'info', message: `${count} foreign key(s) added in ${seconds.toFixed(1)} s` }),
   });
 }
 

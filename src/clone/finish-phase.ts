@@ -54,9 +54,9 @@ export async function runFinishPhases(
   const { indexBuilder } = copy;
   // Foreign keys, triggers, partitioned-parent indexes, …
   if (schema && indexBuilder) {
-    // Tables without copy jobs (partitioned parents, materialized views) get their 'table' items now.
-    for (const table of indexBuilder.tables()) indexBuilder.tableReady(table);
-    await indexBuilder.drain();
+    // Tables without copy jobs (partitioned parents, materialized views) get their 'table'
+    // items now, and the foreign keys not added during the copy follow.
+    await indexBuilder.finish();
     run.done = await steps.done(run.target);
     await phases.run('post-data', run.done.has('post-data'), schema.applyPostData);
   }

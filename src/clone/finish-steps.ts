@@ -8,7 +8,14 @@ import type { Steps } from '../ledger/steps.js';
 import type { Inventory, TableInfo } from '../inventory/inventory.js';
 import { qualifiedName } from '../util/sql.js';
 
-/** Reads every sequence in the source session (which is in the copy's snapshot) and sets it on the target. */
+/** Sequences read, and set, per statement. */
+const SEQUENCE_BATCH = 500;
+
+/**
+ * Reads every sequence in the source session (which is in the copy's snapshot) and sets it on
+ * the target: a few hundred per statement on each side, all in one target transaction with
+ * the step's mark.
+ */
 export async function syncSequences(
   source: pg.Client,
   target: pg.Client,
@@ -17,18 +24,22 @@ export async function syncSequences(
 ): Promise<number> {
   await target.query('BEGIN');
   try {
-    for (const seq of inventory.sequences) {
-      const name = qualifiedName(seq.schema, seq.name);
-      const res = await source.query<{ last_value: string; is_called: boolean }>(
-        `SELECT last_value::text, is_called FROM ${name}`,
+    for (let start = 0; start < inventory.sequences.length; start += SEQUENCE_BATCH) {
+      const names = inventory.sequences
+        .slice(start, start + SEQUENCE_BATCH)
+        .map((seq) => qualifiedName(seq.schema, seq.name));
+      const res = await source.query<{ i: number; last_value: string; is_called: boolean }>(
+        names
+          .map((name, i) => `SELECT ${i} AS i, last_value::text, is_called FROM ${name}`)
+          .join('\nUNION ALL '),
       );
-      const row = res.rows[0];
-      if (!row) continue;
-      await target.query('SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::int8, $3)', [
-        name,
-        row.last_value,
-        row.is_called,
-      ]);
+      const rows = res.rows.map((r) => ({ ...r, name: names[Number(r.i)]! }));
+      await target.query(
+        `SELECT pg_catalog.setval(s.name::pg_catalog.regclass, s.value, s.called)
+         FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::int8[]), pg_catalog.unnest($3::boolean[]))
+              AS s(name, value, called)`,
+        [rows.map((r) => r.name), rows.map((r) => r.last_value), rows.map((r) => r.is_called)],
+      );
     }
     await steps.markDone(target, 'sequences', { count: inventory.sequences.length });
     await target.query('COMMIT');

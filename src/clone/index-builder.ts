@@ -6,6 +6,12 @@
  * A build costs a pg_restore and a psql run besides its SQL, which for a table of a few rows
  * is nearly all of it: small tables waiting together are built in one transaction (their
  * marks with them, so still exactly once), as many as fit the target's lock budget.
+ *
+ * Foreign keys between two plain tables (PostDataItem.references) are added here too, each
+ * as soon as both of its tables' rows and indexes (the referenced key among them) are in,
+ * while other tables still copy: their validation is a join of two tables, the largest
+ * part of what is left after the last row. Each has its own mark (foreignKeyStepName); the
+ * final post-data leaves them out (earlyForeignKey), and finish() adds those still missing.
  */
 import type { ConnectionSpec } from '../connect/resolve.js';
 import type { Steps } from '../ledger/steps.js';
@@ -21,6 +27,15 @@ import { backoffMs, retry } from '../util/wait.js';
 import { unitLocks } from '../schema/batches.js';
 
 export const indexStepName = (t: TableRef): string => `indexes:${tableKey(t)}`;
+/** The mark of one foreign key added by the builder (its name is unique on its table). */
+export const foreignKeyStepName = (item: PostDataItem): string =>
+  `foreign-key:${JSON.stringify([item.table?.schema, item.table?.name, item.objectName ?? item.text])}`;
+/** A foreign key the builder adds (not the final post-data). */
+export const earlyForeignKey = (item: PostDataItem): boolean =>
+  item.phase === 'final' &&
+  item.kind === 'fk-constraint' &&
+  item.table !== undefined &&
+  item.references !== undefined;
 
 /** Up to this size a table's index builds take less time than starting them: they are grouped. */
 export const SMALL_TABLE_BYTES = 8 * 1024 ** 2;
@@ -46,6 +61,8 @@ export interface IndexBuilderOptions {
   lockBudget: number;
   /** One call per build: the tables it built together and how many items they had. */
   onBuilt: (tables: TableRef[], items: number, seconds: number) => void;
+  /** One call per transaction of foreign keys added early. */
+  onForeignKeys?: (count: number, seconds: number) => void;
   signal: AbortSignal | undefined;
 }
 
@@ -53,6 +70,12 @@ export class IndexBuilder {
   private readonly byTable = new Map<string, PostDataItem[]>();
   private readonly queued = new Set<string>();
   private readonly waiting: TableRef[] = [];
+  /** Tables whose rows and indexes are in (this run or an earlier one). */
+  private readonly inTables = new Set<string>();
+  /** Foreign keys not added yet, by each of their two tables. */
+  private readonly keysByTable = new Map<string, PostDataItem[]>();
+  private readonly keysQueued = new Set<PostDataItem>();
+  private readonly keysWaiting: PostDataItem[] = [];
   private running = 0;
   private readonly inFlight = new Set<Promise<void>>();
   private firstError: Error | undefined;
@@ -65,6 +88,14 @@ export class IndexBuilder {
       list.push(item);
       this.byTable.set(key, list);
     }
+    for (const item of o.dump.postData) {
+      if (!earlyForeignKey(item) || o.done.has(foreignKeyStepName(item))) continue;
+      for (const t of [item.table!, item.references!]) {
+        const list = this.keysByTable.get(tableKey(t)) ?? [];
+        if (!list.includes(item)) list.push(item);
+        this.keysByTable.set(tableKey(t), list);
+      }
+    }
   }
 
   /** Tables that have 'table'-phase items. */
@@ -75,17 +106,53 @@ export class IndexBuilder {
   /** Queue a table whose rows are all in. Safe to call more than once per table. */
   tableReady(table: TableRef): void {
     const key = tableKey(table);
-    if (this.queued.has(key) || !this.byTable.has(key) || this.o.done.has(indexStepName(table))) return;
+    if (this.queued.has(key)) return;
+    if (!this.byTable.has(key) || this.o.done.has(indexStepName(table))) {
+      this.tableIn(table);
+      return;
+    }
     this.queued.add(key);
     this.waiting.push(table);
     this.pump();
   }
 
+  /** Every table counts as in now, and every foreign key left is added (after the last copy job). */
+  async finish(): Promise<void> {
+    for (const table of this.tables()) this.tableReady(table);
+    await this.drain();
+    for (const list of this.keysByTable.values()) for (const item of list) this.queueKey(item);
+    this.pump();
+    await this.drain();
+  }
+
+  /** A table's rows and indexes are in: its foreign keys whose other table is in too can be added. */
+  private tableIn(table: TableRef): void {
+    const key = tableKey(table);
+    if (this.inTables.has(key)) return;
+    this.inTables.add(key);
+    for (const item of this.keysByTable.get(key) ?? []) {
+      if (this.inTables.has(tableKey(item.table!)) && this.inTables.has(tableKey(item.references!)))
+        this.queueKey(item);
+    }
+    this.pump();
+  }
+
+  private queueKey(item: PostDataItem): void {
+    if (this.keysQueued.has(item)) return;
+    this.keysQueued.add(item);
+    this.keysWaiting.push(item);
+  }
+
   private pump(): void {
-    while (this.running < this.o.concurrency && this.waiting.length > 0 && !this.o.signal?.aborted) {
-      const group = this.takeGroup();
+    while (
+      this.running < this.o.concurrency &&
+      (this.waiting.length > 0 || this.keysWaiting.length > 0) &&
+      !this.o.signal?.aborted
+    ) {
+      // Indexes first: a table's indexes let its own foreign keys (and others' into it) follow.
+      const work = this.waiting.length > 0 ? this.build(this.takeGroup()) : this.addKeys(this.takeKeys());
       this.running++;
-      const p = this.build(group)
+      const p = work
         .catch((err: unknown) => {
           this.firstError ??= err instanceof Error ? err : new Error(String(err));
         })
@@ -118,6 +185,19 @@ export class IndexBuilder {
     return group;
   }
 
+  /** Waiting foreign keys, as many as fit the lock budget (each locks its two tables). */
+  private takeKeys(): PostDataItem[] {
+    const keys: PostDataItem[] = [];
+    let locks = 0;
+    while (this.keysWaiting.length > 0 && keys.length < MAX_GROUP) {
+      const more = unitLocks({ entries: [this.keysWaiting[0]!], marks: [] }) + 2;
+      if (keys.length > 0 && locks + more > this.o.lockBudget) break;
+      keys.push(this.keysWaiting.shift()!);
+      locks += more;
+    }
+    return keys;
+  }
+
   private locks(table: TableRef): number {
     return unitLocks({ entries: this.byTable.get(tableKey(table)) ?? [], marks: [] });
   }
@@ -126,6 +206,33 @@ export class IndexBuilder {
     if (this.firstError) return;
     const items = group.flatMap((t) => this.byTable.get(tableKey(t)) ?? []);
     const started = Date.now();
+    await this.apply(
+      items,
+      group.map((t) =>
+        this.o.steps.markDoneScript(indexStepName(t), { items: this.byTable.get(tableKey(t))?.length }),
+      ),
+      `the indexes and constraints of ${names(group)}`,
+    );
+    this.o.onBuilt(group, items.length, (Date.now() - started) / 1000);
+    for (const t of group) this.tableIn(t);
+  }
+
+  private async addKeys(keys: PostDataItem[]): Promise<void> {
+    if (this.firstError) return;
+    const started = Date.now();
+    await this.apply(
+      keys,
+      keys.map((k) => this.o.steps.markDoneScript(foreignKeyStepName(k))),
+      `the foreign key(s) ${keys
+        .slice(0, 5)
+        .map((k) => k.label)
+        .join(', ')}${keys.length > 5 ? ` and ${keys.length - 5} more` : ''}`,
+    );
+    this.o.onForeignKeys?.(keys.length, (Date.now() - started) / 1000);
+  }
+
+  /** One transaction: a build cut short by a lost connection left nothing, so it is simply run again. */
+  private async apply(items: PostDataItem[], marks: string[], what: string): Promise<void> {
     const sql = await schemaSql({
       tools: this.o.tools,
       dump: this.o.dump,
@@ -133,23 +240,15 @@ export class IndexBuilder {
       noOwner: this.o.noOwner,
       noPrivileges: this.o.noPrivileges,
     });
-    // One transaction: a build cut short by a lost connection left nothing, so it is simply run again.
     await retry(
       () =>
         applySqlAtomically({
           tools: this.o.tools,
           target: this.o.target,
           sql,
-          ledgerSql: group
-            .map((t) =>
-              this.o.steps.markDoneScript(indexStepName(t), { items: this.byTable.get(tableKey(t))?.length }),
-            )
-            .join('\n'),
+          ledgerSql: marks.join('\n'),
           settings: { maintenance_work_mem: this.o.maintenanceWorkMem },
-          what: `the indexes and constraints of ${group
-            .slice(0, 5)
-            .map((t) => displayName(t.schema, t.name))
-            .join(', ')}${group.length > 5 ? ` and ${group.length - 5} more table(s)` : ''}`,
+          what,
           applicationName: 'pgconvoy index',
           ...(this.o.signal ? { signal: this.o.signal } : {}),
         }),
@@ -160,14 +259,13 @@ export class IndexBuilder {
         signal: this.o.signal,
       },
     );
-    this.o.onBuilt(group, items.length, (Date.now() - started) / 1000);
   }
 
   /** Waits for every queued build; throws the first failure. */
   async drain(): Promise<void> {
     while (
       this.inFlight.size > 0 ||
-      (this.waiting.length > 0 && !this.firstError && !this.o.signal?.aborted)
+      (this.waiting.length + this.keysWaiting.length > 0 && !this.firstError && !this.o.signal?.aborted)
     ) {
       if (this.inFlight.size > 0) await Promise.race(this.inFlight);
       else this.pump();
@@ -175,3 +273,9 @@ export class IndexBuilder {
     if (this.firstError) throw this.firstError;
   }
 }
+
+const names = (group: TableRef[]): string =>
+  `${group
+    .slice(0, 5)
+    .map((t) => displayName(t.schema, t.name))
+    .join(', ')}${group.length > 5 ? ` and ${group.length - 5} more table(s)` : ''}`;

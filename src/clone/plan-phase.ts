@@ -3,6 +3,7 @@
  * earlier run are kept (a table with jobs is not planned again); its failed jobs are retried.
  */
 import { copyableTables, type TableInfo } from '../inventory/inventory.js';
+import { lockBudget } from '../inventory/lock-capacity.js';
 import type { JobRow, PlannedJob } from '../ledger/jobs.js';
 import { chunkLabel } from '../plan/chunk.js';
 import { scheduleJobs } from '../plan/split-table.js';
@@ -101,7 +102,9 @@ async function planJobs(
 async function existingRows(run: CloneRun, fresh: TableInfo[]): Promise<Set<string>> {
   const { o, target, emit } = run;
   const partitioned = await readPartitionedTables(target);
-  const occupied = await nonEmptyTables(target, fresh, partitioned);
+  // Nothing else of ours runs yet: half the lock table, a few locks (table, indexes) per probe.
+  const perStatement = Math.floor(lockBudget(run.targetCapacity, 0) / 4);
+  const occupied = await nonEmptyTables(target, fresh, partitioned, perStatement);
   const skip = new Set<string>();
   if (occupied.length > 0 && o.existingRows === 'error') throw existingRowsError(occupied);
   for (const t of occupied) {

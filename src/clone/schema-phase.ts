@@ -11,7 +11,7 @@ import { orderUnits, type SchemaUnit } from '../schema/batches.js';
 import type { PostDataItem, SchemaDump } from '../schema/types.js';
 import { quoteIdent } from '../util/sql.js';
 import type { CloneRun } from './clone-run.js';
-import { indexStepName } from './index-builder.js';
+import { earlyForeignKey, indexStepName } from './index-builder.js';
 import { applyInBatches, type BatchedApplyOptions } from './schema-batches.js';
 
 /** The dumped schema, for the index builds and the post-data step. */
@@ -75,7 +75,8 @@ export async function runSchemaPhase(run: CloneRun): Promise<ClonedSchema | unde
     });
   });
   run.done = await steps.done(run.target);
-  const finalItems = dump.postData.filter((i) => i.phase === 'final');
+  // Foreign keys between plain tables are the index builder's (added as soon as both tables are in).
+  const finalItems = dump.postData.filter((i) => i.phase === 'final' && !earlyForeignKey(i));
   const applyPostData = () =>
     applyInBatches({
       ...batched(),

@@ -15,18 +15,29 @@ import { displayName } from '../util/sql.js';
 
 export type ExistingRowsPolicy = 'error' | 'truncate' | 'skip';
 
+/** Tables probed per statement at most. */
+const PROBE_BATCH = 200;
+
 /** Tables among `tables` that hold at least one row on the target (a partitioned one: in its partitions). */
 export async function nonEmptyTables(
   target: pg.Client,
   tables: readonly TableRef[],
   partitioned: ReadonlySet<string>,
+  /** Tables one statement may lock (with their indexes) within the lock table. */
+  perStatement = PROBE_BATCH,
 ): Promise<TableRef[]> {
   const out: TableRef[] = [];
-  for (const t of tables) {
-    const res = await target.query<{ found: boolean }>(
-      `SELECT EXISTS (SELECT 1 FROM ${targetRelation(t, partitioned)}) AS found`,
+  const batchSize = Math.max(1, Math.min(PROBE_BATCH, perStatement));
+  // Many tables per statement (one round trip for a few hundred small ones); each statement
+  // holds its ACCESS SHARE locks only until it ends.
+  for (let start = 0; start < tables.length; start += batchSize) {
+    const batch = tables.slice(start, start + batchSize);
+    const res = await target.query<{ i: number }>(
+      batch
+        .map((t, i) => `SELECT ${i} AS i WHERE EXISTS (SELECT 1 FROM ${targetRelation(t, partitioned)})`)
+        .join('\nUNION ALL '),
     );
-    if (res.rows[0]?.found) out.push(t);
+    for (const i of res.rows.map((r) => Number(r.i)).sort((a, b) => a - b)) out.push(batch[i]!);
   }
   return out;
 }

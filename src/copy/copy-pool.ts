@@ -2,6 +2,11 @@
  * A pool of copy workers on one machine: reads what every worker needs once (column
  * catalogs of both sides, which tables may be truncated and frozen), then runs `jobs`
  * workers until the ledger has no pending job left. Used by `clone` and by `worker`.
+ *
+ * How many small tables one transaction may load (see copy-worker.ts) follows from both
+ * servers' lock tables: each table costs a few locks on each side (the table, its TOAST
+ * table and index, its indexes, the job's advisory lock), and every worker holds its group's
+ * at once, beside pgconvoy's index builds and the application's own sessions.
  */
 import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
@@ -10,6 +15,18 @@ import { referencedTables } from '../clone/target-checks.js';
 import { CopyWorker, type CopyEvent, type PullContext } from './copy-worker.js';
 import { readColumnCatalog, tableKey, type ExcludedColumns } from './table-columns.js';
 import { readPartitionedTables } from './partitioned-target.js';
+import { lockBudget, readLockCapacity, type LockCapacity } from '../inventory/lock-capacity.js';
+
+/** Lock table entries one small table is counted for, on either side. */
+const LOCKS_PER_SMALL_TABLE = 8;
+/** Past this, a bigger group saves nothing measurable and a failed group costs more to redo. */
+const MAX_GROUP = 100;
+
+/** Small tables per transaction that fit both sides' lock budgets with `jobs` workers (and as many index builds). */
+export function groupSize(capacities: LockCapacity[], jobs: number): number {
+  const budget = Math.min(...capacities.map((c) => lockBudget(c, 2 * jobs)));
+  return Math.max(1, Math.min(MAX_GROUP, Math.floor(budget / LOCKS_PER_SMALL_TABLE)));
+}
 
 export interface CopyPoolOptions {
   source: ConnectionSpec;
@@ -35,18 +52,22 @@ export interface CopyPoolOptions {
 export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
   const source = await openClient(o.source, { applicationName: 'pgconvoy copy setup' });
   const target = await openClient(o.target, { applicationName: 'pgconvoy copy setup' });
-  let sourceColumns, targetColumns, referenced, partitioned;
+  let sourceColumns, targetColumns, referenced, partitioned, capacities;
   try {
     // One query at a time per session (node-postgres no longer queues them for us); the two
     // servers are read at once.
+    const sourceFacts = async () =>
+      [await readColumnCatalog(source), await readLockCapacity(source)] as const;
     const targetFacts = async () => {
       const columns = await readColumnCatalog(target);
       const refs = await referencedTables(target);
-      return [columns, refs, await readPartitionedTables(target)] as const;
+      const parts = await readPartitionedTables(target);
+      return [columns, refs, parts, await readLockCapacity(target)] as const;
     };
-    let targetRead;
-    [sourceColumns, targetRead] = await Promise.all([readColumnCatalog(source), targetFacts()]);
+    const [sourceRead, targetRead] = await Promise.all([sourceFacts(), targetFacts()]);
     [targetColumns, referenced, partitioned] = targetRead;
+    sourceColumns = sourceRead[0];
+    capacities = [sourceRead[1], targetRead[3]];
   } finally {
     await Promise.all([source.end().catch(() => undefined), target.end().catch(() => undefined)]);
   }
@@ -71,6 +92,7 @@ export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
       truncatable,
       targetPartitioned: partitioned,
       replicationRole: o.replicationRole,
+      groupSize: groupSize(capacities, o.jobs),
       maxAttempts: o.maxAttempts,
       signal: stop.signal,
       snapshotLost,

@@ -8,6 +8,13 @@
  * (A target table that is partitioned is truncated with its partitions and loaded without
  * FREEZE: see partitioned-target.ts.)
  *
+ * Small tables (whole-table jobs up to SMALL_JOB_BYTES) cost more in round trips, catalog
+ * work and commits than in rows: a worker that claims one claims up to `groupSize` more with
+ * it and loads them all in that one target transaction (and one source transaction), their
+ * done marks in one statement before the COMMIT. Still exactly once: the group's rows and
+ * marks commit together or not at all. A group that fails is not retried as a group: its
+ * jobs are run one by one next, so a failure is recorded against the table that caused it.
+ *
  * Any failure rolls the whole job back. Transient failures (see transient.ts) are retried
  * with backoff after reconnecting both sessions; a job that keeps failing is marked failed
  * and the worker goes on with the next one. A job refused for want of rights (row-level
@@ -22,7 +29,7 @@ import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import type { JobLedger, JobRow } from '../ledger/jobs.js';
 import { backoffMs, retry, sleep } from '../util/wait.js';
 import { isTransient, SQLSTATE } from '../sqlstate.js';
-import { copyStream } from './copy-stream.js';
+import { copyStream, type CopyStreamResult } from './copy-stream.js';
 import { beginInSnapshot, prepareSourceSession } from './source-snapshot.js';
 import { planTableColumns, tableKey, type ColumnCatalog, type ExcludedColumns } from './table-columns.js';
 import { prepareTargetSession } from './target-session.js';
@@ -47,6 +54,9 @@ export type CopyEvent =
   | { type: 'bytes'; n: number }
   | { type: 'warning'; message: string };
 
+/** Whole-table jobs up to this estimated size are loaded several to a transaction. */
+export const SMALL_JOB_BYTES = 1024 ** 2;
+
 export interface WorkerContext {
   source: ConnectionSpec;
   target: ConnectionSpec;
@@ -60,6 +70,8 @@ export interface WorkerContext {
   /** Target tables that are partitioned (tableKey()s). */
   targetPartitioned: Set<string>;
   replicationRole: boolean;
+  /** At most this many small tables per transaction (1: one job per transaction). */
+  groupSize: number;
   /** Attempts per job before it is marked failed. */
   maxAttempts: number;
   onEvent: (e: CopyEvent) => void;
@@ -85,6 +97,8 @@ export interface PullContext {
 export class CopyWorker {
   private sourceClient: pg.Client | undefined;
   private targetClient: pg.Client | undefined;
+  /** Jobs of a group that failed: each is run alone next. */
+  private readonly alone: number[] = [];
 
   constructor(
     readonly name: string,
@@ -121,22 +135,39 @@ export class CopyWorker {
     try {
       while (!this.ctx.signal?.aborted) {
         let job: JobRow | undefined;
+        let group: JobRow[] = [];
         try {
           const { source, target } = await this.connect();
           await target.query('BEGIN');
-          job = await this.ctx.ledger.claimNext(target);
+          const aloneId = this.alone.shift();
+          job =
+            aloneId === undefined
+              ? await this.ctx.ledger.claimNext(target)
+              : await this.ctx.ledger.claim(target, aloneId);
           if (!job) {
             await target.query('ROLLBACK');
+            // Done or held by another worker meanwhile.
+            if (aloneId !== undefined) continue;
             // Jobs held by other workers may come back if their holder dies: wait for them.
             if ((await this.ctx.ledger.pendingCount(target)) === 0) return;
             await sleep(1000, this.ctx.signal);
             continue;
           }
-          // One source transaction per job, in the shared snapshot: the locks a job takes on
-          // the source end with it, so the application's ALTER TABLE on a table copied
-          // early does not wait for the whole copy.
+          group =
+            aloneId === undefined && isSmall(job)
+              ? [
+                  job,
+                  ...(await this.ctx.ledger.claimSmall(target, {
+                    limit: this.ctx.groupSize - 1,
+                    maxBytes: SMALL_JOB_BYTES,
+                  })),
+                ]
+              : [job];
+          // One source transaction per job (or group), in the shared snapshot: the locks it
+          // takes on the source end with it, so the application's ALTER TABLE on a table
+          // copied early does not wait for the whole copy.
           await this.beginSourceTransaction(source);
-          await this.runJob(source, target, job);
+          await this.runJobs(source, target, group);
           // The job is done and committed: a source session lost now only costs a reconnect.
           await source.query('COMMIT').catch(() => this.disconnect());
           consecutiveFailures = 0;
@@ -144,6 +175,11 @@ export class CopyWorker {
           await this.disconnect();
           if (this.ctx.signal?.aborted) return;
           if (err instanceof PgconvoyError && err.code === 'SNAPSHOT_LOST') throw err;
+          if (group.length > 1) {
+            // Nothing of the group was committed; which table failed is found one by one.
+            this.alone.push(...group.map((j) => j.id));
+            continue;
+          }
           consecutiveFailures++;
           await this.handleFailure(job, err, consecutiveFailures);
         }
@@ -184,13 +220,39 @@ export class CopyWorker {
     }
   }
 
-  private async runJob(source: pg.Client, target: pg.Client, job: JobRow): Promise<void> {
-    const started = Date.now();
-    this.ctx.onEvent({ type: 'job-start', worker: this.name, job });
+  /** Loads the claimed jobs in the open target transaction, marks them done and commits. */
+  private async runJobs(source: pg.Client, target: pg.Client, jobs: JobRow[]): Promise<void> {
+    const first = jobs[0]!;
     await target.query('SELECT pg_catalog.set_config($1, $2, true)', [
       'application_name',
-      `pgconvoy copy ${this.name}: job ${job.id}`,
+      `pgconvoy copy ${this.name}: job ${first.id}`,
     ]);
+    const results: { job: JobRow; rows: number; bytes: number; seconds: number }[] = [];
+    for (const job of jobs) {
+      const started = Date.now();
+      this.ctx.onEvent({ type: 'job-start', worker: this.name, job });
+      const result = await this.load(source, target, job);
+      results.push({ job, ...result, seconds: (Date.now() - started) / 1000 });
+    }
+    await this.ctx.ledger.completeAll(
+      target,
+      results.map((r) => ({ id: r.job.id, rows: r.rows, bytes: r.bytes, seconds: r.seconds })),
+      { worker: this.name, snapshot: this.ctx.snapshotLost.value ? undefined : this.ctx.snapshot },
+    );
+    await target.query('COMMIT');
+    for (const r of results)
+      this.ctx.onEvent({
+        type: 'job-done',
+        worker: this.name,
+        job: r.job,
+        rows: r.rows,
+        bytes: r.bytes,
+        seconds: r.seconds,
+      });
+  }
+
+  /** One job's rows, inside the open transactions on both sides. */
+  private async load(source: pg.Client, target: pg.Client, job: JobRow): Promise<CopyStreamResult> {
     const plan = planTableColumns(
       job.table,
       this.ctx.sourceColumns,
@@ -204,32 +266,14 @@ export class CopyWorker {
     // PostgreSQL refuses FREEZE on a partitioned table (its partitions get the rows).
     const freeze = owned && !this.ctx.targetPartitioned.has(tableKey(job.table));
     if (owned) await target.query(`TRUNCATE ${targetRelation(job.table, this.ctx.targetPartitioned)}`);
-    const result = this.ctx.pull
-      ? await this.pull(source, target, job, plan.columns, this.ctx.pull)
-      : await copyStream(source, target, {
-          table: job.table,
-          columns: plan.columns,
-          chunk: job.chunk,
-          format: job.copyFormat === 'binary' && plan.format === 'binary' ? 'binary' : 'text',
-          freeze,
-          onBytes: (n) => this.ctx.onEvent({ type: 'bytes', n }),
-        });
-    const seconds = (Date.now() - started) / 1000;
-    await this.ctx.ledger.complete(target, job.id, {
-      worker: this.name,
-      rows: result.rows,
-      bytes: result.bytes,
-      seconds,
-      snapshot: this.ctx.snapshotLost.value ? undefined : this.ctx.snapshot,
-    });
-    await target.query('COMMIT');
-    this.ctx.onEvent({
-      type: 'job-done',
-      worker: this.name,
-      job,
-      rows: result.rows,
-      bytes: result.bytes,
-      seconds,
+    if (this.ctx.pull) return this.pull(source, target, job, plan.columns, this.ctx.pull);
+    return copyStream(source, target, {
+      table: job.table,
+      columns: plan.columns,
+      chunk: job.chunk,
+      format: job.copyFormat === 'binary' && plan.format === 'binary' ? 'binary' : 'text',
+      freeze,
+      onBytes: (n) => this.ctx.onEvent({ type: 'bytes', n }),
     });
   }
 
@@ -314,4 +358,9 @@ export class CopyWorker {
     });
     await sleep(delayMs, this.ctx.signal);
   }
+}
+
+/** A job that may share its transaction with others: a whole small table. */
+function isSmall(job: JobRow): boolean {
+  return job.chunk.kind === 'whole' && job.chunkCount === 1 && job.estimatedBytes <= SMALL_JOB_BYTES;
 }

@@ -18,6 +18,8 @@ import { parseJobRow } from './job-row.js';
 
 /** Job ids above this are not shown as running by status (advisory lock keys are 32-bit). */
 const MAX_INT4 = 2147483647;
+/** Planned jobs per INSERT. */
+const ADD_BATCH = 5000;
 
 export type JobState = 'pending' | 'done' | 'failed';
 
@@ -77,26 +79,28 @@ export class JobLedger {
 
   /**
    * Adds jobs that are not in the ledger yet (by table and chunk label); existing jobs, done
-   * or not, are kept as they are. Returns how many were added.
+   * or not, are kept as they are. Returns how many were added. Rows go in a few thousand per
+   * statement (arrays unnested on the server): 50,000 tables cost a handful of round trips.
    */
   async addJobs(client: pg.Client, jobs: PlannedJob[]): Promise<number> {
     let added = 0;
-    let seq = 0;
-    for (const job of jobs) {
-      seq++;
-      const res = await client.query<Record<string, unknown>>(
+    for (let start = 0; start < jobs.length; start += ADD_BATCH) {
+      const batch = jobs.slice(start, start + ADD_BATCH);
+      const res = await client.query(
         `INSERT INTO ${this.table} (seq, table_schema, table_name, chunk, chunk_label, chunk_count, estimated_bytes, copy_format)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         SELECT * FROM ROWS FROM (pg_catalog.unnest($1::integer[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[]),
+           pg_catalog.unnest($4::jsonb[]), pg_catalog.unnest($5::text[]), pg_catalog.unnest($6::integer[]),
+           pg_catalog.unnest($7::bigint[]), pg_catalog.unnest($8::text[]))
          ON CONFLICT (table_schema, table_name, chunk_label) DO NOTHING`,
         [
-          seq,
-          job.table.schema,
-          job.table.name,
-          JSON.stringify(job.chunk),
-          job.chunkLabel,
-          job.chunkCount,
-          job.estimatedBytes,
-          job.copyFormat,
+          batch.map((_, i) => start + i + 1),
+          batch.map((j) => j.table.schema),
+          batch.map((j) => j.table.name),
+          batch.map((j) => JSON.stringify(j.chunk)),
+          batch.map((j) => j.chunkLabel),
+          batch.map((j) => j.chunkCount),
+          batch.map((j) => j.estimatedBytes),
+          batch.map((j) => j.copyFormat),
         ],
       );
       added += res.rowCount ?? 0;
@@ -132,17 +136,40 @@ export class JobLedger {
   }
 
   /**
+   * More jobs for the transaction that claimed `first` (a small whole table): up to `limit`
+   * pending whole-table jobs of at most `maxBytes` each, in queue order, skipping those other
+   * workers hold. They are loaded and marked done in that one transaction (see copy-worker.ts).
+   */
+  async claimSmall(client: pg.Client, o: { limit: number; maxBytes: number }): Promise<JobRow[]> {
+    if (o.limit <= 0) return [];
+    const res = await client.query<Record<string, unknown>>(
+      `SELECT * FROM ${this.table}
+       WHERE state = 'pending' AND chunk_count = 1 AND chunk->>'kind' = 'whole' AND estimated_bytes <= $1
+       ORDER BY seq, id FOR UPDATE SKIP LOCKED LIMIT $2`,
+      [o.maxBytes, o.limit],
+    );
+    const jobs = res.rows.map((row: unknown) => toJob(row, this.table));
+    await this.claimedAll(client, jobs);
+    return jobs;
+  }
+
+  /**
    * Makes a claim visible to `status`: an advisory lock, released with the transaction, keyed
    * by this ledger and the job's id. Never waits: the row lock already makes the job ours.
    */
   private async claimed(client: pg.Client, job: JobRow): Promise<JobRow> {
-    if (job.id <= MAX_INT4) {
-      await client.query(
-        'SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext($1), $2::integer)',
-        [this.table, job.id],
-      );
-    }
+    await this.claimedAll(client, [job]);
     return job;
+  }
+
+  private async claimedAll(client: pg.Client, jobs: JobRow[]): Promise<void> {
+    const ids = jobs.map((j) => j.id).filter((id) => id <= MAX_INT4);
+    if (ids.length === 0) return;
+    await client.query(
+      `SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext($1), id)
+       FROM pg_catalog.unnest($2::integer[]) AS id`,
+      [this.table, ids],
+    );
   }
 
   /** Marks a claimed job done; must run in the job's own transaction, before COMMIT. */
@@ -151,12 +178,30 @@ export class JobLedger {
     id: number,
     result: { worker: string; rows: number; bytes: number; seconds: number; snapshot: string | undefined },
   ): Promise<void> {
+    await this.completeAll(client, [{ id, ...result }], result);
+  }
+
+  /** Marks claimed jobs done in one statement; must run in their transaction, before COMMIT. */
+  async completeAll(
+    client: pg.Client,
+    results: { id: number; rows: number; bytes: number; seconds: number }[],
+    by: { worker: string; snapshot: string | undefined },
+  ): Promise<void> {
     await client.query(
-      `UPDATE ${this.table}
-       SET state = 'done', done_by = $2, rows = $3, bytes = $4, seconds = $5, snapshot = $6, error = NULL, finished_at = pg_catalog.now(),
-           attempts = attempts + 1
-       WHERE id = $1 AND state = 'pending'`,
-      [id, result.worker, result.rows, result.bytes, result.seconds, result.snapshot ?? null],
+      `UPDATE ${this.table} AS j
+       SET state = 'done', done_by = $1, snapshot = $2, rows = r.rows, bytes = r.bytes, seconds = r.seconds,
+           error = NULL, finished_at = pg_catalog.now(), attempts = j.attempts + 1
+       FROM ROWS FROM (pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::bigint[]),
+                      pg_catalog.unnest($6::double precision[])) AS r(id, rows, bytes, seconds)
+       WHERE j.id = r.id AND j.state = 'pending'`,
+      [
+        by.worker,
+        by.snapshot ?? null,
+        results.map((r) => r.id),
+        results.map((r) => r.rows),
+        results.map((r) => r.bytes),
+        results.map((r) => r.seconds),
+      ],
     );
   }
 

@@ -10,6 +10,10 @@
  * own index separately, then `ALTER INDEX parent_idx ATTACH PARTITION part_idx`. The
  * partitions' own items are 'table'; the parent's items and every INDEX ATTACH are
  * 'final' (they run, in archive order, after all partitions' indexes exist).
+ *
+ * A foreign key from one plain table to another also names the table it references
+ * (`references`): it needs only those two tables' rows and keys, so a clone may add it as
+ * soon as both are in (clone/index-builder.ts) instead of after all data.
  */
 import type pg from 'pg';
 import type { PostDataItem, PostDataKind, PostDataPhase, TableRef, TocEntry } from './types.js';
@@ -39,6 +43,9 @@ interface CatalogRow {
   reloid: string;
   /** oid of the partitioned parent when the relation is a partition. */
   parent: string | null;
+  /** A foreign key's referenced table, when it is a plain table. */
+  refschema: string | null;
+  refname: string | null;
 }
 
 // For each (catalog, object) pair: the object's name and the relation it belongs to (an
@@ -49,39 +56,42 @@ WITH wanted AS (
   SELECT w.classid, w.objid
   FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.oid[]), pg_catalog.unnest($2::pg_catalog.oid[])) AS w(classid, objid)
 ), owners AS (
-  SELECT w.classid, w.objid, c.relname AS objname, COALESCE(i.indrelid, c.oid) AS relid
+  SELECT w.classid, w.objid, c.relname AS objname, COALESCE(i.indrelid, c.oid) AS relid, 0::pg_catalog.oid AS refid
   FROM wanted w
   JOIN pg_catalog.pg_class c ON c.oid = w.objid
   LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
   WHERE w.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
   UNION ALL
-  SELECT w.classid, w.objid, x.conname, x.conrelid
+  SELECT w.classid, w.objid, x.conname, x.conrelid, x.confrelid
   FROM wanted w JOIN pg_catalog.pg_constraint x ON x.oid = w.objid
   WHERE w.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
   UNION ALL
-  SELECT w.classid, w.objid, t.tgname, t.tgrelid
+  SELECT w.classid, w.objid, t.tgname, t.tgrelid, 0::pg_catalog.oid
   FROM wanted w JOIN pg_catalog.pg_trigger t ON t.oid = w.objid
   WHERE w.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
   UNION ALL
-  SELECT w.classid, w.objid, r.rulename, r.ev_class
+  SELECT w.classid, w.objid, r.rulename, r.ev_class, 0::pg_catalog.oid
   FROM wanted w JOIN pg_catalog.pg_rewrite r ON r.oid = w.objid
   WHERE w.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
   UNION ALL
-  SELECT w.classid, w.objid, p.polname, p.polrelid
+  SELECT w.classid, w.objid, p.polname, p.polrelid, 0::pg_catalog.oid
   FROM wanted w JOIN pg_catalog.pg_policy p ON p.oid = w.objid
   WHERE w.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
   UNION ALL
-  SELECT w.classid, w.objid, s.stxname, s.stxrelid
+  SELECT w.classid, w.objid, s.stxname, s.stxrelid, 0::pg_catalog.oid
   FROM wanted w JOIN pg_catalog.pg_statistic_ext s ON s.oid = w.objid
   WHERE w.classid = 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass
 )
 SELECT o.classid::pg_catalog.text AS classid, o.objid::pg_catalog.text AS objid, o.objname,
        n.nspname, r.relname, r.relkind::pg_catalog.text AS relkind, o.relid::pg_catalog.text AS reloid,
        (SELECT h.inhparent::pg_catalog.text FROM pg_catalog.pg_inherits h
-         WHERE h.inhrelid = r.oid AND r.relispartition LIMIT 1) AS parent
+         WHERE h.inhrelid = r.oid AND r.relispartition LIMIT 1) AS parent,
+       fn.nspname AS refschema, f.relname AS refname
 FROM owners o
 LEFT JOIN pg_catalog.pg_class r ON r.oid = o.relid
-LEFT JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace`;
+LEFT JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
+LEFT JOIN pg_catalog.pg_class f ON f.oid = o.refid AND f.relkind = 'r'
+LEFT JOIN pg_catalog.pg_namespace fn ON fn.oid = f.relnamespace`;
 
 interface Relation extends TableRef {
   oid: string;
@@ -92,6 +102,7 @@ interface Relation extends TableRef {
 interface Resolved {
   objectName: string | undefined;
   relation: Relation | undefined;
+  references: TableRef | undefined;
 }
 
 const key = (tableoid: number | string, oid: number | string) => `${tableoid}/${oid}`;
@@ -114,7 +125,11 @@ async function lookUp(client: pg.Client, entries: TocEntry[]): Promise<Map<strin
             parent: row.parent ?? undefined,
           }
         : undefined;
-    out.set(key(row.classid, row.objid), { objectName: row.objname ?? undefined, relation });
+    const references =
+      row.refschema !== null && row.refname !== null
+        ? { schema: row.refschema, name: row.refname }
+        : undefined;
+    out.set(key(row.classid, row.objid), { objectName: row.objname ?? undefined, relation, references });
   }
   return out;
 }
@@ -172,14 +187,16 @@ export async function classifyPostData(client: pg.Client, entries: TocEntry[]): 
   return postData.map((entry) => {
     const kind = KIND_BY_TYPE[entry.desc] ?? 'other';
     const relation = resolve(entry);
-    const objectName =
-      entry.tableoid !== 0 ? catalog.get(key(entry.tableoid, entry.oid))?.objectName : undefined;
+    const found = entry.tableoid !== 0 ? catalog.get(key(entry.tableoid, entry.oid)) : undefined;
+    const objectName = found?.objectName;
     const table = relation ? { schema: relation.schema, name: relation.name } : undefined;
+    const references = kind === 'fk-constraint' && relation?.relkind === 'r' ? found?.references : undefined;
     return {
       ...entry,
       kind,
       table,
       objectName,
+      ...(references ? { references } : {}),
       phase: phaseOf(kind, relation),
       label:
         objectName && table

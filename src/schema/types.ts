@@ -48,6 +48,11 @@ export interface PostDataItem extends TocEntry {
   /** The object's own name from the source catalogs ("orders_pkey"), when known. */
   objectName: string | undefined;
   phase: PostDataPhase;
+  /**
+   * A foreign key between two plain tables: the table it references (`table` is the one it
+   * is on). It needs only those two tables' rows and keys (see classify.ts).
+   */
+  references?: TableRef;
   /** One line for logs: `INDEX orders_customer_idx on sales.orders`. */
   label: string;
 }

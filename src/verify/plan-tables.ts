@@ -51,6 +51,7 @@ export function buildTableJobs(input: {
   const targetTables = new Map(target.tables.map((t) => [key(t), t]));
   const sourceTables = new Map(source.tables.map((t) => [key(t), t]));
   const order = new Map(inventory.tables.map((t, i) => [key(t), i]));
+  const inventoryTables = new Map(inventory.tables.map((t) => [key(t), t]));
   const jobs: TableJob[] = [];
   const others: TableResult[] = [];
   const compared = (t: CatalogTable) => hasRows(t) || layouts.whole.has(key(t));
@@ -80,7 +81,7 @@ export function buildTableJobs(input: {
       };
     });
     const typeOf = new Map(common.map((c) => [c.name, c.type]));
-    const inv = inventory.tables.find((i) => i.schema === s.schema && i.name === s.name);
+    const inv = inventoryTables.get(key(s));
     const pk = inv?.primaryKey?.map((name) => ({ name, type: typeOf.get(name) ?? '' }));
     const split = inv?.splitColumn && typeOf.has(inv.splitColumn.name) ? inv.splitColumn : undefined;
     const estimated = inv?.estimatedRows ?? Math.ceil((inv?.bytes ?? 0) / 100);

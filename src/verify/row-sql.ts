@@ -86,6 +86,19 @@ export function checksumSql(shape: RowShape, cond: string): string {
 ${from(shape)}${where(cond)}`;
 }
 
+/**
+ * Count and hash sum of several whole tables in one statement, `i` numbering them in the
+ * given order (`countOnly`: the count alone, `s` 0). See table-batches.ts.
+ */
+export function batchChecksumSql(tables: { shape: RowShape; countOnly: boolean }[]): string {
+  return tables
+    .map(
+      ({ shape, countOnly }, i) =>
+        `SELECT ${i} AS i, ${countOnly ? `pg_catalog.count(*) AS n, '0' AS s` : SUMS(rowHash(shape))} ${from(shape)}`,
+    )
+    .join('\nUNION ALL ');
+}
+
 /** The exact number of rows (verify's counts-only mode). */
 export function countSql(shape: RowShape): string {
   return `SELECT pg_catalog.count(*)::text AS n ${from(shape)}`;

@@ -1,8 +1,10 @@
 /**
  * The work queue: each worker (a session pair) takes the next task — plan a table's key
  * ranges, check one key-range chunk, or check a table by hash buckets — and runs it in its
- * own short snapshot transaction on both sides. Planning a table queues its chunks ahead of
- * smaller tables, so a big table's chunks spread over all workers. The first error stops
+ * own short snapshot transaction on both sides — or check a batch of small tables with one
+ * query per side (table-batches.ts), a differing one going back to the queue to be compared
+ * on its own. Planning a table queues its chunks ahead of smaller tables, so a big table's
+ * chunks spread over all workers. The first error stops
  * every worker and is thrown once all have stopped.
  */
 import { chunkLabel, type Chunk } from '../plan/chunk.js';
@@ -13,22 +15,31 @@ import { countSql } from './row-sql.js';
 import { tableResult, type TableJob } from './table-job.js';
 import type { VerifyEvent } from './types.js';
 import type { WorkerPair } from './worker-pair.js';
+import { batchTables, isBatchable, verifyBatch } from './table-batches.js';
 
 type Task =
   | { kind: 'plan'; job: TableJob }
   | { kind: 'chunk'; job: TableJob; chunk: Extract<Chunk, { kind: 'key-range' } | { kind: 'value' }> }
   | { kind: 'hash'; job: TableJob }
-  | { kind: 'count'; job: TableJob };
+  | { kind: 'count'; job: TableJob }
+  | { kind: 'batch'; jobs: TableJob[] };
+
+/** The task that compares one table on its own. */
+const tableTask = (job: TableJob): Task =>
+  job.method === 'key-range' ? { kind: 'plan', job } : { kind: job.method, job };
 
 export async function runTasks(
   pairs: WorkerPair[],
   jobs: TableJob[],
   options: { chunkRows: number; emit: (e: VerifyEvent) => void },
 ): Promise<void> {
-  const queue: Task[] = jobs.map((job) => {
-    job.pending = 1;
-    return job.method === 'key-range' ? { kind: 'plan', job } : { kind: job.method, job };
-  });
+  for (const job of jobs) job.pending = 1;
+  const batchable = (job: TableJob) => isBatchable(job, options.chunkRows);
+  // Jobs come largest first: the small tables' batches go last, where they fill the gaps.
+  const queue: Task[] = [
+    ...jobs.filter((job) => !batchable(job)).map(tableTask),
+    ...batchTables(jobs.filter(batchable)).map((batch): Task => ({ kind: 'batch', jobs: batch })),
+  ];
   let running = 0;
   let failure: unknown;
   let chunksDone = 0;
@@ -44,7 +55,30 @@ export async function runTasks(
     options.emit({ type: 'table-done', result: tableResult(job), tablesDone, tablesTotal: jobs.length });
   };
 
+  const runBatch = async (pair: WorkerPair, batch: TableJob[]) => {
+    const started = Date.now();
+    for (const job of batch) job.startedAt ??= started;
+    const differing = new Set(
+      await pair.task(`${batch.length} small table(s)`, () => verifyBatch(pair, batch), undefined),
+    );
+    for (const job of batch) {
+      if (differing.has(job)) continue;
+      const match = job.sourceRows === job.targetRows;
+      options.emit({
+        type: 'chunk-done',
+        table: job.ref,
+        chunk: 'checksum',
+        match,
+        chunksDone: ++chunksDone,
+      });
+      finishTask(job);
+    }
+    // Compared again on its own: that finds and names the rows.
+    queue.unshift(...[...differing].map(tableTask));
+  };
+
   const run = async (pair: WorkerPair, task: Task) => {
+    if (task.kind === 'batch') return runBatch(pair, task.jobs);
     const { job } = task;
     job.startedAt ??= Date.now();
     const name = displayName(job.ref.schema, job.ref.name);
