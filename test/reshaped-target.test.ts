@@ -91,29 +91,65 @@ describe('clone --schema skip into a partitioned target', () => {
     assert.deepEqual([events?.status, events?.rows], ['match', { source: 3000, target: 3000 }]);
   });
 
-  test('a row that fits no partition fails with the key and the fix; a default partition, then a rerun completes', async () => {
+  test('a row that fits no partition: refused before any row is loaded (clone and precheck), a default partition, then a rerun completes', async () => {
     const p = await pair(PARTITIONED_TARGET(['eu', 'us']));
+    // With an index on the key, the source's values are read one probe each.
+    await source.sql('CREATE INDEX events_region_idx ON public.events (region)', p.db);
     const run = await clone(p.args);
-    assert.equal(run.code, 1, run.stderr + run.stdout);
+    assert.equal(run.code, 5, run.stderr + run.stdout);
     assert.match(
-      run.stdout + run.stderr,
-      /no partition of public\.events on the target accepts a row of the source: partition key \(region\) = \(ap\)/,
+      run.stderr,
+      /no partition of public\.events on the target accepts rows of the source, nothing was loaded: public\.events: partition key \(region\) = \(ap\)\n/,
     );
-    assert.match(run.stdout + run.stderr, /CREATE TABLE … PARTITION OF public\.events DEFAULT/);
-    // Failed at once (not retried as a transient failure), and the other table is in.
-    assert.doesNotMatch(run.stdout + run.stderr, /transient failure/);
+    assert.match(run.stderr, /CREATE TABLE … PARTITION OF public\.events DEFAULT/);
+    // Before, not after, the rest: the other table is not loaded either.
     const notes = await target.sql<{ n: string }>('SELECT count(*) AS n FROM public.notes', p.db);
-    assert.equal(Number(notes[0]?.n), 50);
+    assert.equal(Number(notes[0]?.n), 0);
+    // The online precheck says the same (a target laid out for start --schema skip).
+    const pre = await runCli(['precheck', ...p.args, '--no-reachability', '--json']);
+    assert.equal(pre.code, 7, pre.stderr + pre.stdout);
+    const rows = (JSON.parse(pre.stdout) as { rows: { id: string; status: string; items?: string[] }[] })
+      .rows;
+    assert.deepEqual(
+      rows.filter((r) => r.id.startsWith('target.partition_bounds')).map((r) => [r.status, r.items]),
+      [['fail', ['public.events: partition key (region) = (ap)']]],
+    );
     await target.sql('CREATE TABLE public.events_other PARTITION OF public.events DEFAULT', p.db);
     const again = await clone(p.args);
     assert.equal(again.code, 0, again.stderr + again.stdout);
-    const rows = await target.sql<{ n: string }>(
+    const ap = await target.sql<{ n: string }>(
       `SELECT count(*) AS n FROM public.events_other WHERE region = 'ap'`,
       p.db,
     );
-    assert.equal(Number(rows[0]?.n), 1000);
+    assert.equal(Number(ap[0]?.n), 1000);
     const verify = await runCli(['verify', ...p.args]);
     assert.equal(verify.code, 0, verify.stderr + verify.stdout);
+  });
+
+  test('range partitions: rows past the last one are refused up front; a row in a gap fails its load with the key', async () => {
+    // Source rows run from 2024-01-01 00:01 to 2024-01-03 02:00 (UTC).
+    const p = await pair(`
+      CREATE TABLE public.events (id bigint NOT NULL, region text NOT NULL, payload text, at timestamptz NOT NULL,
+                                  PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+      CREATE TABLE public.events_1 PARTITION OF public.events FOR VALUES FROM ('2024-01-01 00:00+00') TO ('2024-01-02 00:00+00');
+      CREATE TABLE public.events_3 PARTITION OF public.events FOR VALUES FROM ('2024-01-02 12:00+00') TO ('2024-01-03 00:00+00');
+      CREATE TABLE public.notes (id int PRIMARY KEY, body text);`);
+    await source.sql(`ALTER DATABASE ${p.db} SET TimeZone = 'UTC'`, p.db);
+    const run = await clone(p.args);
+    assert.equal(run.code, 5, run.stderr + run.stdout);
+    assert.match(run.stderr, /public\.events: partition key \(at\) = \(2024-01-03 02:00:00\+00\)\n/);
+    // The minimum and maximum fit now; the gap (Jan 2, 00:00 to 12:00) is found by the load.
+    await target.sql(
+      `CREATE TABLE public.events_4 PARTITION OF public.events FOR VALUES FROM ('2024-01-03 00:00+00') TO ('2024-02-01 00:00+00')`,
+      p.db,
+    );
+    const gap = await clone(p.args);
+    assert.equal(gap.code, 1, gap.stderr + gap.stdout);
+    assert.match(
+      gap.stdout + gap.stderr,
+      /no partition of public\.events on the target accepts a row of the source: partition key \(at\) = \(2024-01-02 0/,
+    );
+    assert.doesNotMatch(gap.stdout + gap.stderr, /transient failure/);
   });
 });
 

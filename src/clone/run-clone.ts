@@ -33,7 +33,9 @@ import type { CopyEvent } from '../copy/copy-worker.js';
 import { runCopyPool } from '../copy/copy-pool.js';
 import { isTransient } from '../sqlstate.js';
 import { exportSnapshot, type SnapshotHandle } from '../copy/source-snapshot.js';
+import { findPartitionMisfits, partitionMisfitError } from '../plan/partition-fit.js';
 import {
+  excludedKey,
   columnPlanNotes,
   planTableColumns,
   readColumnCatalog,
@@ -602,6 +604,13 @@ async function planJobs(
   );
   // Rows in a table pgconvoy has no job for (yet) are somebody else's.
   const fresh = tables.filter((t) => !started.has(tableKey(t)));
+  // A row no partition of a reshaped target takes: refused now, not after the rest is loaded.
+  const misfits = await findPartitionMisfits(source, target, fresh, {
+    leftOut: (t, column) => o.excludeColumns.has(excludedKey(t, column)),
+    skipped: (t, why) =>
+      emit({ type: 'info', message: `${displayName(t.schema, t.name)}: partitions not prechecked: ${why}` }),
+  });
+  if (misfits.length > 0) throw partitionMisfitError(misfits);
   const partitioned = await readPartitionedTables(target);
   const occupied = await nonEmptyTables(target, fresh, partitioned);
   const skip = new Set<string>();

@@ -39,6 +39,7 @@ import { qualifiedName, quoteIdent, quoteLiteral } from '../util/sql.js';
 import { schemaFingerprint } from './fingerprint.js';
 import { checkIdentityMatch } from '../replicate/identity-match.js';
 import { resetInterruptedCopy } from './reset-copy.js';
+import { excludedKey } from '../copy/table-columns.js';
 import { beginOnlineState, readOnlineState, updateOnlineState, type OnlineState } from './state.js';
 
 export interface StartOptions {
@@ -180,8 +181,13 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
     if (reset.length > 0)
       emit(`emptied ${reset.length} table(s) the interrupted copy had filled; copying again`);
 
+    const filter = o.clone.filter;
     const precheck = await runPrecheck(o.clone.source, o.clone.target, {
       ledgerSchema: schema,
+      ...(filter
+        ? { includeTable: (t: TableRef) => tableIncluded(filter, t) && tableDataIncluded(filter, t) }
+        : {}),
+      leftOut: (t, column) => o.clone.excludeColumns.has(excludedKey(t, column)),
       ...(o.sourceFromTarget !== undefined ? { sourceFromTarget: o.sourceFromTarget } : {}),
     });
     for (const r of precheck.rows.filter((x) => x.status === 'warn'))
@@ -208,7 +214,6 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
     try {
       // Every table with rows; createPublication leaves out (and says why) what cannot be published.
       // Only the tables whose rows the clone copies (-n/-N/-t/-T/--exclude-table-data).
-      const filter = o.clone.filter;
       const tables = (await readReplicationTables(src)).filter(
         (t) => t.kind === 'table' && (!filter || (tableIncluded(filter, t) && tableDataIncluded(filter, t))),
       );
