@@ -238,3 +238,91 @@ describe('start --schema skip into a partitioned target (online)', () => {
     assert.equal(Number(moved[0]?.n), 30);
   });
 });
+
+/** A range-partitioned source table (two levels on one side) and the plain table it becomes on the target. */
+const PARTITIONED_SOURCE = `
+CREATE TABLE public.events (id bigserial, day date NOT NULL, payload text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+CREATE TABLE public.events_2023 PARTITION OF public.events FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+CREATE TABLE public.events_2024 PARTITION OF public.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')
+  PARTITION BY RANGE (day);
+CREATE TABLE public.events_2024_h1 PARTITION OF public.events_2024 FOR VALUES FROM ('2024-01-01') TO ('2024-07-01');
+CREATE TABLE public.events_2024_h2 PARTITION OF public.events_2024 FOR VALUES FROM ('2024-07-01') TO ('2025-01-01');
+INSERT INTO public.events (day, payload) SELECT DATE '2023-01-01' + g % 700, 'e' || g FROM generate_series(1, 2000) g;
+CREATE TABLE public.notes (id int PRIMARY KEY, body text);
+INSERT INTO public.notes SELECT g, 'note ' || g FROM generate_series(1, 50) g;
+ANALYZE;`;
+const FLAT_TARGET = `
+CREATE TABLE public.events (id bigserial, day date NOT NULL, payload text, PRIMARY KEY (id, day));
+CREATE TABLE public.notes (id int PRIMARY KEY, body text);`;
+
+async function mergedPair(): Promise<{ db: string; args: string[] }> {
+  const db = uniqueName('merge');
+  await Promise.all([createDatabase(source, db), createDatabase(target, db)]);
+  await source.sql(PARTITIONED_SOURCE, db);
+  await target.sql(FLAT_TARGET, db);
+  return { db, args: ['--source', source.url(db), '--target', target.url(db)] };
+}
+
+/** The same facts read by plain SQL on both sides. */
+const EVENT_FACTS = `SELECT count(*)::int AS n, md5(string_agg(id || ':' || day || ':' || coalesce(payload, ''), ',' ORDER BY id)) AS digest,
+                            (SELECT last_value FROM public.events_id_seq)::int AS seq
+                     FROM public.events`;
+
+describe('a partitioned source table into a plain target table', () => {
+  test('clone --schema skip: every partition (two levels) into the one table, a job each; verify passes', async () => {
+    const p = await mergedPair();
+    const run = await clone(p.args);
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    assert.match(
+      run.stderr,
+      /public\.events: 3 partition\(s\) of the source into one plain table on the target/,
+    );
+    const [want] = await source.sql(EVENT_FACTS, p.db);
+    const [got] = await target.sql(EVENT_FACTS, p.db);
+    assert.deepEqual(got, want);
+    assert.equal((want as { n: number }).n, 2000);
+    const verify = await runCli(['verify', ...p.args, '--json']);
+    assert.equal(verify.code, 0, verify.stderr + verify.stdout);
+  });
+
+  test('start --schema skip: published through the partitioned parent; changes in every partition, cutover with verify and sequences', async () => {
+    const p = await mergedPair();
+    const start = await runCli([
+      'start',
+      ...p.args,
+      '--schema',
+      'skip',
+      '--jobs',
+      '2',
+      '--run-dir',
+      tempDir(),
+    ]);
+    assert.equal(start.code, 0, start.stderr + start.stdout);
+    assert.match(start.stderr, /public\.events: its partitions' changes are published as its own/);
+    const pub = await source.sql<{ t: string; root: boolean }>(
+      `SELECT string_agg(schemaname || '.' || tablename, ',' ORDER BY tablename) AS t,
+              bool_and(p.pubviaroot) AS root
+       FROM pg_publication_tables JOIN pg_publication p USING (pubname)`,
+      p.db,
+    );
+    assert.deepEqual(pub[0], { t: 'public.events,public.notes', root: true });
+    await source.sql(
+      `INSERT INTO public.events (day, payload) SELECT DATE '2023-03-01' + g * 3, 'late ' || g FROM generate_series(1, 200) g;
+       UPDATE public.events SET day = day + 365, payload = 'moved' WHERE id BETWEEN 1 AND 20 AND day < '2024-01-01';
+       UPDATE public.events SET payload = 'edited' WHERE id BETWEEN 21 AND 60;
+       DELETE FROM public.events WHERE id BETWEEN 100 AND 149;
+       TRUNCATE public.notes;`,
+      p.db,
+    );
+    const cutover = await runCli(['cutover', ...p.args, '--json']);
+    assert.equal(cutover.code, 0, cutover.stderr + target.logTail());
+    assert.equal((JSON.parse(cutover.stdout) as { verify: { ok: boolean } }).verify.ok, true);
+    const [want] = await source.sql(EVENT_FACTS, p.db);
+    const [got] = await target.sql(EVENT_FACTS, p.db);
+    assert.deepEqual(got, want);
+    assert.equal((want as { n: number; seq: number }).n, 2150);
+    assert.equal((want as { n: number; seq: number }).seq, 2200);
+    const notes = await target.sql<{ n: string }>('SELECT count(*) AS n FROM public.notes', p.db);
+    assert.equal(Number(notes[0]?.n), 0);
+  });
+});

@@ -44,6 +44,7 @@ import {
   type ExcludedColumns,
 } from '../copy/table-columns.js';
 import { readPartitionedTables, targetRelation } from '../copy/partitioned-target.js';
+import { flatTargetParents } from '../copy/partitioned-source.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
 import { checkSourceLocks, lockBudget, readLockCapacity } from '../inventory/lock-capacity.js';
 import { orderUnits, type SchemaUnit } from '../schema/batches.js';
@@ -340,8 +341,15 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     const sourceColumns = await readColumnCatalog(source);
     const targetColumns = await readColumnCatalog(target);
     const tables = queue ? queue.tables.map((t) => t.table) : copyableTables(inventory);
+    // Source partitions whose partitioned parent is a plain table on the target load into it.
+    const flatParents = await flatTargetParents(
+      source,
+      new Set(targetColumns.keys()),
+      await readPartitionedTables(target),
+    );
+    const loaded = tables.map((t) => flatParents.get(tableKey(t)) ?? t);
     // Before any job exists: a table the target role may not load fails every job of it alike.
-    const refused = await rowSecurityLoadError(target, tables, o.ledgerSchema);
+    const refused = await rowSecurityLoadError(target, loaded, o.ledgerSchema);
     if (refused) throw refused;
     const planChunks: ChunkPlanner = queue
       ? (_client, table) =>
@@ -360,6 +368,7 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
         sourceInfo,
         sourceColumns,
         targetColumns,
+        flatParents,
         emit,
       );
     });
@@ -507,7 +516,10 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
         jobsPerTable.set(name, (jobsPerTable.get(name) ?? 0) + 1);
       }
       const vacuum = new Set(o.vacuum ? [...jobsPerTable].filter(([, n]) => n > 1).map(([t]) => t) : []);
-      await analyzeTables(o.target, analyzeTargets(inventory), o.indexJobs, vacuum);
+      // Only what the target has: source partitions merged into a plain table (and their
+      // partitioned parents in between) have no table of their own there.
+      const analyzed = analyzeTargets(inventory).filter((t) => targetColumns.has(tableKey(t)));
+      await analyzeTables(o.target, analyzed, o.indexJobs, vacuum);
       await steps.markDone(target!, 'analyze');
     });
     return summarize(o, started, phases, await ledger.list(target), warnings, snapshotName, files, true);
@@ -594,16 +606,28 @@ async function planJobs(
   sourceInfo: ServerInfo,
   sourceColumns: ColumnCatalog,
   targetColumns: ColumnCatalog,
+  flatParents: ReadonlyMap<string, TableRef>,
   emit: (e: CloneEvent) => void,
 ): Promise<void> {
   const existing = await ledger.list(target);
   const started = new Set(existing.map((j) => tableKey(j.table)));
+  // Source partitions merged into their parent's plain table: the parent's jobs, one per partition.
+  const merged = new Map<string, { parent: TableRef; partitions: TableInfo[] }>();
+  for (const t of tables) {
+    const parent = flatParents.get(tableKey(t));
+    if (!parent) continue;
+    const group = merged.get(tableKey(parent)) ?? { parent, partitions: [] };
+    group.partitions.push(t);
+    merged.set(tableKey(parent), group);
+  }
+  const direct = tables.filter((t) => !flatParents.has(tableKey(t)));
+  const loaded: TableRef[] = [...direct, ...[...merged.values()].map((g) => g.parent)];
   // Every table must exist on the target with the source's columns before anything is judged.
   const formats = new Map(
-    tables.map((t) => [tableKey(t), planTableColumns(t, sourceColumns, targetColumns, o.excludeColumns)]),
+    loaded.map((t) => [tableKey(t), planTableColumns(t, sourceColumns, targetColumns, o.excludeColumns)]),
   );
   // Rows in a table pgconvoy has no job for (yet) are somebody else's.
-  const fresh = tables.filter((t) => !started.has(tableKey(t)));
+  const fresh = loaded.filter((t) => !started.has(tableKey(t)));
   // A row no partition of a reshaped target takes: refused now, not after the rest is loaded.
   const misfits = await findPartitionMisfits(source, target, fresh, {
     leftOut: (t, column) => o.excludeColumns.has(excludedKey(t, column)),
@@ -633,7 +657,25 @@ async function planJobs(
     }
   }
   const planned: (PlannedJob & { tableKey: string })[] = [];
-  for (const table of tables) {
+  for (const { parent, partitions } of merged.values()) {
+    const key = tableKey(parent);
+    if (skip.has(key) || started.has(key)) continue;
+    emit({
+      type: 'info',
+      message: `${displayName(parent.schema, parent.name)}: ${partitions.length} partition(s) of the source into one plain table on the target`,
+    });
+    for (const p of partitions)
+      planned.push({
+        table: parent,
+        chunk: { kind: 'partition', schema: p.schema, name: p.name },
+        chunkLabel: chunkLabel({ kind: 'partition', schema: p.schema, name: p.name }),
+        chunkCount: partitions.length,
+        estimatedBytes: p.bytes,
+        copyFormat: formats.get(key)!.format,
+        tableKey: key,
+      });
+  }
+  for (const table of direct) {
     const key = tableKey(table);
     if (skip.has(key) || started.has(key)) continue;
     const columns = formats.get(key)!;

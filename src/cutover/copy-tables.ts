@@ -99,8 +99,14 @@ export async function copyWholeTables(
 
 /** Tables with rows that the forward publication did not carry. */
 export async function unpublishedTables(source: pg.Client, published: TableRef[]): Promise<TableRef[]> {
-  const carried = new Set(published.map((t) => JSON.stringify([t.schema, t.name])));
-  return (await readReplicationTables(source))
-    .filter((t) => t.kind === 'table' && !carried.has(JSON.stringify([t.schema, t.name])))
+  const k = (t: TableRef) => JSON.stringify([t.schema, t.name]);
+  const carried = new Set(published.map(k));
+  const tables = await readReplicationTables(source);
+  const parentOf = new Map(tables.map((t) => [k(t), t.parent]));
+  // A partition is carried by its partitioned ancestor when that was published (via the root).
+  const isCarried = (t: TableRef | undefined): boolean =>
+    t !== undefined && (carried.has(k(t)) || isCarried(parentOf.get(k(t))));
+  return tables
+    .filter((t) => t.kind === 'table' && !isCarried(t))
     .map((t) => ({ schema: t.schema, name: t.name }));
 }

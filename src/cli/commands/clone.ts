@@ -236,7 +236,9 @@ Run the same command again to resume: done jobs and steps are skipped (the ledge
 the target database, schema "${DEFAULTS.ledgerSchema}"), unfinished ones are redone, no row twice.
 
 --schema apply (default) creates the schema with pg_dump; --schema skip finds the tables on the
-target already. Any other --schema value is a schema pattern, as pg_dump's.
+target already, in any layout: partitioned (rows that fit no partition stop the clone before
+any row is loaded), a partitioned source table as one plain table, other column order, extra
+columns with defaults. Any other --schema value is a schema pattern, as pg_dump's.
 ${FILTER_HELP}
 
 Examples:
