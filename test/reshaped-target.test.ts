@@ -181,19 +181,56 @@ describe('clone --schema skip into a target with other columns', () => {
     );
   });
 
-  test('a source column the target lacks is refused before any row moves, unless --exclude-column', async () => {
+  test('a source column the target lacks is refused before any row moves, unless --exclude-column; verify takes it too', async () => {
     const p = await pair(`
       CREATE TABLE public.events (id bigint PRIMARY KEY, region text NOT NULL, at timestamptz NOT NULL);
-      CREATE TABLE public.notes (id int PRIMARY KEY, body text);`);
+      CREATE TABLE public.notes (id int PRIMARY KEY, body text DEFAULT 'kept');`);
     const refused = await clone(p.args);
     assert.equal(refused.code, 5, refused.stderr + refused.stdout);
     assert.match(refused.stderr, /column "payload" of public\.events does not exist on the target/);
     assert.match(refused.stderr, /--exclude-column public\.events\.payload/);
-    const run = await clone(p.args, '--exclude-column', 'public.events.payload');
+    // notes.body is on both sides, but the target keeps its own default.
+    const excluded = ['--exclude-column', 'public.events.payload', '--exclude-column', 'public.notes.body'];
+    const run = await clone(p.args, ...excluded);
     assert.equal(run.code, 0, run.stderr + run.stdout);
     assert.match(run.stderr, /public\.events: source column\(s\) payload left behind \(--exclude-column\)/);
-    const rows = await target.sql<{ n: string }>('SELECT count(*) AS n FROM public.events', p.db);
-    assert.equal(Number(rows[0]?.n), 3000);
+    const rows = await target.sql<{ n: string; kept: string }>(
+      `SELECT (SELECT count(*) FROM public.events) AS n, (SELECT count(*) FROM public.notes WHERE body = 'kept') AS kept`,
+      p.db,
+    );
+    assert.deepEqual([Number(rows[0]?.n), Number(rows[0]?.kept)], [3000, 50]);
+    // Without the same flags, verify sees a column missing and 50 changed rows; with them, equal.
+    const strict = await runCli(['verify', ...p.args, '--json']);
+    assert.equal(strict.code, 6, strict.stderr + strict.stdout);
+    const bad = JSON.parse(strict.stdout) as {
+      tables: { name: string; status: string }[];
+      schema: { object: string; severity: string }[];
+    };
+    assert.deepEqual(
+      bad.schema.map((d) => [d.object, d.severity]),
+      [
+        ['public.events.payload', 'difference'],
+        ['public.notes.body', 'difference'],
+      ],
+    );
+    assert.equal(bad.tables.find((t) => t.name === 'notes')?.status, 'differ');
+    const verify = await runCli(['verify', ...p.args, ...excluded, '--json']);
+    assert.equal(verify.code, 0, verify.stderr + verify.stdout);
+    const good = JSON.parse(verify.stdout) as {
+      tables: { name: string; status: string; columns: string[] }[];
+      schema: { object: string; severity: string }[];
+    };
+    assert.deepEqual(
+      good.schema.map((d) => [d.object, d.severity]),
+      [
+        ['public.events.payload', 'note'],
+        ['public.notes.body', 'note'],
+      ],
+    );
+    assert.deepEqual(good.tables.map((t) => [t.name, t.status, t.columns]).sort(), [
+      ['events', 'match', ['id', 'region', 'at']],
+      ['notes', 'match', ['id']],
+    ]);
   });
 });
 

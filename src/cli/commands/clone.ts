@@ -322,6 +322,9 @@ Examples:
               jobs: options.jobs,
               maxDiffs: DEFAULTS.verifyMaxDiffs,
               ledgerSchema: options.ledgerSchema,
+              // What was copied: the same filters, without the columns left behind.
+              filter: options.filter,
+              excludeColumns: options.excludeColumns,
             })
           : undefined;
       if (flags.json) {
