@@ -11,6 +11,7 @@
  *
  * Checked with PostgreSQL 13 and 15 on one side and 17 on the other.
  */
+import { tableRowsInScope, type Scope } from '../verify/scope.js';
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
@@ -98,7 +99,12 @@ export async function copyWholeTables(
 }
 
 /** Tables with rows that the forward publication did not carry. */
-export async function unpublishedTables(source: pg.Client, published: TableRef[]): Promise<TableRef[]> {
+export async function unpublishedTables(
+  source: pg.Client,
+  published: TableRef[],
+  /** What the migration moves (state.ts migrationScope): a table left out is never copied. */
+  scope: Scope,
+): Promise<TableRef[]> {
   const k = (t: TableRef) => JSON.stringify([t.schema, t.name]);
   const carried = new Set(published.map(k));
   const tables = await readReplicationTables(source);
@@ -107,6 +113,6 @@ export async function unpublishedTables(source: pg.Client, published: TableRef[]
   const isCarried = (t: TableRef | undefined): boolean =>
     t !== undefined && (carried.has(k(t)) || isCarried(parentOf.get(k(t))));
   return tables
-    .filter((t) => t.kind === 'table' && !isCarried(t))
+    .filter((t) => t.kind === 'table' && !isCarried(t) && tableRowsInScope(scope, t))
     .map((t) => ({ schema: t.schema, name: t.name }));
 }

@@ -42,7 +42,13 @@ import { resetInterruptedCopy } from './reset-copy.js';
 import { excludedKey, readColumnCatalog, tableKey } from '../copy/table-columns.js';
 import { flatTargetParents } from '../copy/partitioned-source.js';
 import { readPartitionedTables } from '../copy/partitioned-target.js';
-import { beginOnlineState, readOnlineState, updateOnlineState, type OnlineState } from './state.js';
+import {
+  beginOnlineState,
+  readOnlineState,
+  recordMigrationScope,
+  updateOnlineState,
+  type OnlineState,
+} from './state.js';
 
 export interface StartOptions {
   /** The clone engine's options; `snapshot` is set by start. */
@@ -216,6 +222,8 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
       await checkIdentityMatch(src, tgt, publish);
       await ensureLedger(tgt, schema);
       await beginOnlineState(tgt, schema, describeConnection(o.clone.source), names);
+      // Cutover, rollback and status follow the same tables and columns.
+      await recordMigrationScope(tgt, schema, { filter, excludeColumns: o.clone.excludeColumns });
       // createPublication leaves out (and says why) what cannot be published.
       pub = await createPublication(src, names.publication, publish, {
         viaPartitionRoot: merged.parents.length > 0,
