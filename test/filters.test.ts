@@ -35,6 +35,8 @@ CREATE TABLE public.events_2024 PARTITION OF public.events FOR VALUES FROM ('202
 INSERT INTO public.events SELECT g, DATE '2023-06-01' + (g * 7) FROM generate_series(1, 60) g;
 CREATE TABLE public.notes (id int PRIMARY KEY, t text);
 INSERT INTO public.notes SELECT g, 'n' || g FROM generate_series(1, 20) g;
+CREATE TABLE public.keyless (v int);
+INSERT INTO public.keyless SELECT generate_series(1, 5);
 ANALYZE;`;
 
 const TABLES = [
@@ -193,5 +195,37 @@ describe('filters: clone, verify and start with pg_dump patterns', { timeout: 24
     assert.equal(got['audit.log'], null);
     const down = await runCli(['teardown', ...conn]);
     assert.equal(down.code, 0, down.stderr + down.stdout);
+  });
+
+  test('start -T/-N, then status and cutover follow the same tables: an excluded key-less table is not copied', async () => {
+    const db = uniqueName('filter_cut');
+    await Promise.all([createDatabase(source, db, template), createDatabase(target, db)]);
+    // The operator's own table of that name on the target: cutover must leave it alone.
+    await target.sql('CREATE TABLE public.keyless (v int); INSERT INTO public.keyless VALUES (-1)', db);
+    const conn = ['--source', source.url(db), '--target', target.url(db)];
+    const flags = ['-T', 'public.keyless', '-N', 'audit'];
+    const started = await runCli(['start', ...conn, '--run-dir', path.join(dir, db), '-q', ...flags]);
+    assert.equal(started.code, 0, started.stderr + started.stdout);
+    await source.sql(
+      `INSERT INTO public.keyless VALUES (6); INSERT INTO sales.orders VALUES (1000, 'late');
+       INSERT INTO audit.log VALUES (1000, 'late')`,
+      db,
+    );
+    // The excluded schema is not "missing on the target" for status.
+    const status = await runCli(['status', ...conn, '--json']);
+    assert.equal(status.code, 0, status.stderr + status.stdout);
+    const online = (JSON.parse(status.stdout) as { online: { drift: unknown[]; warnings: string[] } }).online;
+    assert.deepEqual([online.drift, online.warnings], [[], []]);
+    const cutover = await runCli(['cutover', ...conn, '--json']);
+    assert.equal(cutover.code, 0, cutover.stderr + cutover.stdout);
+    const result = JSON.parse(cutover.stdout) as { copiedTables: unknown[]; verify: { ok: boolean } };
+    assert.deepEqual([result.copiedTables, result.verify.ok], [[], true]);
+    const kept = await target.sql<{ v: number }>('SELECT v FROM public.keyless', db);
+    assert.deepEqual(
+      kept.map((r) => r.v),
+      [-1],
+    );
+    const got = await counts(target, db);
+    assert.deepEqual([got['sales.orders'], got['audit.log']], [(all['sales.orders'] ?? 0) + 1, null]);
   });
 });

@@ -4,6 +4,7 @@
  * (foreign keys, triggers, …), materialized views, ANALYZE.
  */
 import { qualifiedName } from '../util/sql.js';
+import { readColumnCatalog, tableKey } from '../copy/table-columns.js';
 import type { CloneRun } from './clone-run.js';
 import type { CopyResult } from './copy-phase.js';
 import { analyzeTables } from './analyze-tables.js';
@@ -77,7 +78,11 @@ export async function runFinishPhases(
     const vacuum = new Set(
       o.vacuum ? [...jobsPerTable].filter(([, n]) => n > 1 || o.via === 'fdw').map(([t]) => t) : [],
     );
-    await analyzeTables(o.target, analyzeTargets(run.inventory), o.indexJobs, vacuum);
+    // Only what the target has: source partitions merged into a plain table (and their
+    // partitioned parents in between) have no table of their own there.
+    const onTarget = await readColumnCatalog(run.target);
+    const analyzed = analyzeTargets(run.inventory).filter((t) => onTarget.has(tableKey(t)));
+    await analyzeTables(o.target, analyzed, o.indexJobs, vacuum);
     await steps.markDone(run.target, 'analyze');
   });
 }

@@ -9,7 +9,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { chunkCondition, type Chunk, type TableRef } from '../plan/chunk.js';
+import { chunkCondition, chunkTable, type Chunk, type TableRef } from '../plan/chunk.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
 import type { Side } from '../connect/resolve.js';
 import { accessDeniedError } from './read-denied.js';
@@ -36,13 +36,15 @@ export interface CopyStreamResult {
 /** The two COPY statements of a job (also shown by --dry-run). */
 export function copyStatements(o: Omit<CopyStreamOptions, 'onBytes' | 'sides'>): { out: string; in: string } {
   const table = qualifiedName(o.table.schema, o.table.name);
+  const from = chunkTable(o.table, o.chunk);
+  const read = qualifiedName(from.schema, from.name);
   const cols = o.columns.map(quoteIdent).join(', ');
   const cond = chunkCondition(o.chunk);
   const fmt = o.format === 'binary' ? 'FORMAT binary' : 'FORMAT text';
   // COPY table TO reads only that table, never its children: the same as SELECT … FROM ONLY.
   const out = cond
-    ? `COPY (SELECT ${cols} FROM ONLY ${table} WHERE ${cond}) TO STDOUT (${fmt})`
-    : `COPY ${table} (${cols}) TO STDOUT (${fmt})`;
+    ? `COPY (SELECT ${cols} FROM ONLY ${read} WHERE ${cond}) TO STDOUT (${fmt})`
+    : `COPY ${read} (${cols}) TO STDOUT (${fmt})`;
   const into = `COPY ${table} (${cols}) FROM STDIN (${fmt}${o.freeze ? ', FREEZE' : ''})`;
   return { out, in: into };
 }

@@ -11,6 +11,7 @@
  *
  * Checked with PostgreSQL 13 and 15 on one side and 17 on the other.
  */
+import { tableRowsInScope, type Scope } from '../verify/scope.js';
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
@@ -98,9 +99,20 @@ export async function copyWholeTables(
 }
 
 /** Tables with rows that the forward publication did not carry. */
-export async function unpublishedTables(source: pg.Client, published: TableRef[]): Promise<TableRef[]> {
-  const carried = new Set(published.map((t) => JSON.stringify([t.schema, t.name])));
-  return (await readReplicationTables(source))
-    .filter((t) => t.kind === 'table' && !carried.has(JSON.stringify([t.schema, t.name])))
+export async function unpublishedTables(
+  source: pg.Client,
+  published: TableRef[],
+  /** What the migration moves (state.ts migrationScope): a table left out is never copied. */
+  scope: Scope,
+): Promise<TableRef[]> {
+  const k = (t: TableRef) => JSON.stringify([t.schema, t.name]);
+  const carried = new Set(published.map(k));
+  const tables = await readReplicationTables(source);
+  const parentOf = new Map(tables.map((t) => [k(t), t.parent]));
+  // A partition is carried by its partitioned ancestor when that was published (via the root).
+  const isCarried = (t: TableRef | undefined): boolean =>
+    t !== undefined && (carried.has(k(t)) || isCarried(parentOf.get(k(t))));
+  return tables
+    .filter((t) => t.kind === 'table' && !isCarried(t) && tableRowsInScope(scope, t))
     .map((t) => ({ schema: t.schema, name: t.name }));
 }

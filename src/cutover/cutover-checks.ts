@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, type ErrorCode } from '../errors.js';
 import { driftSummary, readSchemaDrift, type DriftItem } from '../online/schema-drift.js';
-import type { OnlineState } from '../online/state.js';
+import { migrationScope, type OnlineState } from '../online/state.js';
 import { replicationStatus, type ReplicationStatus } from '../replicate/status.js';
 import { tablesStillSyncing } from '../replicate/subscription.js';
 import { formatBytes } from '../util/format.js';
@@ -50,7 +50,7 @@ export async function checkReady(
       'run pgconvoy teardown and start again',
     );
   }
-  const drift = await readSchemaDrift(src, tgt, o.ledgerSchema);
+  const drift = await readSchemaDrift(src, tgt, o.ledgerSchema, migrationScope(state, o.ledgerSchema));
   if (drift.length > 0) throw driftError(drift, !sub.enabled || sub.workerPid === null);
   const ready = await waitUntilApplying(src, tgt, state);
   const now = ready.status.subscription ?? sub;

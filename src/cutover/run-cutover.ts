@@ -27,7 +27,7 @@ import { dropPublication } from '../replicate/publication.js';
 import { dropSlot } from '../replicate/slot.js';
 import { waitForCatchUp } from '../replicate/status.js';
 import { dropSubscription, readSubscription } from '../replicate/subscription.js';
-import { readFreeze, requireOnlineState, updateOnlineState } from '../online/state.js';
+import { migrationScope, readFreeze, requireOnlineState, updateOnlineState } from '../online/state.js';
 import { verifyDatabases } from '../verify/verify-databases.js';
 import type { VerifyReport } from '../verify/types.js';
 import { createBackReplication } from './back-replication.js';
@@ -110,6 +110,8 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
     const tgt = await openClient(o.target, { applicationName: 'pgconvoy cutover' });
     try {
       const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
+      // The tables and columns start moved: the rest is left as it is on both sides.
+      const scope = migrationScope(state, o.ledgerSchema);
       if (state.phase !== 'replicating' && state.phase !== 'cutover') {
         throw new PgconvoyError(
           `the online migration is in phase "${state.phase}": cutover needs "replicating"`,
@@ -190,10 +192,10 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         );
       }
       const sequences = await step('sequences', () =>
-        copySequenceValues(src, tgt, o.ledgerSchema, o.sequenceMargin),
+        copySequenceValues(src, tgt, o.ledgerSchema, o.sequenceMargin, scope),
       );
       const largeObjects = await step('large objects', () => replaceLargeObjects(src, tgt));
-      const unpublished = await unpublishedTables(src, state.published);
+      const unpublished = await unpublishedTables(src, state.published, scope);
       const copiedTables = await step('tables without replica identity', () =>
         copyWholeTables(o.source, o.target, unpublished, 'pgconvoy cutover copy'),
       );
@@ -210,6 +212,8 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
             jobs: o.jobs,
             maxDiffs: 20,
             ledgerSchema: o.ledgerSchema,
+            filter: scope.filter,
+            excludeColumns: scope.excludeColumns,
             contents: o.verify === 'full' ? 'checksums' : 'counts',
             checksumTables: copied,
           }),

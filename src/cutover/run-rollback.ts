@@ -19,7 +19,7 @@ import { openClient } from '../connect/open-client.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
-import { readOnlineState, updateOnlineState, type OnlinePhase } from '../online/state.js';
+import { migrationScope, readOnlineState, updateOnlineState, type OnlinePhase } from '../online/state.js';
 import { readSubscription } from '../replicate/subscription.js';
 import { dropBackReplication, waitForBackCatchUp } from './back-replication.js';
 import { copyWholeTables, unpublishedTables, type CopiedTable } from './copy-tables.js';
@@ -130,9 +130,10 @@ export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
             detail: { backCaughtUpAt: new Date().toISOString() },
           });
         // Everything that can still fail runs before back-replication is dropped.
-        result.sequences = await copySequenceValues(tgt, src, o.ledgerSchema, o.sequenceMargin);
+        const scope = migrationScope(state, o.ledgerSchema);
+        result.sequences = await copySequenceValues(tgt, src, o.ledgerSchema, o.sequenceMargin, scope);
         result.largeObjects = await replaceLargeObjects(tgt, src);
-        const tables = await unpublishedTables(src, state.published);
+        const tables = await unpublishedTables(src, state.published, scope);
         result.copiedTables = await copyWholeTables(o.target, o.source, tables, 'pgconvoy rollback copy');
         result.removed = await dropBackReplication(src, tgt, state.names);
         result.reopened = await releaseFreeze(src, tgt, o.ledgerSchema);

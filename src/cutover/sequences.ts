@@ -7,6 +7,7 @@
  * All sequences are set in one transaction on the receiving side. Checked on PostgreSQL 13,
  * 15 and 17 (pg_sequence: 10+).
  */
+import { schemaObjectInScope, tableInScope, type Scope } from '../verify/scope.js';
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
@@ -21,7 +22,14 @@ export interface SequenceValue {
 
 const SEQUENCES_SQL = `
 SELECT n.nspname AS schema, c.relname AS name,
-       s.seqincrement::text AS increment, s.seqmin::text AS min, s.seqmax::text AS max
+       s.seqincrement::text AS increment, s.seqmin::text AS min, s.seqmax::text AS max,
+       (SELECT ARRAY[tn.nspname::text, t.relname::text]
+        FROM pg_catalog.pg_depend d
+        JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+        JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+        WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid
+          AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i')
+        LIMIT 1) AS owner
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
@@ -38,6 +46,8 @@ interface SeqRow {
   increment: string;
   min: string;
   max: string;
+  /** The table that owns it (serial, identity), as [schema, name]. */
+  owner: [string, string] | null;
 }
 
 /** Sets every sequence of `to` from `from`; `ledgerSchema` (pgconvoy's own) is left out on both. */
@@ -46,8 +56,15 @@ export async function copySequenceValues(
   to: pg.Client,
   ledgerSchema: string,
   margin: number,
+  /** What the migration moves (state.ts migrationScope): a sequence left out stays as it is. */
+  scope: Scope,
 ): Promise<SequenceValue[]> {
-  const seqs = (await from.query<SeqRow>(SEQUENCES_SQL, [ledgerSchema])).rows;
+  // Like pg_dump: an owned sequence follows its table, any other its schema.
+  const inScope = (s: SeqRow) =>
+    s.owner
+      ? tableInScope(scope, { schema: s.owner[0], name: s.owner[1] })
+      : schemaObjectInScope(scope, s.schema);
+  const seqs = (await from.query<SeqRow>(SEQUENCES_SQL, [ledgerSchema])).rows.filter(inScope);
   const present = new Set(
     (await to.query<SeqRow>(SEQUENCES_SQL, [ledgerSchema])).rows.map((r) =>
       JSON.stringify([r.schema, r.name]),

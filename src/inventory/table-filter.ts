@@ -161,6 +161,25 @@ export function filterFromFlags(flags: FilterFlags): TableFilter | undefined {
     }
     parseFilterFile(text, file, texts);
   }
+  return filterFromTexts(texts);
+}
+
+/** A filter's patterns as written (to keep it in the ledger: online start, then cutover). */
+export type FilterTexts = Record<keyof TableFilter, string[]>;
+
+export function filterTexts(filter: TableFilter): FilterTexts {
+  const texts = (list: NamePattern[]) => list.map((p) => p.text);
+  return {
+    includeSchemas: texts(filter.includeSchemas),
+    excludeSchemas: texts(filter.excludeSchemas),
+    includeTables: texts(filter.includeTables),
+    excludeTables: texts(filter.excludeTables),
+    excludeTableData: texts(filter.excludeTableData),
+  };
+}
+
+/** The filter the patterns describe; undefined when there are none. */
+export function filterFromTexts(texts: FilterTexts): TableFilter | undefined {
   if (Object.values(texts).every((list) => list.length === 0)) return undefined;
   return {
     includeSchemas: texts.includeSchemas.map(parseSchemaPattern),

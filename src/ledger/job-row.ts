@@ -57,6 +57,7 @@ export const chunkSchema: z.ZodType<Chunk> = z.discriminatedUnion('kind', [
       value: z.string().nullable(),
     })
     .strict(),
+  z.object({ kind: z.literal('partition'), schema: z.string().min(1), name: z.string().min(1) }).strict(),
 ]);
 
 /** bigint columns arrive as strings. */

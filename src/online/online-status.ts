@@ -25,7 +25,7 @@ import { tablesStillSyncing } from '../replicate/subscription.js';
 import { formatBytes } from '../util/format.js';
 import { diffFingerprints, schemaFingerprint } from './fingerprint.js';
 import { driftSummary, readSchemaDrift, type DriftItem } from './schema-drift.js';
-import { readFreeze, readOnlineState, type FreezeRecord, type OnlineState } from './state.js';
+import { migrationScope, readFreeze, readOnlineState, type FreezeRecord, type OnlineState } from './state.js';
 
 /** Retained WAL above this is worth a warning whatever the server allows. */
 export const RETAINED_WAL_WARN_BYTES = 1024 ** 3;
@@ -141,7 +141,12 @@ async function readSchemaState(
   ledgerSchema: string,
 ): Promise<void> {
   const names = report.state.names;
-  report.drift = await readSchemaDrift(source, target, ledgerSchema);
+  report.drift = await readSchemaDrift(
+    source,
+    target,
+    ledgerSchema,
+    migrationScope(report.state, ledgerSchema),
+  );
   report.syncing = await tablesStillSyncing(target, names.subscription);
   const sub = report.replication?.subscription;
   if (sub && (sub.workerPid === null || (sub.applyErrorCount ?? 0) > 0))

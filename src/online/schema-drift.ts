@@ -17,6 +17,7 @@
  *
  * Read-only. Checked with PostgreSQL 15 as the source and 17 as the target.
  */
+import type { Scope } from '../verify/scope.js';
 import { findLayouts } from '../verify/layouts.js';
 import type pg from 'pg';
 import { displayIdent, displayName } from '../util/sql.js';
@@ -60,9 +61,11 @@ export async function readSchemaDrift(
   source: pg.Client,
   target: pg.Client,
   ledgerSchema: string,
+  /** What the migration moves (state.ts migrationScope): the rest is not drift. */
+  scope: Scope = { filter: undefined },
 ): Promise<DriftItem[]> {
   const [s, t] = [await catalogNow(source, ledgerSchema), await catalogNow(target, ledgerSchema)];
-  return schemaDrift(s, t);
+  return schemaDrift(s, t, scope);
 }
 
 /** Differences that replication makes normal while it runs: not drift. */
@@ -80,10 +83,12 @@ const memberKey = (o: { schema: string; table: string; name: string }) =>
   `${displayName(o.schema, o.table)}.${displayIdent(o.name)}`;
 
 /** Turns verify's schema differences into drift items with their statements. */
-export function schemaDrift(source: Catalog, target: Catalog): DriftItem[] {
-  const diffs = compareCatalogs(source, target, { filter: undefined }, findLayouts(source, target)).filter(
-    isDrift,
-  );
+export function schemaDrift(
+  source: Catalog,
+  target: Catalog,
+  scope: Scope = { filter: undefined },
+): DriftItem[] {
+  const diffs = compareCatalogs(source, target, scope, findLayouts(source, target)).filter(isDrift);
   const src = lookup(source);
   const tgt = lookup(target);
   const items: DriftItem[] = [];

@@ -36,11 +36,20 @@ import {
   readSubscription,
   subscriptionConninfo,
 } from '../replicate/subscription.js';
-import { qualifiedName, quoteIdent, quoteLiteral } from '../util/sql.js';
+import { displayName, qualifiedName, quoteIdent, quoteLiteral } from '../util/sql.js';
 import { schemaFingerprint } from './fingerprint.js';
 import { checkIdentityMatch } from '../replicate/identity-match.js';
 import { resetInterruptedCopy } from './reset-copy.js';
-import { beginOnlineState, readOnlineState, updateOnlineState, type OnlineState } from './state.js';
+import { excludedKey, readColumnCatalog, tableKey } from '../copy/table-columns.js';
+import { flatTargetParents } from '../copy/partitioned-source.js';
+import { readPartitionedTables } from '../copy/partitioned-target.js';
+import {
+  beginOnlineState,
+  readOnlineState,
+  recordMigrationScope,
+  updateOnlineState,
+  type OnlineState,
+} from './state.js';
 
 export interface StartOptions {
   /** The clone engine's options; `snapshot` is set by start. */
@@ -169,8 +178,13 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
     if (reset.length > 0)
       emit(`emptied ${reset.length} table(s) the interrupted copy had filled; copying again`);
 
+    const filter = o.clone.filter;
     const precheck = await runPrecheck(o.clone.source, o.clone.target, {
       ledgerSchema: schema,
+      ...(filter
+        ? { includeTable: (t: TableRef) => tableIncluded(filter, t) && tableDataIncluded(filter, t) }
+        : {}),
+      leftOut: (t, column) => o.clone.excludeColumns.has(excludedKey(t, column)),
       ...(o.sourceFromTarget !== undefined ? { sourceFromTarget: o.sourceFromTarget } : {}),
     });
     for (const r of precheck.rows.filter((x) => x.status === 'warn'))
@@ -182,26 +196,32 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
       return { ...base, mode: 'offline', precheck, clone, reset, seconds: (Date.now() - started) / 1000 };
     }
 
-    // A target laid out by the operator must find the rows the source's changes name.
-    const probe = await openClient(o.clone.source, { applicationName: 'pgconvoy start' });
-    try {
-      const tables = (await readReplicationTables(probe)).filter((t) => t.kind === 'table');
-      await checkIdentityMatch(probe, tgt, tables);
-    } finally {
-      await probe.end().catch(() => undefined);
-    }
-    await ensureLedger(tgt, schema);
-    await beginOnlineState(tgt, schema, describeConnection(o.clone.source), names);
     const src = await openClient(o.clone.source, { applicationName: 'pgconvoy start' });
     let pub;
     try {
-      // Every table with rows; createPublication leaves out (and says why) what cannot be published.
       // Only the tables whose rows the clone copies (-n/-N/-t/-T/--exclude-table-data).
-      const filter = o.clone.filter;
       const tables = (await readReplicationTables(src)).filter(
         (t) => t.kind === 'table' && (!filter || (tableIncluded(filter, t) && tableDataIncluded(filter, t))),
       );
-      pub = await createPublication(src, names.publication, tables);
+      // Source partitions merged into a plain table on the target: their changes are sent
+      // as their partitioned parent's (publish_via_partition_root), the table the target has.
+      const merged = await mergedParents(src, tgt, tables);
+      const publish = [...tables.filter((t) => !merged.leaves.has(tableKey(t))), ...merged.parents];
+      // A target laid out by the operator must find the rows the source's changes name.
+      await checkIdentityMatch(src, tgt, publish);
+      await ensureLedger(tgt, schema);
+      await beginOnlineState(tgt, schema, describeConnection(o.clone.source), names);
+      // Cutover, rollback and status follow the same tables and columns.
+      await recordMigrationScope(tgt, schema, { filter, excludeColumns: o.clone.excludeColumns });
+      // createPublication leaves out (and says why) what cannot be published.
+      pub = await createPublication(src, names.publication, publish, {
+        viaPartitionRoot: merged.parents.length > 0,
+      });
+      for (const p of merged.parents)
+        o.clone.onEvent({
+          type: 'warning',
+          message: `${displayName(p.schema, p.name)}: its partitions' changes are published as its own (the target has one plain table); a TRUNCATE of one partition alone is not replicated that way: truncate the whole table, or rely on cutover's verify to catch it`,
+        });
     } finally {
       await src.end().catch(() => undefined);
     }
@@ -282,4 +302,41 @@ async function fingerprintInSnapshot(source: ConnectionSpec, snapshot: string, l
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/**
+ * The source's partitioned tables (and their partitions among `tables`) that the target has
+ * as one plain table (see copy/partitioned-source.ts). Publishing them through their root
+ * needs PostgreSQL 13 on the source.
+ */
+async function mergedParents(
+  source: pg.Client,
+  target: pg.Client,
+  tables: readonly TableRef[],
+): Promise<{ parents: TableRef[]; leaves: Set<string> }> {
+  const parentOf = await flatTargetParents(
+    source,
+    new Set((await readColumnCatalog(target)).keys()),
+    await readPartitionedTables(target),
+  );
+  const leaves = new Set(tables.map(tableKey).filter((k) => parentOf.has(k)));
+  const parents = new Map([...leaves].map((k) => [tableKey(parentOf.get(k)!), parentOf.get(k)!]));
+  if (parents.size > 0) {
+    const major = Math.floor(
+      Number((await source.query<{ v: string }>('SHOW server_version_num')).rows[0]?.v) / 10000,
+    );
+    if (major < 13) {
+      const first = [...parents.values()][0]!;
+      throw new PgconvoyError(
+        `${displayName(first.schema, first.name)} is partitioned on the source and a plain table on the target: replicating into it needs publish_via_partition_root, which PostgreSQL ${major} lacks (13+)`,
+        {
+          code: 'PARTITION_ROOT_UNSUPPORTED',
+          exitCode: EXIT.blocked,
+          hint: 'copy it offline (pgconvoy clone --schema skip), or partition the target table like the source',
+          details: { tables: [...parents.values()].map((t) => displayName(t.schema, t.name)) },
+        },
+      );
+    }
+  }
+  return { parents: [...parents.values()], leaves };
 }

@@ -20,6 +20,8 @@ import type { TableRef } from '../plan/chunk.js';
 import type { ReplicationNames } from '../replicate/names.js';
 import { qualifiedName } from '../util/sql.js';
 import type { SchemaFingerprint } from './fingerprint.js';
+import { filterFromTexts, filterTexts } from '../inventory/table-filter.js';
+import type { Scope } from '../verify/scope.js';
 
 export type OnlinePhase = 'copying' | 'replicating' | 'cutover' | 'done' | 'rolled-back';
 
@@ -334,4 +336,53 @@ export async function requireOnlineState(
     });
   }
   return state;
+}
+
+const patterns = z.array(z.string().min(1));
+/** What `start` moved, kept in `detail.scope`: its filters' patterns and the columns left behind. */
+const scopeSchema = z
+  .object({
+    filter: z
+      .object({
+        includeSchemas: patterns,
+        excludeSchemas: patterns,
+        includeTables: patterns,
+        excludeTables: patterns,
+        excludeTableData: patterns,
+      })
+      .strict()
+      .nullable(),
+    excludeColumns: z.array(z.string()),
+  })
+  .strict();
+
+/** Records the tables and columns start moves, for cutover, rollback and status to follow. */
+export async function recordMigrationScope(client: pg.Client, schema: string, scope: Scope): Promise<void> {
+  const stored: z.infer<typeof scopeSchema> = {
+    filter: scope.filter ? filterTexts(scope.filter) : null,
+    excludeColumns: [...(scope.excludeColumns ?? [])],
+  };
+  await updateOnlineState(client, schema, { detail: { scope: stored } });
+}
+
+/**
+ * The tables and columns this migration moves (start's -n/-N/-t/-T/--exclude-table-data,
+ * --exclude-column): everything when start recorded no scope (an older ledger).
+ */
+export function migrationScope(state: OnlineState, ledgerSchema: string): Scope {
+  if (state.detail.scope === undefined) return { filter: undefined };
+  const parsed = scopeSchema.safeParse(state.detail.scope);
+  if (!parsed.success)
+    throw new PgconvoyError(
+      `the ledger's record of what start moved (${qualifiedName(ledgerSchema, 'online_state')}.detail -> 'scope') is not valid: ${parsed.error.issues[0]?.message ?? 'unreadable'}`,
+      {
+        code: 'LEDGER_INVALID',
+        exitCode: EXIT.target,
+        hint: 'the ledger was changed by hand or by another program: run pgconvoy teardown, then start again',
+      },
+    );
+  return {
+    filter: parsed.data.filter ? filterFromTexts(parsed.data.filter) : undefined,
+    excludeColumns: new Set(parsed.data.excludeColumns),
+  };
 }

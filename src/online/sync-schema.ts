@@ -25,7 +25,7 @@ import type { TableRef } from '../plan/chunk.js';
 import { addPublicationTables } from '../replicate/publication.js';
 import { refreshSubscription } from '../replicate/subscription.js';
 import { readSchemaDrift, type DriftItem } from './schema-drift.js';
-import { requireOnlineState, updateOnlineState } from './state.js';
+import { migrationScope, requireOnlineState, updateOnlineState } from './state.js';
 
 export interface SyncSchemaOptions {
   source: ConnectionSpec;
@@ -113,7 +113,10 @@ export async function runSyncSchema(o: SyncSchemaOptions): Promise<SyncSchemaRes
                 : 'the target no longer follows the source',
           },
         );
-      const plan = syncPlan(await readSchemaDrift(src, tgt, o.ledgerSchema), o.dryRun);
+      const plan = syncPlan(
+        await readSchemaDrift(src, tgt, o.ledgerSchema, migrationScope(state, o.ledgerSchema)),
+        o.dryRun,
+      );
       if (o.dryRun) return plan;
       await applyTransaction(tgt, plan.transaction);
       if (plan.transaction.length > 0)

@@ -6,7 +6,7 @@
  * row. `low`/`high` undefined means unbounded on that side. Rows whose key is NULL belong to
  * the chunk with `includeNulls` (the first chunk of a key-range split), so nothing is lost.
  */
-import { qualifiedName, quoteIdent, quoteLiteral } from '../util/sql.js';
+import { displayName, qualifiedName, quoteIdent, quoteLiteral } from '../util/sql.js';
 
 export type Chunk =
   | { kind: 'whole' }
@@ -21,7 +21,12 @@ export type Chunk =
       includeNulls: boolean;
     }
   | { kind: 'block-range'; fromBlock: number; toBlock?: number }
-  | { kind: 'value'; column: string; columnType: string; value: string | null };
+  | { kind: 'value'; column: string; columnType: string; value: string | null }
+  /**
+   * The rows of one partition of a partitioned source table whose target is a plain table
+   * (copy/partitioned-source.ts): read from the partition, loaded into the parent's name.
+   */
+  | { kind: 'partition'; schema: string; name: string };
 
 export interface TableRef {
   schema: string;
@@ -58,14 +63,23 @@ export function chunkCondition(chunk: Chunk): string {
         ? `(${col} IS NULL)`
         : `(${col} = ${quoteLiteral(chunk.value)}::${chunk.columnType})`;
     }
+    case 'partition':
+      // Not a condition on the table: the chunk is a table of its own (chunkTable).
+      return '';
   }
+}
+
+/** The source table a chunk's rows are read from: the table itself, or one partition of it. */
+export function chunkTable(table: TableRef, chunk: Chunk): TableRef {
+  return chunk.kind === 'partition' ? { schema: chunk.schema, name: chunk.name } : table;
 }
 
 /** `SELECT cols FROM table [WHERE cond]`, for COPY (...) TO STDOUT and for checksums. */
 export function chunkSelect(table: TableRef, columns: string[], chunk: Chunk): string {
   const cond = chunkCondition(chunk);
   const cols = columns.map(quoteIdent).join(', ');
-  return `SELECT ${cols} FROM ONLY ${qualifiedName(table.schema, table.name)}${cond ? ` WHERE ${cond}` : ''}`;
+  const from = chunkTable(table, chunk);
+  return `SELECT ${cols} FROM ONLY ${qualifiedName(from.schema, from.name)}${cond ? ` WHERE ${cond}` : ''}`;
 }
 
 /** Short human label: "id [1000, 2000)", "blocks [0, 512)", "whole table". */
@@ -79,5 +93,7 @@ export function chunkLabel(chunk: Chunk): string {
       return `blocks [${chunk.fromBlock}, ${chunk.toBlock ?? 'end'})`;
     case 'value':
       return `${chunk.column} = ${chunk.value === null ? 'NULL' : quoteLiteral(chunk.value)}`;
+    case 'partition':
+      return `partition ${displayName(chunk.schema, chunk.name)}`;
   }
 }

@@ -23,6 +23,8 @@ import {
 import { checkSourceActivity, leftoverSlotsRow } from './precheck-activity.js';
 import { checkReadAccess } from './precheck-access.js';
 import { checkCollation } from './precheck-collation.js';
+import { checkPartitionFit } from './precheck-partitions.js';
+import type { TableRef } from '../plan/chunk.js';
 import {
   checkExtensions,
   checkTargetRole,
@@ -41,6 +43,10 @@ export interface PrecheckOptions {
   sourceFromTarget?: string;
   /** Test the path from the target server to the source (default true). */
   testReachability?: boolean;
+  /** The tables the migration copies (start's filters); all by default. */
+  includeTable?: (t: TableRef) => boolean;
+  /** Source columns left behind (`--exclude-column`). */
+  leftOut?: (t: TableRef, column: string) => boolean;
 }
 
 export interface ServerSummary {
@@ -138,6 +144,14 @@ export async function runPrecheck(
       rows.push(...(await checkReadAccess(tgt, 'target', ledgerSchema)));
       rows.push(...(await checkExtensions(src, tgt)));
       rows.push(await checkCollation(src, sourceSummary.major, tgt, targetSummary.major));
+      if (replicable)
+        rows.push(
+          ...(await checkPartitionFit(src, tgt, {
+            ledgerSchema,
+            ...(options.includeTable ? { includeTable: options.includeTable } : {}),
+            ...(options.leftOut ? { leftOut: options.leftOut } : {}),
+          })),
+        );
       const counts: Record<CheckStatus, number> = { pass: 0, warn: 0, fail: 0, info: 0 };
       for (const r of rows) counts[r.status]++;
       return {

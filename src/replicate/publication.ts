@@ -6,7 +6,9 @@
  * published under the partition it happened in, which is exactly the table the copy filled
  * on the target (pg_dump recreates the same partitions there), and the same on every
  * version from 10 (which cannot publish a parent at all) to 17. Publishing via the root
- * (13+) would only help a target partitioned differently, which pgconvoy does not make.
+ * (13+) is only for a target the operator laid out with the partitioned table as one plain
+ * table (`start --schema skip`): then that parent is published, with
+ * `publish_via_partition_root` (see copy/partitioned-source.ts).
  *
  * Checked on PostgreSQL 13, 15 and 17.
  */
@@ -15,7 +17,7 @@ import { DEFAULTS, EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
-import { publishableTables, readReplicationTables } from './replication-tables.js';
+import { publishableTables, readReplicationTables, type ReplicationTable } from './replication-tables.js';
 import { SQLSTATE } from '../sqlstate.js';
 
 export interface PublicationResult {
@@ -42,9 +44,18 @@ export async function createPublication(
   client: pg.Client,
   name: string,
   tables: TableRef[],
+  options: {
+    /**
+     * Publish partitions' changes as their partitioned parent's, for partitioned tables in
+     * `tables` (a target that has them as plain tables: copy/partitioned-source.ts; 13+).
+     */
+    viaPartitionRoot?: boolean;
+  } = {},
 ): Promise<PublicationResult> {
-  const { published, skipped } = await splitPublishable(client, tables);
+  const viaRoot = options.viaPartitionRoot ?? false;
+  const { published, skipped } = await splitPublishable(client, tables, viaRoot);
   const list = published.map((t) => qualifiedName(t.schema, t.name)).join(', ');
+  const withRoot = viaRoot ? ' WITH (publish_via_partition_root = true)' : '';
 
   // Adding tables to a publication locks each of them: wait a bounded time for that, and
   // say so, rather than queue behind someone's long DDL (and queue the application behind us).
@@ -58,7 +69,9 @@ export async function createPublication(
     );
     const pub = existing.rows[0];
     if (!pub) {
-      await client.query(`CREATE PUBLICATION ${quoteIdent(name)}${list ? ` FOR TABLE ${list}` : ''}`);
+      await client.query(
+        `CREATE PUBLICATION ${quoteIdent(name)}${list ? ` FOR TABLE ${list}` : ''}${withRoot}`,
+      );
       return { name, created: true, published, skipped };
     }
     if (pub.puballtables) {
@@ -76,6 +89,8 @@ export async function createPublication(
        WHERE pr.prpubid = $1`,
       [pub.oid],
     );
+    if (viaRoot)
+      await client.query(`ALTER PUBLICATION ${quoteIdent(name)} SET (publish_via_partition_root = true)`);
     const have = new Set(current.rows.map(key));
     const same = have.size === published.length && published.every((t) => have.has(key(t)));
     if (!same) {
@@ -119,13 +134,19 @@ export async function createPublication(
   }
 }
 
+/** Via the root, a partitioned table is published like a plain one (its identity decides). */
+const asPlain = (t: ReplicationTable): ReplicationTable =>
+  t.kind === 'partitioned' ? { ...t, kind: 'table' } : t;
+
 /** The tables among `tables` that can be published, and the others with the reason. */
 async function splitPublishable(
   client: pg.Client,
   tables: TableRef[],
+  viaRoot = false,
 ): Promise<{ published: TableRef[]; skipped: PublicationResult['skipped'] }> {
   const known = new Map((await readReplicationTables(client)).map((t) => [key(t), t]));
-  const usable = new Set(publishableTables([...known.values()]).map(key));
+  const all = [...known.values()];
+  const usable = new Set(publishableTables(viaRoot ? all.map(asPlain) : all).map(key));
   const published: TableRef[] = [];
   const skipped: PublicationResult['skipped'] = [];
   for (const table of tables) {

@@ -130,7 +130,9 @@ export async function prepareSwitchFirst(
   }
 
   // Sequences: read from the source now, set margin increments further on the target.
-  const sequences = await copySequenceValues(src, tgt, o.ledgerSchema, o.sequenceMargin);
+  const sequences = await copySequenceValues(src, tgt, o.ledgerSchema, o.sequenceMargin, {
+    filter: undefined,
+  });
   state = { ...state, phase: 'prepared' };
   await writeSwitchFirstState(tgt, o.ledgerSchema, state);
   return { tables: state.tables.length, findings, sequences, loggedBy, already: false };

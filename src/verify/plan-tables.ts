@@ -8,7 +8,7 @@ import type { Inventory } from '../inventory/inventory.js';
 import type { Catalog, CatalogTable } from './catalog.js';
 import { relKey, type Layouts } from './layouts.js';
 import { columnHash, type HashedColumn } from './row-hash.js';
-import { tableRowsInScope, type Scope } from './scope.js';
+import { columnInScope, tableRowsInScope, type Scope } from './scope.js';
 import { newTableJob, type TableJob } from './table-job.js';
 import type { TableResult } from './types.js';
 
@@ -70,7 +70,7 @@ export function buildTableJobs(input: {
     // A materialized view that is not populated has no rows to read (the schema compare says so).
     if (s.relkind === 'm' && !(s.populated && t.populated)) continue;
     const targetColumns = new Map(t.columns.map((c) => [c.name, c]));
-    const common = s.columns.filter((c) => targetColumns.has(c.name));
+    const common = s.columns.filter((c) => targetColumns.has(c.name) && columnInScope(scope, s, c.name));
     const hashed = common.map((c): HashedColumn => {
       const other = targetColumns.get(c.name);
       return {

@@ -13,7 +13,13 @@
  */
 import { displayIdent, displayName } from '../util/sql.js';
 import type { Catalog, CatalogColumn, CatalogSequence, CatalogTable } from './catalog.js';
-import { databaseObjectsInScope, schemaObjectInScope, tableInScope, type Scope } from './scope.js';
+import {
+  columnInScope,
+  databaseObjectsInScope,
+  schemaObjectInScope,
+  tableInScope,
+  type Scope,
+} from './scope.js';
 import type { SchemaDifference, SchemaObjectKind } from './types.js';
 import { inReshapedTree, relKey, type Layouts } from './layouts.js';
 
@@ -149,11 +155,23 @@ export function compareCatalogs(
       byKey(t.columns, (c) => c.name),
       (sc, tc) => {
         const col = `${object}.${displayIdent((sc ?? tc)?.name ?? '')}`;
-        // A column only the target has loses nothing of the source's: its default fills it.
-        if (!sc || !tc) return presence('column', col, sc !== undefined, sc ? 'difference' : 'note');
+        // A column only the target has loses nothing of the source's: its default fills it;
+        // one the copy was told to leave behind (--exclude-column) was meant to be lost.
+        const leftBehind = sc !== undefined && !columnInScope(scope, s, sc.name);
+        if (!sc || !tc)
+          return presence('column', col, sc !== undefined, sc && !leftBehind ? 'difference' : 'note');
         const sd = describeColumn(sc);
         const td = describeColumn(tc);
-        if (sd !== td) add({ kind: 'column', object: col, problem: 'different', source: sd, target: td });
+        if (sd !== td)
+          add({
+            kind: 'column',
+            object: col,
+            problem: 'different',
+            source: sd,
+            target: td,
+            // The target keeps its own column (its default, say): the operator's choice.
+            severity: leftBehind ? 'note' : 'difference',
+          });
       },
     );
   });

@@ -12,9 +12,18 @@ import {
   type FilterableTable,
   type TableFilter,
 } from '../inventory/table-filter.js';
+import { excludedKey, type ExcludedColumns } from '../copy/table-columns.js';
+import type { TableRef } from '../plan/chunk.js';
 
 export interface Scope {
   filter: TableFilter | undefined;
+  /** Source columns the copy left behind (`--exclude-column`), as excludedKey()s. */
+  excludeColumns?: ExcludedColumns | undefined;
+}
+
+/** Whether a column's values are compared: not one the copy left behind. */
+export function columnInScope(scope: Scope, table: TableRef, column: string): boolean {
+  return !scope.excludeColumns?.has(excludedKey(table, column));
 }
 
 /** Every pattern must match a schema or table on one side or the other: a typo must not verify nothing. */

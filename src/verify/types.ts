@@ -8,6 +8,7 @@
  * prefix); a chunk *matches* when both sides have the same row count and the same
  * order-independent sum of row hashes.
  */
+import type { ExcludedColumns } from '../copy/table-columns.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import type { TableRef } from '../plan/chunk.js';
 import type { TableFilter } from '../inventory/table-filter.js';
@@ -20,6 +21,8 @@ export interface VerifyOptions {
   jobs: number;
   /** pg_dump's filters (inventory/table-filter.ts); a partitioned table stands for its partitions. */
   filter?: TableFilter | undefined;
+  /** Source columns left behind by the copy (`--exclude-column`, as excludedKey()s): not compared. */
+  excludeColumns?: ExcludedColumns | undefined;
   /** Row differences listed per table (the rest are counted, not listed). */
   maxDiffs: number;
   /** pgconvoy's ledger schema on the target: never compared. */

@@ -80,7 +80,7 @@ export async function verifyDatabases(options: VerifyOptions): Promise<VerifyRep
   }
   const started = Date.now();
   const emit = options.onProgress ?? (() => undefined);
-  const scope = { filter: options.filter };
+  const scope = { filter: options.filter, excludeColumns: options.excludeColumns };
   const [srcCoord, tgtCoord] = await openCoordinators(options);
   emit({ type: 'snapshot', side: 'source', snapshot: srcCoord.snapshot, lsn: srcCoord.lsn });
   emit({ type: 'snapshot', side: 'target', snapshot: tgtCoord.snapshot, lsn: tgtCoord.lsn });

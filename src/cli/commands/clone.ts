@@ -257,7 +257,9 @@ Run the same command again to resume: done jobs and steps are skipped (the ledge
 the target database, schema "${DEFAULTS.ledgerSchema}"), unfinished ones are redone, no row twice.
 
 --schema apply (default) creates the schema with pg_dump; --schema skip finds the tables on the
-target already. Any other --schema value is a schema pattern, as pg_dump's.
+target already, in any layout: partitioned (rows that fit no partition stop the clone before
+any row is loaded), a partitioned source table as one plain table, other column order, extra
+columns with defaults. Any other --schema value is a schema pattern, as pg_dump's.
 
 --via fdw has the target server read the rows itself (INSERT … SELECT from postgres_fdw
 foreign tables; same jobs and chunks, each job's rows and done mark in one transaction), so
@@ -351,6 +353,9 @@ Examples:
               jobs: options.jobs,
               maxDiffs: DEFAULTS.verifyMaxDiffs,
               ledgerSchema: options.ledgerSchema,
+              // What was copied: the same filters, without the columns left behind.
+              filter: options.filter,
+              excludeColumns: options.excludeColumns,
             })
           : undefined;
       if (flags.json) {

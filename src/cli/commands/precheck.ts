@@ -73,7 +73,9 @@ Checks the source's wal_level, slots, senders and workers, the role's rights, ta
 primary key (copied at cutover), long and prepared transactions, sequences, large objects,
 unlogged tables, leftover pgconvoy slots; the target's workers, its right to create
 subscriptions, whether the TARGET SERVER can connect to the source (a test subscription
-inside a transaction that is rolled back), and the source's extensions on the target.
+inside a transaction that is rolled back), the source's extensions on the target, and, for
+a target laid out in advance (start --schema skip), source rows that no partition of the
+target's table takes.
 
 Exit 7 when any check fails, 0 otherwise (warnings do not block).
 

@@ -138,8 +138,9 @@ now and again at cutover. Running start again while replicating says so and exit
 start stops during its copy, run pgconvoy teardown, then start again.
 
 --schema apply (default) creates the schema with pg_dump; --schema skip finds the tables on the
-target already (another layout is fine: partitioned, other column order, extra columns with
-defaults). Any other --schema value is a schema pattern. The publication holds only the
+target already (another layout is fine: partitioned, a partitioned source table as one plain
+table, other column order, extra columns with defaults; rows that fit no partition of the
+target stop start before anything is created). Any other --schema value is a schema pattern. The publication holds only the
 tables the filters include (and whose rows are copied).
 ${FILTER_HELP}
 

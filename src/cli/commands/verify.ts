@@ -17,6 +17,8 @@ import { openDashboard, type HttpFlags } from '../http-option.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { err, out, outJson } from '../output.js';
 import { positiveInt } from '../parse-options.js';
+import { parseExcludedColumn } from '../../copy/table-columns.js';
+import { EXCLUDE_COLUMN_OPTION } from './clone.js';
 
 interface VerifyFlags extends ConnectionFlags, HttpFlags, FilterFlags {
   jobs: number;
@@ -25,6 +27,7 @@ interface VerifyFlags extends ConnectionFlags, HttpFlags, FilterFlags {
   ledgerSchema: string;
   sourceSnapshot?: string;
   countsOnly?: boolean;
+  excludeColumn?: string[];
   json?: boolean;
 }
 
@@ -115,6 +118,11 @@ export function registerVerify(program: Command): void {
       "schema of pgconvoy's ledger on the target (not compared)",
       DEFAULTS.ledgerSchema,
     )
+    .option(
+      EXCLUDE_COLUMN_OPTION[0],
+      'a source column the copy left behind (as given to clone or start): not compared, and not a difference when the target lacks it; repeatable',
+      EXCLUDE_COLUMN_OPTION[2],
+    )
     .option('--json', 'machine-readable output')
     .addHelpText(
       'after',
@@ -131,7 +139,8 @@ is read-only and holds locks only for one chunk. Exit 0 when everything matches,
 anything differs.
 ${FILTER_HELP}
 Verify a filtered clone with the same filters; --exclude-table-data tables are compared by
-definition, not rows.
+definition, not rows. Likewise --exclude-column: the rows are compared over the other
+columns the two sides have in common.
 
 Examples:
   pgconvoy verify --source postgresql://app@db1/shop --target postgresql://app@db2/shop
@@ -153,6 +162,7 @@ Examples:
           target,
           jobs: flags.jobs,
           filter,
+          excludeColumns: new Set((flags.excludeColumn ?? []).map(parseExcludedColumn)),
           maxDiffs: flags.maxDiffs,
           chunkRows: flags.chunkRows,
           ledgerSchema: flags.ledgerSchema,
