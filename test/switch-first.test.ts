@@ -319,19 +319,24 @@ describe('switch-first', () => {
     assert.equal(marked!.n, '1', 'the journaled batch was in on the target when pgconvoy died');
     assert.deepEqual(stillJournaled, inFlight, 'and still in the journal');
 
-    // 5. At a random moment of a running move.
-    await killedMove([...args, '--batch-rows', '50'], () => new Promise((r) => setTimeout(r, 1500)));
+    // 5. At whatever point of a batch it is in once ten more batches are in (no lock held by the test).
+    const batchesIn = async () =>
+      Number(
+        (await target.sql<{ n: string }>('SELECT count(*) AS n FROM pgconvoy.switch_first_batches', db))[0]!
+          .n,
+      );
+    const before = await batchesIn();
+    await killedMove([...args, '--batch-rows', '50'], async (child) => {
+      while (child.exitCode === null && (await batchesIn()) < before + 10)
+        await new Promise((r) => setTimeout(r, 20));
+    });
 
     // The target restarts mid-move: the move reconnects and completes.
     const move = runCli(['switch-first', 'move', ...args, '--batch-rows', '20', '--jobs', '2']);
-    for (let i = 0; i < 400; i++) {
-      const [n] = await target.sql<{ n: string }>(
-        'SELECT count(*) AS n FROM pgconvoy.switch_first_batches',
-        db,
-      );
-      if (Number(n!.n) > 40) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    let moveEnded = false;
+    void move.then(() => (moveEnded = true));
+    const restartAt = (await batchesIn()) + 40;
+    while (!moveEnded && (await batchesIn()) < restartAt) await new Promise((r) => setTimeout(r, 20));
     await target.restart('immediate');
     const result = await move;
     assert.equal(result.code, 0, result.stderr);
