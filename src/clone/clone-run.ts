@@ -16,12 +16,13 @@ import { ensureLedger } from '../ledger/ledger-schema.js';
 import { JobLedger } from '../ledger/jobs.js';
 import { Steps } from '../ledger/steps.js';
 import { resolveQueueFile, type QueuePlan } from '../plan/queue-plan.js';
-import type { SnapshotHandle } from '../copy/source-snapshot.js';
+import { exportSnapshot, type SnapshotHandle } from '../copy/source-snapshot.js';
 import { tableKey } from '../copy/table-columns.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
 import type { CloneEvent, CloneOptions } from './clone-types.js';
 import type { Phases } from './phases.js';
 import type { RunFiles } from './run-files.js';
+import { prepareTarget } from './prepare-target.js';
 
 /** What every phase of one run reads, and the little it changes (target, done, snapshot). */
 export interface CloneRun {
@@ -74,11 +75,13 @@ export async function connectRun(basics: RunBasics): Promise<CloneRun> {
       })
     : undefined;
   if (queue) warnQueueGaps(queue, inventory, emit);
-  const target = await openOrCreateDatabase(o.target, {
-    applicationName: 'pgconvoy clone',
-    create: o.createDatabase,
-    onCreated: (message) => o.onEvent({ type: 'info', message }),
-  });
+  const target = o.targetPrepared
+    ? await openOrCreateDatabase(o.target, {
+        applicationName: 'pgconvoy clone',
+        create: false,
+        onCreated: () => undefined,
+      })
+    : await prepareTarget(o, source, sourceInfo.major, 'pgconvoy clone', emit);
   try {
     const targetInfo = await readServerInfo(target);
     const targetCapacity = await readLockCapacity(target);
@@ -106,6 +109,22 @@ export async function connectRun(basics: RunBasics): Promise<CloneRun> {
     await target.end().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * The snapshot this run reads the source in (schema, rows, sequences, large objects): online
+ * start's slot snapshot, or one exported now and held until the sequences are read.
+ */
+export async function runSnapshot(run: CloneRun): Promise<string> {
+  if (run.o.snapshot) return run.o.snapshot;
+  if (!run.snapshot) {
+    run.snapshot = await exportSnapshot(run.o.source);
+    run.emit({
+      type: 'info',
+      message: `source snapshot ${run.snapshot.name} at WAL ${run.snapshot.lsn ?? '(standby)'}`,
+    });
+  }
+  return run.snapshot.name;
 }
 
 function warnQueueGaps(queue: QueuePlan, inventory: Inventory, emit: (e: CloneEvent) => void): void {
