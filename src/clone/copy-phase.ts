@@ -9,11 +9,10 @@ import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { lockBudget } from '../inventory/lock-capacity.js';
 import { runCopyPool } from '../copy/copy-pool.js';
-import { exportSnapshot } from '../copy/source-snapshot.js';
 import { tableKey } from '../copy/table-columns.js';
 import { isTransient } from '../sqlstate.js';
 import { backoffMs, retry, sleep } from '../util/wait.js';
-import type { CloneRun } from './clone-run.js';
+import { runSnapshot, type CloneRun } from './clone-run.js';
 import { IndexBuilder } from './index-builder.js';
 import type { ClonedSchema } from './schema-phase.js';
 import { loadBlockers } from './target-checks.js';
@@ -31,13 +30,7 @@ export interface CopyResult {
 export async function runCopyPhase(run: CloneRun, schema: ClonedSchema | undefined): Promise<CopyResult> {
   const { o, emit, ledger } = run;
   const replicationRole = await checkTriggersOff(run);
-  run.snapshot = o.snapshot ? undefined : await exportSnapshot(o.source);
-  const snapshotName = o.snapshot ?? run.snapshot?.name;
-  if (run.snapshot)
-    emit({
-      type: 'info',
-      message: `source snapshot ${run.snapshot.name} at WAL ${run.snapshot.lsn ?? '(standby)'}`,
-    });
+  const snapshotName = await runSnapshot(run);
   const indexBuilder = schema ? newIndexBuilder(run, schema) : undefined;
   await run.phases.run('copy', false, async () => {
     // Tables already complete from an earlier run get their indexes first.

@@ -48,7 +48,8 @@ export function parseTablespaceMap(values: readonly string[]): Map<string, strin
  * pg_restore's `SET default_tablespace = …;` right before an item's header (after it maybe
  * its other session SETs, default_table_access_method): the only lines changed.
  */
-const SET_BEFORE_ITEM = /^SET default_tablespace = ("(?:[^"]|"")*"|[^;\n]+);\n(?=(?:SET [^\n]*;\n)*\n--\n-- Name: )/gm;
+const SET_BEFORE_ITEM =
+  /^SET default_tablespace = ("(?:[^"]|"")*"|[^;\n]+);\n(?=(?:SET [^\n]*;\n)*\n--\n-- Name: )/gm;
 
 /** The SQL pg_restore printed, with the tablespaces of `map` renamed. */
 export function mapTablespaceSql(sql: string, map: TablespaceMap): string {
