@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { describeConnection } from '../connect/resolve.js';
 import { openOrCreateDatabase } from '../connect/open-or-create.js';
-import { EXIT } from '../defaults.js';
+import { DEFAULTS, EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { copyableTables, readInventory, type Inventory } from '../inventory/inventory.js';
 import { filterInventory } from '../inventory/table-filter.js';
@@ -16,13 +16,14 @@ import { ensureLedger } from '../ledger/ledger-schema.js';
 import { JobLedger } from '../ledger/jobs.js';
 import { Steps } from '../ledger/steps.js';
 import { resolveQueueFile, type QueuePlan } from '../plan/queue-plan.js';
-import type { SnapshotHandle } from '../copy/source-snapshot.js';
+import { exportSnapshot, type SnapshotHandle } from '../copy/source-snapshot.js';
 import { tableKey } from '../copy/table-columns.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
 import type { CloneEvent, CloneOptions } from './clone-types.js';
 import type { Phases } from './phases.js';
 import type { RunFiles } from './run-files.js';
 import { FdwClone } from './via-fdw.js';
+import { prepareTarget } from './prepare-target.js';
 
 /** What every phase of one run reads, and the little it changes (target, done, snapshot). */
 export interface CloneRun {
@@ -77,11 +78,13 @@ export async function connectRun(basics: RunBasics): Promise<CloneRun> {
       })
     : undefined;
   if (queue) warnQueueGaps(queue, inventory, emit);
-  const target = await openOrCreateDatabase(o.target, {
-    applicationName: 'pgconvoy clone',
-    create: o.createDatabase,
-    onCreated: (message) => o.onEvent({ type: 'info', message }),
-  });
+  const target = o.targetPrepared
+    ? await openOrCreateDatabase(o.target, {
+        applicationName: 'pgconvoy clone',
+        create: false,
+        onCreated: () => undefined,
+      })
+    : await prepareTarget(o, source, sourceInfo.major, 'pgconvoy clone', emit);
   let fdw: FdwClone | undefined;
   try {
     const targetInfo = await readServerInfo(target);
@@ -122,6 +125,29 @@ export async function connectRun(basics: RunBasics): Promise<CloneRun> {
     await fdw?.remove(o.target);
     throw err;
   }
+}
+
+/**
+ * The snapshot this run reads the source in (schema, rows, sequences, large objects): online
+ * start's slot snapshot, or one exported now and held until the sequences are read.
+ */
+export async function runSnapshot(run: CloneRun): Promise<string> {
+  if (run.o.snapshot) return run.o.snapshot;
+  if (!run.snapshot) {
+    // --via fdw: the target's many remote transactions cannot import the snapshot, so the
+    // tables are locked against writes (SHARE) until the copy ends: they all see this one point.
+    run.snapshot = await exportSnapshot(
+      run.o.source,
+      run.fdw
+        ? { lockAgainstWrites: copyableTables(run.inventory), lockTimeoutMs: DEFAULTS.lockWaitTimeoutMs }
+        : {},
+    );
+    run.emit({
+      type: 'info',
+      message: `source snapshot ${run.snapshot.name} at WAL ${run.snapshot.lsn ?? '(standby)'}`,
+    });
+  }
+  return run.snapshot.name;
 }
 
 function warnQueueGaps(queue: QueuePlan, inventory: Inventory, emit: (e: CloneEvent) => void): void {

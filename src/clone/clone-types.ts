@@ -23,6 +23,7 @@ export type PhaseName =
   | 'post-data'
   | 'sequences'
   | 'large-objects'
+  | 'extension-data'
   | 'materialized-views'
   | 'analyze';
 
@@ -58,6 +59,16 @@ export interface CloneOptions {
   pathEnv: string | undefined;
   noOwner: boolean;
   noPrivileges: boolean;
+  /** Create the roles the source database refers to on the target, before the schema (`--roles`). */
+  roles?: boolean;
+  /** With `roles`: their passwords too (`--role-passwords`). */
+  rolePasswords?: boolean;
+  /** pg_restore's --no-tablespaces. */
+  noTablespaces?: boolean;
+  /** `--tablespace-map OLD=NEW`: the schema's tablespace OLD is NEW on the target. */
+  tablespaceMap?: ReadonlyMap<string, string>;
+  /** Set by online start, which has prepared the target itself (schema/…, clone/prepare-target.ts). */
+  targetPrepared?: boolean;
   maxAttempts: number;
   maintenanceWorkMem: string;
   /** Only plan (write jobs into the ledger) and stop: workers elsewhere do the copy. */

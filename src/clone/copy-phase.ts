@@ -8,13 +8,12 @@ import { openClient } from '../connect/open-client.js';
 import { PgconvoyError } from '../errors.js';
 import { lockBudget } from '../inventory/lock-capacity.js';
 import { runCopyPool } from '../copy/copy-pool.js';
-import { exportSnapshot } from '../copy/source-snapshot.js';
 import type { PullContext } from '../copy/copy-worker.js';
-import { DEFAULTS, EXIT } from '../defaults.js';
+import { EXIT } from '../defaults.js';
 import { tableKey } from '../copy/table-columns.js';
 import { isTransient } from '../sqlstate.js';
 import { backoffMs, retry, sleep } from '../util/wait.js';
-import type { CloneRun } from './clone-run.js';
+import { runSnapshot, type CloneRun } from './clone-run.js';
 import { IndexBuilder } from './index-builder.js';
 import type { ClonedSchema } from './schema-phase.js';
 import { loadBlockers } from './target-checks.js';
@@ -33,19 +32,8 @@ export interface CopyResult {
 export async function runCopyPhase(run: CloneRun, schema: ClonedSchema | undefined): Promise<CopyResult> {
   const { o, emit, ledger } = run;
   const replicationRole = await checkTriggersOff(run);
+  const snapshotName = await runSnapshot(run);
   const pullTables = run.fdw ? tablesToPull(await ledger.list(run.target)) : [];
-  run.snapshot = o.snapshot
-    ? undefined
-    : await exportSnapshot(
-        o.source,
-        run.fdw ? { lockAgainstWrites: pullTables, lockTimeoutMs: DEFAULTS.lockWaitTimeoutMs } : {},
-      );
-  const snapshotName = o.snapshot ?? run.snapshot?.name;
-  if (run.snapshot)
-    emit({
-      type: 'info',
-      message: `source snapshot ${run.snapshot.name} at WAL ${run.snapshot.lsn ?? '(standby)'}`,
-    });
   const pull = await pullContext(run, pullTables);
   const indexBuilder = schema ? newIndexBuilder(run, schema) : undefined;
   await run.phases.run('copy', false, async () => {

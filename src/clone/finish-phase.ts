@@ -3,8 +3,9 @@
  * snapshot), the index builds still running, then what needs all the data — final post-data
  * (foreign keys, triggers, …), materialized views, ANALYZE.
  */
-import { qualifiedName } from '../util/sql.js';
+import { displayName, qualifiedName } from '../util/sql.js';
 import { readColumnCatalog, tableKey } from '../copy/table-columns.js';
+import { copyExtensionConfigData, readExtensionConfigTables } from '../schema/extensions.js';
 import type { CloneRun } from './clone-run.js';
 import type { CopyResult } from './copy-phase.js';
 import { analyzeTables } from './analyze-tables.js';
@@ -19,7 +20,7 @@ import type { ClonedSchema } from './schema-phase.js';
 
 /** Sequences and large objects, then closes the copy's snapshot. */
 export async function runSnapshotSteps(run: CloneRun): Promise<void> {
-  const { emit, inventory, steps, done } = run;
+  const { o, emit, inventory, steps, done } = run;
   // Sequences and large objects are read in the copy's snapshot.
   const sourceSession = run.snapshot?.client ?? run.source;
   await run.phases.run('sequences', done.has('sequences'), async () => {
@@ -34,6 +35,32 @@ export async function runSnapshotSteps(run: CloneRun): Promise<void> {
       emit({ type: 'info', message: `${r.count} large object(s), ${r.bytes} bytes` });
     },
     inventory.largeObjects === 0 ? 'none on the source' : 'already done',
+  );
+  const configTables = o.filter ? [] : await readExtensionConfigTables(sourceSession);
+  await run.phases.run(
+    'extension-data',
+    done.has('extension-data') || configTables.length === 0,
+    async () => {
+      // The rows and the mark commit together: a rerun never copies them twice.
+      await run.target.query('BEGIN');
+      try {
+        const rows = await copyExtensionConfigData(sourceSession, run.target, configTables);
+        await steps.markDone(run.target, 'extension-data', { tables: configTables.length, rows });
+        await run.target.query('COMMIT');
+        emit({
+          type: 'info',
+          message: `${rows} row(s) of ${configTables.length} extension configuration table(s) (${configTables.map((t) => `${t.extension}: ${displayName(t.schema, t.name)}`).join(', ')})`,
+        });
+      } catch (err) {
+        await run.target.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    },
+    o.filter
+      ? 'filters given (as pg_dump with -n/-t)'
+      : configTables.length === 0
+        ? 'no extension configuration tables'
+        : 'already done',
   );
   await run.snapshot?.close();
   run.snapshot = undefined;

@@ -69,12 +69,28 @@ async function clonePhases(run: CloneRun): Promise<CloneSummary> {
   if (run.o.planOnly) return summarize(run, planned, undefined, true);
   const copy = await runCopyPhase(run, schema);
   if (run.o.signal?.aborted) throw interrupted();
+  await warnEarlierSnapshots(run, copy.snapshotName);
   await runSnapshotSteps(run);
   await drainIndexes(run, copy);
   const jobs = await run.ledger.list(run.target);
   if (jobs.some((j) => j.state !== 'done')) return summarize(run, jobs, copy.snapshotName, false);
   await runFinishPhases(run, schema, copy);
   return summarize(run, await run.ledger.list(run.target), copy.snapshotName, true);
+}
+
+/** A resumed clone holds rows read at more than one instant: say so, and how to check. */
+async function warnEarlierSnapshots(run: CloneRun, snapshot: string | undefined): Promise<void> {
+  if (!snapshot) return;
+  const earlier = await run.ledger.doneInOtherSnapshots(run.target, snapshot);
+  const jobs = earlier.reduce((n, e) => n + e.jobs, 0);
+  if (jobs === 0) return;
+  run.emit({
+    type: 'warning',
+    message:
+      `${jobs} job(s) were copied by an earlier run from another snapshot (${earlier.map((e) => e.snapshot).join(', ')}), the rest from ${snapshot}: ` +
+      'if the source changed in between, the target holds it at more than one point in time (a row may be missing or stale, a foreign key may point nowhere); ' +
+      'check with pgconvoy verify, or run clone with --verify',
+  });
 }
 
 function interrupted(): PgconvoyError {

@@ -10,7 +10,7 @@ import { dumpSchema } from '../schema/dump-schema.js';
 import { orderUnits, type SchemaUnit } from '../schema/batches.js';
 import type { PostDataItem, SchemaDump } from '../schema/types.js';
 import { quoteIdent } from '../util/sql.js';
-import type { CloneRun } from './clone-run.js';
+import { runSnapshot, type CloneRun } from './clone-run.js';
 import { earlyForeignKey, indexStepName } from './index-builder.js';
 import { applyInBatches, type BatchedApplyOptions } from './schema-batches.js';
 
@@ -35,6 +35,9 @@ export async function runSchemaPhase(run: CloneRun): Promise<ClonedSchema | unde
     ...(o.pathEnv !== undefined ? { pathEnv: o.pathEnv } : {}),
   });
   const dump = await dumpSchema({
+    // The schema of the instant the rows are read in (not with --plan-only: the workers
+    // elsewhere read their own snapshots).
+    snapshot: o.planOnly ? undefined : await runSnapshot(run),
     source: o.source,
     tools,
     runDir: o.runDir,

@@ -14,6 +14,12 @@ export interface OpenOrCreateOptions {
   create: boolean;
   /** Told once the database was created ("created database … on the target"). */
   onCreated: (message: string) => void;
+  /**
+   * Creates the database through `admin` (a session on the maintenance database) instead of a
+   * bare CREATE DATABASE: as the source's (schema/database-create.ts). Returns its warnings.
+   */
+  createLike?: (admin: pg.Client) => Promise<string[]>;
+  onWarning?: (message: string) => void;
 }
 
 export async function openOrCreateDatabase(spec: ConnectionSpec, o: OpenOrCreateOptions): Promise<pg.Client> {
@@ -24,7 +30,8 @@ export async function openOrCreateDatabase(spec: ConnectionSpec, o: OpenOrCreate
     // CREATE DATABASE runs from the maintenance database of the same server.
     const admin = await openClient(withDatabase(spec, 'postgres'), { applicationName: o.applicationName });
     try {
-      await admin.query(`CREATE DATABASE ${quoteIdent(spec.database)}`);
+      if (o.createLike) for (const w of await o.createLike(admin)) o.onWarning?.(w);
+      else await admin.query(`CREATE DATABASE ${quoteIdent(spec.database)}`);
     } finally {
       await admin.end();
     }

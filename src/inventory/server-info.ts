@@ -126,3 +126,11 @@ export async function readServerInfo(client: pg.Client): Promise<ServerInfo> {
     },
   };
 }
+
+/** The server's major version (13, 14, …, 18), in one round trip. */
+export async function serverMajor(client: pg.Client): Promise<number> {
+  const res = await client.query<{ v: string }>(
+    "SELECT pg_catalog.current_setting('server_version_num') AS v",
+  );
+  return Math.floor(Number(res.rows[0]!.v) / 10000);
+}

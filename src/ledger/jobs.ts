@@ -215,6 +215,20 @@ export class JobLedger {
     );
   }
 
+  /** Done jobs read in another snapshot than `snapshot` (an earlier run's), counted per snapshot. */
+  async doneInOtherSnapshots(
+    client: pg.Client,
+    snapshot: string,
+  ): Promise<{ snapshot: string; jobs: number }[]> {
+    const res = await client.query<{ snapshot: string; jobs: number }>(
+      `SELECT snapshot, count(*)::int AS jobs FROM ${this.table}
+       WHERE state = 'done' AND snapshot IS NOT NULL AND snapshot <> $1
+       GROUP BY snapshot ORDER BY 2 DESC`,
+      [snapshot],
+    );
+    return res.rows;
+  }
+
   async list(client: pg.Client): Promise<JobRow[]> {
     const res = await client.query(`SELECT * FROM ${this.table} ORDER BY seq, id`);
     return res.rows.map((row) => toJob(row, this.table));

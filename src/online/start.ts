@@ -17,7 +17,8 @@
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
-import { openOrCreateDatabase } from '../connect/open-or-create.js';
+import { prepareTarget } from '../clone/prepare-target.js';
+import { serverMajor } from '../inventory/server-info.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { runClone, type CloneOptions, type CloneSummary } from '../clone/run-clone.js';
@@ -164,11 +165,14 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
     state: undefined,
   };
 
-  const tgt = await openOrCreateDatabase(o.clone.target, {
-    applicationName: 'pgconvoy start',
-    create: o.clone.createDatabase,
-    onCreated: (message) => o.clone.onEvent({ type: 'info', message }),
-  });
+  // Roles, tablespaces and the database itself (created as the source's), before anything else.
+  const first = await openClient(o.clone.source, { applicationName: 'pgconvoy start' });
+  let tgt: pg.Client;
+  try {
+    tgt = await prepareTarget(o.clone, first, await serverMajor(first), 'pgconvoy start', o.clone.onEvent);
+  } finally {
+    await first.end().catch(() => undefined);
+  }
   try {
     const state = await readOnlineState(tgt, schema);
     if (state?.phase === 'replicating') {
@@ -187,12 +191,13 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
       leftOut: (t, column) => o.clone.excludeColumns.has(excludedKey(t, column)),
       ...(o.sourceFromTarget !== undefined ? { sourceFromTarget: o.sourceFromTarget } : {}),
     });
-    for (const r of precheck.rows.filter((x) => x.status === 'warn'))
+    // The collation warning was given when the target was prepared.
+    for (const r of precheck.rows.filter((x) => x.status === 'warn' && x.id !== 'target.collation'))
       o.clone.onEvent({ type: 'warning', message: `precheck: ${r.side} ${r.check}: ${r.detail}` });
     if (!precheck.ok) {
       if (o.fallback !== 'offline') throw blockedError(precheck);
       emit('logical replication is not possible here; copying offline instead (--fallback offline)');
-      const clone = await runClone({ ...o.clone, snapshot: undefined });
+      const clone = await runClone({ ...o.clone, snapshot: undefined, targetPrepared: true });
       return { ...base, mode: 'offline', precheck, clone, reset, seconds: (Date.now() - started) / 1000 };
     }
 
@@ -243,6 +248,7 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
       clone = await runClone({
         ...o.clone,
         snapshot: slot.snapshotName,
+        targetPrepared: true,
         existingRows: 'error',
         planOnly: false,
       });

@@ -5,6 +5,8 @@
  */
 import type pg from 'pg';
 import type { ReachabilityResult } from './reachability.js';
+import { extensionGaps, extensionPackageHint } from '../schema/extensions.js';
+import { serverMajor } from '../inventory/server-info.js';
 import { readRole, row, type PrecheckRow, type RoleFacts, type Settings } from './precheck-rows.js';
 
 /** Processes that are not background workers, as pg_stat_activity.backend_type names them (10–17). */
@@ -225,19 +227,8 @@ export function passwordLoggedRow(loggedBy: string[]): PrecheckRow {
 }
 
 export async function checkExtensions(source: pg.Client, target: pg.Client): Promise<PrecheckRow[]> {
-  const used = await source.query<{ name: string; version: string }>(
-    "SELECT e.extname AS name, e.extversion AS version FROM pg_catalog.pg_extension e WHERE e.extname <> 'plpgsql' ORDER BY 1",
-  );
-  const available = await target.query<{
-    name: string;
-    installed: string | null;
-    default_version: string | null;
-  }>(
-    'SELECT a.name, a.installed_version AS installed, a.default_version FROM pg_catalog.pg_available_extensions a',
-  );
-  const onTarget = new Map(available.rows.map((r) => [r.name, r]));
-  const missing = used.rows.filter((e) => !onTarget.has(e.name));
-  const notInstalled = used.rows.filter((e) => onTarget.has(e.name) && !onTarget.get(e.name)?.installed);
+  const { used, missing, notInstalled } = await extensionGaps(source, target);
+  const targetMajor = await serverMajor(target);
   const rows: PrecheckRow[] = [];
   const base = { side: 'target' as const, check: 'extensions' };
   if (missing.length > 0) {
@@ -247,7 +238,7 @@ export async function checkExtensions(source: pg.Client, target: pg.Client): Pro
         id: 'target.extensions_missing',
         status: 'fail',
         detail: `${missing.length} extension(s) of the source are not available on the target server`,
-        hint: 'install their packages on the target server (or drop them from the source if unused): the schema cannot be created without them',
+        hint: `install their packages on the target server (or drop them from the source if unused): the schema cannot be created without them; ${missing.map((e) => extensionPackageHint(e.name, targetMajor)).join('; ')}`,
         items: missing.map((e) => `${e.name} ${e.version}`),
       }),
     );
@@ -260,9 +251,7 @@ export async function checkExtensions(source: pg.Client, target: pg.Client): Pro
         status: 'warn',
         detail: `${notInstalled.length} extension(s) of the source are available on the target but not installed in its database`,
         hint: 'the schema step creates them (CREATE EXTENSION), which may need a superuser or a trusted extension; or create them now',
-        items: notInstalled.map(
-          (e) => `${e.name} ${e.version} (target default ${onTarget.get(e.name)?.default_version ?? '?'})`,
-        ),
+        items: notInstalled.map((e) => `${e.name} ${e.version} (target default ${e.targetDefault ?? '?'})`),
       }),
     );
   }
@@ -273,9 +262,9 @@ export async function checkExtensions(source: pg.Client, target: pg.Client): Pro
         id: 'target.extensions',
         status: 'pass',
         detail:
-          used.rows.length === 0
+          used.length === 0
             ? 'the source uses none besides plpgsql'
-            : `all ${used.rows.length} are installed on the target`,
+            : `all ${used.length} are installed on the target`,
       }),
     );
   }

@@ -15,6 +15,7 @@ import { PgconvoyError } from '../errors.js';
 import type { PgTools } from './pg-tools.js';
 import { parseRestoreFailure } from './restore-errors.js';
 import { childConninfo, childEnv, runTool } from './run-tool.js';
+import { mapTablespaceSql } from './tablespaces.js';
 import { restoreList } from './toc.js';
 import type { SchemaDump, TocEntryRef } from './types.js';
 
@@ -72,6 +73,7 @@ function ownershipFlags(dump: SchemaDump, o: { noOwner?: boolean; noPrivileges?:
   return [
     ...((o.noOwner ?? dump.noOwner) ? ['--no-owner'] : []),
     ...((o.noPrivileges ?? dump.noPrivileges) ? ['--no-privileges'] : []),
+    ...(dump.noTablespaces ? ['--no-tablespaces'] : []),
   ];
 }
 
@@ -87,6 +89,13 @@ function ownershipFlags(dump: SchemaDump, o: { noOwner?: boolean; noPrivileges?:
 export async function applySchemaSection(options: ApplySchemaOptions): Promise<void> {
   const { target, tools, dump } = options;
   if (typeof options.entries !== 'string' && options.entries.length === 0) return;
+  if (dump.tablespaceMap.size > 0) {
+    // pg_restore writes to the server itself here: there is no SQL to rename tablespaces in.
+    throw new PgconvoyError('applySchemaSection cannot map tablespaces', {
+      code: 'INTERNAL',
+      hint: 'apply the SQL of schemaSql() (it maps them) instead',
+    });
+  }
   const flags = ownershipFlags(dump, options);
   await withList(dump, options.entries, async (listFile) => {
     const args = [
@@ -157,6 +166,6 @@ export async function schemaSql(options: SchemaSqlOptions): Promise<string> {
         exitCode: EXIT.failed,
       });
     }
-    return result.stdout;
+    return mapTablespaceSql(result.stdout, dump.tablespaceMap);
   });
 }

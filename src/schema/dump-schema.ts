@@ -11,7 +11,7 @@
  *   schema_indexes_only.sql      post-data: indexes, constraints, triggers, ...
  *   schema-pre-data.list / schema-post-data.list   the restore lists behind those two files
  */
-import { chmodSync } from 'node:fs';
+import { chmodSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { describeConnection } from '../connect/resolve.js';
@@ -22,6 +22,7 @@ import { quoteIdent } from '../util/sql.js';
 import { makePrivateDir, writePrivateFile } from '../util/private-files.js';
 import { lockShortageHint } from '../inventory/lock-capacity.js';
 import { classifyPostData } from './classify.js';
+import { mapTablespaceSql } from './tablespaces.js';
 import type { PgTools } from './pg-tools.js';
 import { childConninfo, childEnv, runTool, type ToolResult } from './run-tool.js';
 import { assignSections, listedIds, parseTocListing, restoreList } from './toc.js';
@@ -41,6 +42,12 @@ export interface DumpSchemaOptions {
   lockWaitTimeoutMs?: number;
   /** Write the SQL files without GRANT/REVOKE (and make that the default when applying). */
   noPrivileges?: boolean;
+  /** Leave tablespaces out (pg_restore --no-tablespaces). */
+  noTablespaces?: boolean;
+  /** Rename tablespaces in the SQL (--tablespace-map OLD=NEW). */
+  tablespaceMap?: ReadonlyMap<string, string>;
+  /** Dump in this exported snapshot (pg_dump --snapshot), the one the data is copied in. */
+  snapshot?: string | undefined;
   signal?: AbortSignal;
 }
 
@@ -89,6 +96,8 @@ export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump
     // (and the application's queries queued behind it) wait without end.
     `--lock-wait-timeout=${options.lockWaitTimeoutMs ?? DEFAULTS.lockWaitTimeoutMs}`,
     `--file=${archive}`,
+    // The schema of the same instant as the data (the copy's exported snapshot).
+    ...(options.snapshot ? [`--snapshot=${options.snapshot}`] : []),
     ...options.excludeSchemas.map((s) => `--exclude-schema=${quoteIdent(s)}`),
     ...(options.filterArgs ?? []),
     `--dbname=${childConninfo(source, 'pgconvoy pg_dump')}`,
@@ -151,12 +160,19 @@ export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump
   const flags = [
     ...(options.noOwner ? ['--no-owner'] : []),
     ...(options.noPrivileges ? ['--no-privileges'] : []),
+    ...(options.noTablespaces ? ['--no-tablespaces'] : []),
   ];
   await Promise.all([
     restoreTool(tools, [...flags, `--file=${files.whole}`, archive], signal),
     restoreTool(tools, [...flags, `--file=${files.preData}`, `--use-list=${preList}`, archive], signal),
     restoreTool(tools, [...flags, `--file=${files.postData}`, `--use-list=${postList}`, archive], signal),
   ]);
+  const tablespaceMap = options.tablespaceMap ?? new Map<string, string>();
+  if (tablespaceMap.size > 0) {
+    // The files say what pgconvoy applies.
+    for (const file of [files.whole, files.preData, files.postData])
+      writePrivateFile(file, mapTablespaceSql(readFileSync(file, 'utf8'), tablespaceMap));
+  }
   // pg_dump and pg_restore create their files with our umask: narrow them like ours.
   for (const file of [archive, files.whole, files.preData, files.postData]) chmodSync(file, 0o600);
 
@@ -169,5 +185,7 @@ export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump
     postData,
     noOwner: options.noOwner ?? false,
     noPrivileges: options.noPrivileges ?? false,
+    noTablespaces: options.noTablespaces ?? false,
+    tablespaceMap,
   };
 }

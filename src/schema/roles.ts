@@ -21,6 +21,7 @@
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
+import { serverMajor } from '../inventory/server-info.js';
 import { withoutStatementLogging } from '../replicate/quiet-logging.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
 import { settingClause } from './database-create.js';
@@ -90,14 +91,14 @@ export async function missingRoles(
 }
 
 /** The error for missing roles, with what to run. */
-export function missingRolesError(missing: string[], command: string): PgconvoyError {
+export function missingRolesError(missing: string[]): PgconvoyError {
   return new PgconvoyError(
     `the schema names ${missing.length} role(s) that do not exist on the target: ${missing.map(quoteIdent).join(', ')}`,
     {
       code: 'ROLES_MISSING',
       exitCode: EXIT.target,
       hint:
-        `copy them from the source: ${command} --roles (add --role-passwords to copy their passwords too); ` +
+        `copy them from the source: run the same command with --roles (and --role-passwords to copy their passwords too); ` +
         `or create them on the target yourself (${missing.map((n) => `CREATE ROLE ${quoteIdent(n)};`).join(' ')}); ` +
         `or leave ownership and privileges out with --no-owner --no-privileges`,
       details: { roles: missing },
@@ -150,8 +151,8 @@ export async function copyRoles(
   o: CopyRolesOptions,
 ): Promise<CopyRolesResult> {
   const [sourceMajor, targetMajor, targetSuperuser] = await Promise.all([
-    major(source),
-    major(target),
+    serverMajor(source),
+    serverMajor(target),
     target
       .query<{ s: boolean }>('SELECT rolsuper AS s FROM pg_catalog.pg_roles WHERE rolname = current_user')
       .then((r) => r.rows[0]?.s ?? false),
@@ -252,13 +253,6 @@ export async function copyRoles(
     `created ${fresh.length} role(s) on the target: ${fresh.map(quoteIdent).join(', ')}${o.passwords ? ' (with their passwords)' : ' (without passwords: --role-passwords copies them)'}`,
   );
   return { created: fresh, existing: [...existing] };
-}
-
-async function major(client: pg.Client): Promise<number> {
-  const res = await client.query<{ v: string }>(
-    "SELECT pg_catalog.current_setting('server_version_num') AS v",
-  );
-  return Math.floor(Number(res.rows[0]!.v) / 10000);
 }
 
 /** GRANT role TO member for the memberships among `roles`, except between roles that both existed. */

@@ -85,4 +85,8 @@ export interface SchemaDump {
   /** What the SQL files were written with; applySchemaSection uses these unless told otherwise. */
   noOwner: boolean;
   noPrivileges: boolean;
+  /** pg_restore --no-tablespaces: every item in the target database's default tablespace. */
+  noTablespaces: boolean;
+  /** Source tablespace → target tablespace, applied to the SQL pg_restore prints (schema/tablespaces.ts). */
+  tablespaceMap: ReadonlyMap<string, string>;
 }

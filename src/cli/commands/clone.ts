@@ -19,6 +19,7 @@ import { commandLine, PARENT_COMMAND_ENV } from '../many-databases.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
 import { positiveInt } from '../parse-options.js';
 import { parseExcludedColumn } from '../../copy/table-columns.js';
+import { parseTablespaceMap } from '../../schema/tablespaces.js';
 import type { FilterFlags } from '../../inventory/table-filter.js';
 import { addFilterOptions, FILTER_HELP, filterOf, splitSchemaFlag } from '../filter-options.js';
 import { COPY_METHODS, type CopyMethod } from '../../clone/via-fdw.js';
@@ -34,6 +35,25 @@ export const EXCLUDE_COLUMN_OPTION = [
 ] as const;
 import { openDashboard, type HttpFlags } from '../http-option.js';
 
+/** `--roles`, `--role-passwords`, `--no-tablespaces`, `--tablespace-map`: the same for clone and start. */
+export const ROLES_OPTION = [
+  '--roles',
+  'create the roles the database refers to (owners, grantees, policies) on the target first; existing ones are left as they are',
+] as const;
+export const ROLE_PASSWORDS_OPTION = [
+  '--role-passwords',
+  'with --roles: copy their passwords too (read from pg_authid: the source role must be a superuser; never printed)',
+] as const;
+export const NO_TABLESPACES_OPTION = [
+  '--no-tablespaces',
+  "put every table and index in the target database's default tablespace",
+] as const;
+export const TABLESPACE_MAP_OPTION = [
+  '--tablespace-map <old=new>',
+  "the source's tablespace OLD is NEW on the target; repeatable",
+  (value: string, previous: string[] | undefined) => [...(previous ?? []), value],
+] as const;
+
 interface CloneFlags extends ConnectionFlags, HttpFlags, FilterFlags {
   jobs?: number;
   indexJobs?: number;
@@ -47,6 +67,10 @@ interface CloneFlags extends ConnectionFlags, HttpFlags, FilterFlags {
   pgBin?: string;
   owner: boolean;
   privileges: boolean;
+  roles?: boolean;
+  rolePasswords?: boolean;
+  tablespaces?: boolean;
+  tablespaceMap?: string[];
   retries: number;
   maintenanceWorkMem: string;
   planOnly?: boolean;
@@ -135,6 +159,10 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
     pathEnv: process.env.PATH ?? '',
     noOwner: !flags.owner,
     noPrivileges: !flags.privileges,
+    roles: Boolean(flags.roles || flags.rolePasswords),
+    rolePasswords: Boolean(flags.rolePasswords),
+    noTablespaces: flags.tablespaces === false,
+    tablespaceMap: parseTablespaceMap(flags.tablespaceMap ?? []),
     maxAttempts: flags.retries + 1,
     maintenanceWorkMem: flags.maintenanceWorkMem,
     planOnly: Boolean(flags.planOnly),
@@ -187,7 +215,10 @@ export function registerClone(program: Command): void {
         .choices(['before', 'after'])
         .default('after'),
     )
-    .option('--create-database', 'create the target database when it does not exist')
+    .option(
+      '--create-database',
+      "create the target database when it does not exist, as pg_dump --create would: the source's encoding, locale, owner, comment, settings and privileges",
+    )
     .addOption(
       new Option(
         '--existing-rows <policy>',
@@ -213,6 +244,10 @@ export function registerClone(program: Command): void {
     )
     .option('--no-owner', 'do not set object owners on the target (roles need not exist there)')
     .option('--no-privileges', 'do not copy GRANT/REVOKE')
+    .option(...ROLES_OPTION)
+    .option(...ROLE_PASSWORDS_OPTION)
+    .option(...NO_TABLESPACES_OPTION)
+    .option(...TABLESPACE_MAP_OPTION)
     .option('--retries <n>', 'retries of a job after a transient failure', positiveInt, DEFAULTS.jobRetries)
     .option(
       '--maintenance-work-mem <size>',
@@ -273,6 +308,7 @@ ${FILTER_HELP}
 
 Examples:
   pgconvoy clone --source postgresql://app@old/shop --target postgresql://app@new/shop --create-database
+  pgconvoy clone --source ... --target ... --create-database --roles --tablespace-map fast_ssd=pg_default
   pgconvoy clone --source ... --target ... -n sales -T 'sales.*_archive' --exclude-table-data public.audit_log
   pgconvoy clone --source ... --target ... --filter tables.filter
   pgconvoy clone --source ... --target ... --jobs 8 --index-jobs 4

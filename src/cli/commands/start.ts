@@ -11,7 +11,15 @@ import { isTTY, out, outJson } from '../output.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
 import { unlessInterrupted } from '../interrupted.js';
 import { positiveInt } from '../parse-options.js';
-import { buildCloneOptions, EXCLUDE_COLUMN_OPTION, SCHEMA_MODES } from './clone.js';
+import {
+  buildCloneOptions,
+  EXCLUDE_COLUMN_OPTION,
+  NO_TABLESPACES_OPTION,
+  ROLE_PASSWORDS_OPTION,
+  ROLES_OPTION,
+  SCHEMA_MODES,
+  TABLESPACE_MAP_OPTION,
+} from './clone.js';
 import { addFilterOptions, FILTER_HELP } from '../filter-options.js';
 
 import { openDashboard, type HttpFlags } from '../http-option.js';
@@ -30,6 +38,10 @@ interface StartFlags extends HttpFlags {
   pgBin?: string;
   owner: boolean;
   privileges: boolean;
+  roles?: boolean;
+  rolePasswords?: boolean;
+  tablespaces?: boolean;
+  tablespaceMap?: string[];
   retries: number;
   maintenanceWorkMem: string;
   splitTablesLargerThan?: string;
@@ -93,13 +105,20 @@ export function registerStart(program: Command): void {
       '--source-from-target <conninfo>',
       'how the TARGET server reaches the source, when that differs from --source (the password of --source is used when it has none)',
     )
-    .option('--create-database', 'create the target database when it does not exist')
+    .option(
+      '--create-database',
+      "create the target database when it does not exist, as the source's (encoding, locale, owner, settings, privileges)",
+    )
     .option('--pg-bin <dir>', "directory of pg_dump/pg_restore/psql (a major >= the source's)")
     .option('--split-tables-larger-than <size>', 'cut tables bigger than this into chunks copied in parallel')
     .option('--chunk-size <size>', 'about this much per chunk')
     .option(...EXCLUDE_COLUMN_OPTION)
     .option('--no-owner', 'do not set object owners on the target')
     .option('--no-privileges', 'do not copy GRANT/REVOKE')
+    .option(...ROLES_OPTION)
+    .option(...ROLE_PASSWORDS_OPTION)
+    .option(...NO_TABLESPACES_OPTION)
+    .option(...TABLESPACE_MAP_OPTION)
     .option(
       '--retries <n>',
       'retries of a copy job after a transient failure',
