@@ -158,6 +158,7 @@ export class CopyWorker {
               ? [
                   job,
                   ...(await this.ctx.ledger.claimSmall(target, {
+                    first: job,
                     limit: this.ctx.groupSize - 1,
                     maxBytes: SMALL_JOB_BYTES,
                   })),

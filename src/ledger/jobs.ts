@@ -140,13 +140,18 @@ export class JobLedger {
    * pending whole-table jobs of at most `maxBytes` each, in queue order, skipping those other
    * workers hold. They are loaded and marked done in that one transaction (see copy-worker.ts).
    */
-  async claimSmall(client: pg.Client, o: { limit: number; maxBytes: number }): Promise<JobRow[]> {
+  async claimSmall(
+    client: pg.Client,
+    o: { first: JobRow; limit: number; maxBytes: number },
+  ): Promise<JobRow[]> {
     if (o.limit <= 0) return [];
+    // SKIP LOCKED skips only other transactions' locks: the job this one holds is left out by id.
     const res = await client.query<Record<string, unknown>>(
       `SELECT * FROM ${this.table}
        WHERE state = 'pending' AND chunk_count = 1 AND chunk->>'kind' = 'whole' AND estimated_bytes <= $1
+         AND id <> $3
        ORDER BY seq, id FOR UPDATE SKIP LOCKED LIMIT $2`,
-      [o.maxBytes, o.limit],
+      [o.maxBytes, o.limit, o.first.id],
     );
     const jobs = res.rows.map((row: unknown) => toJob(row, this.table));
     await this.claimedAll(client, jobs);
