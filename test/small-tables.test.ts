@@ -108,6 +108,9 @@ describe('many small tables', () => {
     assert.deepEqual(left, { rows: '0', done: '0' });
     const again = await runCli(args);
     assert.equal(again.code, 0, again.stderr + again.stdout);
+    // Each table loaded once: a group never holds its first job twice.
+    const starts = (again.stdout + again.stderr).match(/started tenant\.t01\b/g) ?? [];
+    assert.equal(starts.length, 1, again.stdout + again.stderr);
     await assertSameData(server, sdb, server, tdb);
     const [jobs] = await server.sql<{ n: string; rows: string }>(
       `SELECT count(*)::text AS n, sum(rows)::text AS rows FROM pgconvoy.jobs WHERE state = 'done'`,
