@@ -95,6 +95,22 @@ CREATE TABLE ${s}.online_freeze (
   released_at timestamptz
 );
 `,
+  // 4: the relay (start --via relay): how the online migration replicates, and the relay's
+  // position, written in the same target transaction as the changes it applied.
+  (s) => `
+ALTER TABLE ${s}.online_state ADD COLUMN via text NOT NULL DEFAULT 'subscription' CHECK (via IN ('subscription', 'relay'));
+CREATE TABLE ${s}.relay_progress (
+  id integer PRIMARY KEY CHECK (id = 1),
+  applied_lsn text NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  changes bigint NOT NULL DEFAULT 0,
+  transactions bigint NOT NULL DEFAULT 0,
+  host text,
+  pid integer,
+  heartbeat_at timestamptz,
+  stopped text
+);
+`,
 ];
 
 /** Creates or upgrades the ledger schema. Idempotent and safe to run concurrently. */

@@ -39,7 +39,14 @@ import { qualifiedName, quoteIdent, quoteLiteral } from '../util/sql.js';
 import { schemaFingerprint } from './fingerprint.js';
 import { checkIdentityMatch } from '../replicate/identity-match.js';
 import { resetInterruptedCopy } from './reset-copy.js';
-import { beginOnlineState, readOnlineState, updateOnlineState, type OnlineState } from './state.js';
+import { beginRelayProgress } from '../relay/relay-progress.js';
+import {
+  beginOnlineState,
+  readOnlineState,
+  updateOnlineState,
+  type OnlineState,
+  type ReplicationVia,
+} from './state.js';
 
 export interface StartOptions {
   /** The clone engine's options; `snapshot` is set by start. */
@@ -50,6 +57,12 @@ export interface StartOptions {
   fallback: 'none' | 'offline';
   /** How long creating the slot may wait for open transactions (default 10 minutes). */
   slotTimeoutMs?: number;
+  /**
+   * 'subscription' (default): a subscription on the target applies the changes. 'relay':
+   * no subscription; the ledger gets the relay's first position and the caller runs the
+   * relay (relay/run-relay.ts).
+   */
+  via?: ReplicationVia;
 }
 
 export interface StartResult {
@@ -180,8 +193,10 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
     if (reset.length > 0)
       emit(`emptied ${reset.length} table(s) the interrupted copy had filled; copying again`);
 
+    const via = o.via ?? 'subscription';
     const precheck = await runPrecheck(o.clone.source, o.clone.target, {
       ledgerSchema: schema,
+      via,
       ...(o.sourceFromTarget !== undefined ? { sourceFromTarget: o.sourceFromTarget } : {}),
     });
     for (const r of precheck.rows.filter((x) => x.status === 'warn'))
@@ -203,6 +218,7 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
     }
     await ensureLedger(tgt, schema);
     await beginOnlineState(tgt, schema, describeConnection(o.clone.source), names);
+    if (via === 'relay') await updateOnlineState(tgt, schema, { via });
     const src = await openClient(o.clone.source, { applicationName: 'pgconvoy start' });
     let pub;
     try {
@@ -251,6 +267,24 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
     // pg_dump copied the source's publications with the schema, ours included: not wanted on the target.
     if (await dropPublication(tgt, names.publication))
       emit(`dropped the copy of publication "${names.publication}" that came with the schema`);
+    if (via === 'relay') {
+      // The relay starts from the slot's consistent point: the copy holds everything before it.
+      await beginRelayProgress(tgt, schema, slot.consistentPoint);
+      await updateOnlineState(tgt, schema, { phase: 'replicating', detail: { copySeconds } });
+      emit(`ready to relay the source's changes from ${slot.consistentPoint}`);
+      return {
+        ...base,
+        precheck,
+        published: pub.published,
+        copiedAtCutover: pub.skipped,
+        clone,
+        reset,
+        startLsn: slot.consistentPoint,
+        copySeconds,
+        seconds: (Date.now() - started) / 1000,
+        state: await readOnlineState(tgt, schema),
+      };
+    }
     const subscription = await createSubscription(tgt, {
       name: names.subscription,
       sourceConninfo: subscriptionConninfo(o.clone.source, o.sourceFromTarget),
