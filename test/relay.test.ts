@@ -21,7 +21,6 @@ import type { LocalServer } from '../src/sandbox/local-server.js';
 import { assertSameData } from './helpers/compare.js';
 import {
   NEW_MAJOR,
-  OLD_MAJOR,
   SYSTEM_MAJOR,
   createDatabase,
   runCli,

@@ -54,7 +54,7 @@ export class ApplySession {
   private readonly plans = new Map<number, RelationPlan>();
   private readonly statementNames = new Map<string, string>();
   private inflight: Promise<void>[] = [];
-  private failure: unknown;
+  private failure: Error | undefined;
   private run: InsertRun | undefined;
   private groupOpen = false;
   /** The commit LSN of the source transaction being applied, for messages. */
@@ -276,22 +276,28 @@ export class ApplySession {
   private track(p: Promise<void>): void {
     this.inflight.push(
       p.catch((err: unknown) => {
-        this.failure ??= err;
+        this.failure ??= err instanceof Error ? err : new Error(String(err));
       }),
     );
   }
 
   /** Waits for the oldest answers when too many are in flight (memory stays bounded). */
   private async throttle(): Promise<void> {
-    if (this.failure) throw this.failure;
+    this.raise();
     if (this.inflight.length < MAX_IN_FLIGHT) return;
     await Promise.all(this.inflight.splice(0, MAX_IN_FLIGHT / 2));
-    if (this.failure) throw this.failure;
+    this.raise();
   }
 
   private async drain(): Promise<void> {
     await Promise.all(this.inflight.splice(0));
-    if (this.failure) throw this.failure;
+    this.raise();
+  }
+
+  /** The first statement that failed (or diverged) stops the group. */
+  private raise(): void {
+    const failure = this.failure;
+    if (failure) throw failure;
   }
 }
 

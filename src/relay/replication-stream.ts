@@ -20,11 +20,11 @@ import { formatLsn } from './lsn.js';
 type CopyBothQueryStream = Duplex & Submittable;
 
 /** pg-copy-streams 7 has `both` (CopyBoth); its type definitions do not say so. */
-const both = (
-  copyStreams as unknown as {
-    both(text: string, options: DuplexOptions & { alignOnCopyDataFrame: boolean }): CopyBothQueryStream;
-  }
-).both;
+interface CopyBothModule {
+  both(text: string, options: DuplexOptions & { alignOnCopyDataFrame: boolean }): CopyBothQueryStream;
+}
+const both = (text: string, options: DuplexOptions & { alignOnCopyDataFrame: boolean }) =>
+  (copyStreams as unknown as CopyBothModule).both(text, options);
 
 /** PostgreSQL's epoch (2000-01-01) in Unix milliseconds. */
 const PG_EPOCH_MS = 946_684_800_000;
