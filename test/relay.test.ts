@@ -188,3 +188,89 @@ test('15 → 17 under a writer: the relay SIGKILLed at random moments and restar
   }
   await assertSameData(source, db, target, db);
 });
+
+/** Waits until the relay has committed on the target everything the source has written so far. */
+async function caughtUp(server: LocalServer, db: string): Promise<void> {
+  const lsn = (await server.sql<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l', db))[0]!.l;
+  await waitFor(`the relay to apply up to ${lsn}`, async () => {
+    const rows = await target.sql<{ ok: boolean }>(
+      'SELECT applied_lsn::pg_lsn >= $1::pg_lsn AS ok FROM pgconvoy.relay_progress',
+      db,
+      [lsn],
+    );
+    return rows[0]?.ok === true;
+  });
+}
+
+test('15 → 17: large transactions streamed in progress (one aborted, one with a rolled-back savepoint), TRUNCATE of one and of two tables, ADD COLUMN stops the relay and replicate resumes after the same DDL on the target', async () => {
+  const { db, args } = await prepare(source, 'RelayDdl');
+  let relay = spawnRelay(['start', '--via', 'relay', ...args]);
+  await streaming(source, db, relay);
+  // Far above logical_decoding_work_mem (64kB): the source streams these while in progress.
+  await source.sql(
+    `BEGIN;
+     INSERT INTO public.items SELECT g, 0, repeat('a', 200) FROM generate_series(100000, 103000) g;
+     ROLLBACK;`,
+    db,
+  );
+  await source.sql(
+    `BEGIN;
+     INSERT INTO public.items SELECT g, 1, repeat('b', 200) FROM generate_series(200000, 203000) g;
+     SAVEPOINT s;
+     INSERT INTO public."Odd ""Name""" ("select", j) SELECT 'gone' || g, '{}' FROM generate_series(1, 3000) g;
+     UPDATE public.items SET note = 'gone' WHERE id <= 50;
+     ROLLBACK TO SAVEPOINT s;
+     INSERT INTO public."Odd ""Name""" ("select", j) VALUES ('after savepoint', '[1]');
+     UPDATE public.items SET counter = counter + 7, big = big WHERE id <= 500;
+     COMMIT;`,
+    db,
+  );
+  await caughtUp(source, db);
+  await waitFor('the source to count its streamed transactions', async () => {
+    const rows = await source.sql<{ n: string }>(
+      `SELECT s.stream_txns::text AS n FROM pg_stat_replication_slots s
+       JOIN pg_replication_slots r USING (slot_name) WHERE r.database = $1`,
+      'postgres',
+      [db],
+    );
+    return Number(rows[0]?.n ?? 0) >= 2;
+  });
+  const gone = await target.sql<{ n: string }>(
+    `SELECT (SELECT count(*) FROM public.items WHERE id BETWEEN 100000 AND 103000 OR note = 'gone')
+          + (SELECT count(*) FROM public."Odd ""Name""" WHERE "select" LIKE 'gone%') AS n`,
+    db,
+  );
+  assert.equal(gone[0]?.n, '0', 'nothing of the aborted transaction or the rolled-back savepoint');
+  await assertSameData(source, db, target, db);
+
+  await source.sql(`TRUNCATE public.nokey; INSERT INTO public.nokey VALUES ('after truncate', 1)`, db);
+  await source.sql(
+    `TRUNCATE public.items, public."Odd ""Name""" RESTART IDENTITY;
+     INSERT INTO public."Odd ""Name""" ("select") VALUES ('first after truncate');
+     INSERT INTO public.items (id) VALUES (1)`,
+    db,
+  );
+  await caughtUp(source, db);
+  await assertSameData(source, db, target, db);
+
+  await source.sql(
+    `ALTER TABLE public.nokey ADD COLUMN extra integer; INSERT INTO public.nokey VALUES ('ddl', 2, 42)`,
+    db,
+  );
+  const stopped = await relay.done;
+  assert.equal(stopped.code, 7, stopped.stderr);
+  assert.match(stopped.stderr, /"public"\."nokey".*column "extra" is on the source but not on the target/);
+  assert.match(stopped.stderr, /ALTER TABLE/);
+  await target.sql('ALTER TABLE public.nokey ADD COLUMN extra integer', db);
+  relay = spawnRelay(['replicate', ...args]);
+  await streaming(source, db, relay);
+  await caughtUp(source, db);
+  const ddlRow = await target.sql<{ extra: number }>("SELECT extra FROM public.nokey WHERE v = 'ddl'", db);
+  assert.deepEqual(ddlRow, [{ extra: 42 }]);
+
+  const cutover = await runCli(['cutover', '--verify', 'counts', ...args]);
+  assert.equal(cutover.code, 0, cutover.stderr + cutover.stdout);
+  const ended = await relay.done;
+  assert.equal(ended.code, 0, ended.stderr);
+  await assertSameData(source, db, target, db);
+});

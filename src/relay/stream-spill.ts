@@ -25,6 +25,12 @@ interface SpillFile {
   pendingBytes: number;
   /** Where each subtransaction's first change starts. */
   subxacts: Map<number, number>;
+  /**
+   * Every Relation message of the transaction, kept apart too: the server sends a relation
+   * once per streamed transaction, so one sent inside a subtransaction that was cut off
+   * still describes the changes that follow.
+   */
+  relations: Buffer[];
 }
 
 export class StreamSpill {
@@ -47,7 +53,15 @@ export class StreamSpill {
     await this.discard(xid);
     const file = path.join(this.dir, `${xid}.spill`);
     const handle = await open(file, 'w+', 0o600);
-    this.files.set(xid, { file, handle, written: 0, pending: [], pendingBytes: 0, subxacts: new Map() });
+    this.files.set(xid, {
+      file,
+      handle,
+      written: 0,
+      pending: [],
+      pendingBytes: 0,
+      subxacts: new Map(),
+      relations: [],
+    });
   }
 
   has(xid: number): boolean {
@@ -60,6 +74,7 @@ export class StreamSpill {
       throw new Error(`pgoutput: a streamed change for transaction ${xid}, whose first segment was not seen`);
     if (subxid !== undefined && subxid !== xid && !f.subxacts.has(subxid))
       f.subxacts.set(subxid, f.written + f.pendingBytes);
+    if (message[0] === 0x52 /* R */) f.relations.push(Buffer.from(message));
     const len = Buffer.alloc(4);
     len.writeUInt32BE(message.length);
     f.pending.push(len, Buffer.from(message));
@@ -78,6 +93,11 @@ export class StreamSpill {
     await f.handle.truncate(at);
     f.written = at;
     for (const [sub, offset] of f.subxacts) if (offset >= at) f.subxacts.delete(sub);
+  }
+
+  /** The Relation messages transaction `xid` was sent, cut-off subtransactions included. */
+  relations(xid: number): Buffer[] {
+    return this.files.get(xid)?.relations ?? [];
   }
 
   /** The messages of transaction `xid`, in order, read back with a bounded buffer. */
