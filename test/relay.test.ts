@@ -21,6 +21,7 @@ import type { LocalServer } from '../src/sandbox/local-server.js';
 import { assertSameData } from './helpers/compare.js';
 import {
   NEW_MAJOR,
+  OLD_MAJOR,
   SYSTEM_MAJOR,
   createDatabase,
   runCli,
@@ -273,4 +274,27 @@ test('15 → 17: large transactions streamed in progress (one aborted, one with 
   const ended = await relay.done;
   assert.equal(ended.code, 0, ended.stderr);
   await assertSameData(source, db, target, db);
+});
+
+test('13 → 17: protocol 1 (no streaming): a large transaction, updates that leave TOAST alone, TRUNCATE, cutover', async () => {
+  const old = await startServer(OLD_MAJOR);
+  try {
+    const { db, args } = await prepare(old, 'Relay13');
+    const relay = spawnRelay(['start', '--via', 'relay', ...args]);
+    await streaming(old, db, relay);
+    await old.sql(
+      `INSERT INTO public.items SELECT g, 0, 'big' FROM generate_series(5000, 25000) g;
+       UPDATE public.items SET counter = counter + 1 WHERE id <= 500;
+       DELETE FROM public.nokey WHERE ctid IN (SELECT ctid FROM public.nokey WHERE v = 'k1' LIMIT 1);
+       TRUNCATE public."Odd ""Name""";`,
+      db,
+    );
+    await caughtUp(old, db);
+    const cutover = await runCli(['cutover', '--verify', 'counts', ...args]);
+    assert.equal(cutover.code, 0, cutover.stderr + cutover.stdout);
+    assert.equal((await relay.done).code, 0);
+    await assertSameData(old, db, target, db);
+  } finally {
+    await old.destroy();
+  }
 });
