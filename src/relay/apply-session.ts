@@ -37,6 +37,8 @@ type Relation = Extract<PgoutputMessage, { tag: 'relation' }>;
 
 /** Statements in flight before the session waits for the oldest answers. */
 const MAX_IN_FLIGHT = 2000;
+/** Row text in flight before the session waits for every answer (memory stays bounded). */
+const MAX_IN_FLIGHT_BYTES = 32 << 20;
 /** Rows (or text bytes) in one multi-row INSERT. */
 const INSERT_BATCH_ROWS = 1000;
 const INSERT_BATCH_BYTES = 4 << 20;
@@ -54,6 +56,7 @@ export class ApplySession {
   private readonly plans = new Map<number, RelationPlan>();
   private readonly statementNames = new Map<string, string>();
   private inflight: Promise<void>[] = [];
+  private inflightBytes = 0;
   private failure: Error | undefined;
   private run: InsertRun | undefined;
   private groupOpen = false;
@@ -235,6 +238,7 @@ export class ApplySession {
     if (!run) return;
     this.run = undefined;
     this.send({ text: run.plan.insertSql, values: run.columns as unknown as (string | null)[] }, true);
+    this.inflightBytes += run.bytes;
     this.changes += run.rows;
     this.groupChanges += run.rows;
   }
@@ -284,12 +288,14 @@ export class ApplySession {
   /** Waits for the oldest answers when too many are in flight (memory stays bounded). */
   private async throttle(): Promise<void> {
     this.raise();
+    if (this.inflightBytes >= MAX_IN_FLIGHT_BYTES) return this.drain();
     if (this.inflight.length < MAX_IN_FLIGHT) return;
     await Promise.all(this.inflight.splice(0, MAX_IN_FLIGHT / 2));
     this.raise();
   }
 
   private async drain(): Promise<void> {
+    this.inflightBytes = 0;
     await Promise.all(this.inflight.splice(0));
     this.raise();
   }
