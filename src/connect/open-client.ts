@@ -19,10 +19,12 @@ export interface OpenOptions {
   keepSearchPath?: boolean;
   /** A logical replication session (walsender), for CREATE_REPLICATION_SLOT and friends. */
   replication?: 'database';
+  /** Send queries without waiting for the answers of earlier ones (the relay's apply session). */
+  pipeline?: boolean;
 }
 
-/** node-postgres takes `replication`; its type definitions do not say so. */
-type ClientConfigWithReplication = pg.ClientConfig & { replication?: 'database' };
+/** node-postgres takes `replication` and `pipeline`; its type definitions do not say so. */
+type ClientConfigWithReplication = pg.ClientConfig & { replication?: 'database'; pipeline?: boolean };
 
 function sslOptions(spec: ConnectionSpec): ConnectionOptions {
   const read = (file: string | undefined) => (file ? readFileSync(file) : undefined);
@@ -67,6 +69,7 @@ function clientConfig(
     ...(spec.options ? { options: spec.options } : {}),
     ssl: useTls ? sslOptions(spec) : false,
     ...(options.replication ? { replication: options.replication } : {}),
+    ...(options.pipeline ? { pipeline: true } : {}),
   };
 }
 

@@ -13,6 +13,7 @@ import { driftSummary, readSchemaDrift, type DriftItem } from '../online/schema-
 import { migrationScope, type OnlineState } from '../online/state.js';
 import { replicationStatus, type ReplicationStatus } from '../replicate/status.js';
 import { tablesStillSyncing } from '../replicate/subscription.js';
+import { NO_RELAY_HINT, relayStatus } from '../relay/relay-status.js';
 import { formatBytes } from '../util/format.js';
 import { displayName } from '../util/sql.js';
 import type { VerifyReport } from '../verify/types.js';
@@ -77,6 +78,44 @@ export async function checkReady(
       { lagBytes: lag },
     );
   }
+}
+
+/** The checks before anything is touched, when pgconvoy's relay applies the changes. */
+export async function checkRelayReady(
+  o: Pick<CutoverOptions, 'maxLagBytes' | 'ledgerSchema'>,
+  src: pg.Client,
+  tgt: pg.Client,
+  state: OnlineState,
+): Promise<void> {
+  const status = await relayStatus(src, tgt, o.ledgerSchema, state.names.slot);
+  if (!status.slotFound)
+    throw refuse(
+      `forward replication is incomplete: slot "${state.names.slot}" is missing on the source`,
+      'REPLICATION_BROKEN',
+      'the target no longer follows the source: run pgconvoy teardown and start again',
+    );
+  if (status.walStatus === 'lost')
+    throw refuse(
+      `replication slot "${state.names.slot}" is lost (the source removed WAL it needed)`,
+      'SLOT_LOST',
+      'run pgconvoy teardown and start again',
+    );
+  const drift = await readSchemaDrift(src, tgt, o.ledgerSchema);
+  if (drift.length > 0) throw driftError(drift, !status.running);
+  if (!status.running)
+    throw refuse(
+      `no relay is running: nothing streams slot "${state.names.slot}"${status.progress?.stopped ? ` (the last one stopped: ${status.progress.stopped})` : ''}`,
+      'RELAY_NOT_RUNNING',
+      `${NO_RELAY_HINT}; nothing was changed`,
+    );
+  const lag = status.lagBytes ?? 0;
+  if (lag > o.maxLagBytes)
+    throw refuse(
+      `the target is ${formatBytes(lag)} behind the source, more than --max-lag ${formatBytes(o.maxLagBytes)}`,
+      'LAG_TOO_HIGH',
+      'wait until pgconvoy status shows a small lag (writes stay blocked until the relay has caught up), or raise --max-lag',
+      { lagBytes: lag },
+    );
 }
 
 /** How long cutover waits for an apply worker to restart and for new tables to finish copying. */

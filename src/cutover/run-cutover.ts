@@ -34,7 +34,8 @@ import { createBackReplication } from './back-replication.js';
 import { analyzeStale } from './analyze-target.js';
 import { replaceLargeObjects } from './large-objects.js';
 import { copyWholeTables, unpublishedTables, type CopiedTable } from './copy-tables.js';
-import { checkReady, mismatchError, verifyOk } from './cutover-checks.js';
+import { checkReady, checkRelayReady, mismatchError, verifyOk } from './cutover-checks.js';
+import { relayStatus, waitForRelayCatchUp } from '../relay/relay-status.js';
 import { copySequenceValues, type SequenceValue } from './sequences.js';
 import { refreshTargetMatviews, type RefreshedViews } from './refresh-matviews.js';
 import { confirmFreeze, freezeWrites, type KeptRole } from './write-freeze.js';
@@ -126,9 +127,15 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
       }
       const resumed = state.phase === 'cutover';
       const names = state.names;
-      const forward = await readSubscription(tgt, names.subscription);
+      // Forward replication: the subscription, or for a relay the slot it streams.
+      const relay = state.via === 'relay';
+      const forward = relay
+        ? (await relayStatus(src, tgt, o.ledgerSchema, names.slot)).slotFound
+        : await readSubscription(tgt, names.subscription);
       if (!resumed) {
-        await step('checks', () => checkReady(o, src, tgt, state));
+        await step('checks', () =>
+          relay ? checkRelayReady(o, src, tgt, state) : checkReady(o, src, tgt, state),
+        );
         await updateOnlineState(tgt, o.ledgerSchema, { phase: 'cutover' });
       } else {
         o.onEvent({ type: 'info', message: 'resuming a cutover that stopped midway' });
@@ -143,7 +150,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         typeof state.detail.forwardDroppedAt === 'string' ? state.detail.forwardDroppedAt : undefined;
       if (!forward && !droppedAt)
         throw new PgconvoyError(
-          `forward replication (subscription "${names.subscription}") is missing, and no cutover dropped it`,
+          `forward replication (${relay ? `slot "${names.slot}" of the relay` : `subscription "${names.subscription}"`}) is missing, and no cutover dropped it`,
           {
             code: 'FORWARD_MISSING',
             exitCode: EXIT.blocked,
@@ -182,7 +189,14 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
       });
       o.onEvent({ type: 'info', message: `writes frozen on the source at ${freeze.freezeLsn}` });
 
-      if (forward) {
+      if (forward && relay) {
+        await step('catch up', () =>
+          waitForRelayCatchUp(src, tgt, o.ledgerSchema, names.slot, freeze.freezeLsn, {
+            timeoutMs: o.timeoutMs,
+            onWarning: (message) => o.onEvent({ type: 'warning', message }),
+          }),
+        );
+      } else if (forward) {
         await step('catch up', () =>
           waitForCatchUp(src, tgt, names, freeze.freezeLsn, { timeoutMs: o.timeoutMs }),
         );

@@ -95,8 +95,22 @@ CREATE TABLE ${s}.online_freeze (
   released_at timestamptz
 );
 `,
-  // 4: reserved for the relay branch's migration (merger: put relay's entry here).
-  () => '',
+  // 4: the relay (start --via relay): how the online migration replicates, and the relay's
+  // position, written in the same target transaction as the changes it applied.
+  (s) => `
+ALTER TABLE ${s}.online_state ADD COLUMN via text NOT NULL DEFAULT 'subscription' CHECK (via IN ('subscription', 'relay'));
+CREATE TABLE ${s}.relay_progress (
+  id integer PRIMARY KEY CHECK (id = 1),
+  applied_lsn text NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  changes bigint NOT NULL DEFAULT 0,
+  transactions bigint NOT NULL DEFAULT 0,
+  host text,
+  pid integer,
+  heartbeat_at timestamptz,
+  stopped text
+);
+`,
   // 5: switch-first (switch-first/state.ts). One row per target database, and one row per
   // batch moved: its rows and this mark commit in one transaction, so a batch journaled on
   // the source is known to be in (drop the journal) or not (replay it).

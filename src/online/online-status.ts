@@ -25,6 +25,7 @@ import { tablesStillSyncing } from '../replicate/subscription.js';
 import { formatBytes } from '../util/format.js';
 import { diffFingerprints, schemaFingerprint } from './fingerprint.js';
 import { driftSummary, readSchemaDrift, type DriftItem } from './schema-drift.js';
+import { relayStatus, NO_RELAY_HINT, type RelayStatus } from '../relay/relay-status.js';
 import { migrationScope, readFreeze, readOnlineState, type FreezeRecord, type OnlineState } from './state.js';
 
 /** Retained WAL above this is worth a warning whatever the server allows. */
@@ -47,6 +48,8 @@ export interface OnlineStatusReport {
   syncing: { table: string; state: string }[];
   /** The apply worker's last error, from the target's log when it can be read. */
   applyError: ApplyError | undefined;
+  /** When pgconvoy's relay applies the changes (start --via relay): its position and whether it runs. */
+  relay: RelayStatus | undefined;
   warnings: string[];
 }
 
@@ -120,6 +123,8 @@ function inactiveSlotAdvice(
   r: ReplicationStatus | undefined,
 ): string {
   if (slot !== own) return ': run pgconvoy teardown for its migration';
+  if (state.phase !== 'copying' && state.via === 'relay')
+    return ` (this migration's slot, inactive because no relay is running: ${NO_RELAY_HINT}; it keeps every change the target still needs: do not tear it down)`;
   if (state.phase === 'copying')
     return " (this migration's slot: normal while start copies; if no start is running, run pgconvoy teardown)";
   const sub = r?.subscription;
@@ -178,6 +183,7 @@ export async function readOnlineStatus(
     sourceChangesSinceStart: undefined,
     syncing: [],
     applyError: undefined,
+    relay: undefined,
     warnings: [],
   };
   const names = state.names;
@@ -189,6 +195,11 @@ export async function readOnlineStatus(
       report.replication = await replicationStatus(source, target, names);
       report.maxSlotWalKeepBytes = await maxSlotWalKeep(source);
       if (state.phase !== 'copying') await readSchemaState(report, source, target, ledgerSchema);
+      if (state.via === 'relay' && state.phase !== 'copying') {
+        report.relay = await relayStatus(source, target, ledgerSchema, names.slot);
+        if (report.relay.progress?.stopped && !report.relay.running)
+          report.warnings.push(`the relay stopped: ${report.relay.progress.stopped}`);
+      }
       report.warnings.push(
         ...replicationWarnings(
           report.replication,

@@ -41,6 +41,7 @@ import { displayName, qualifiedName, quoteIdent, quoteLiteral } from '../util/sq
 import { schemaFingerprint } from './fingerprint.js';
 import { checkIdentityMatch } from '../replicate/identity-match.js';
 import { resetInterruptedCopy } from './reset-copy.js';
+import { beginRelayProgress } from '../relay/relay-progress.js';
 import { excludedKey, readColumnCatalog, tableKey } from '../copy/table-columns.js';
 import { flatTargetParents } from '../copy/partitioned-source.js';
 import { readPartitionedTables } from '../copy/partitioned-target.js';
@@ -50,6 +51,7 @@ import {
   recordMigrationScope,
   updateOnlineState,
   type OnlineState,
+  type ReplicationVia,
 } from './state.js';
 
 export interface StartOptions {
@@ -61,6 +63,12 @@ export interface StartOptions {
   fallback: 'none' | 'offline';
   /** How long creating the slot may wait for open transactions (default 10 minutes). */
   slotTimeoutMs?: number;
+  /**
+   * 'subscription' (default): a subscription on the target applies the changes. 'relay':
+   * no subscription; the ledger gets the relay's first position and the caller runs the
+   * relay (relay/run-relay.ts).
+   */
+  via?: ReplicationVia;
 }
 
 export interface StartResult {
@@ -183,8 +191,10 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
       emit(`emptied ${reset.length} table(s) the interrupted copy had filled; copying again`);
 
     const filter = o.clone.filter;
+    const via = o.via ?? 'subscription';
     const precheck = await runPrecheck(o.clone.source, o.clone.target, {
       ledgerSchema: schema,
+      via,
       ...(filter
         ? { includeTable: (t: TableRef) => tableIncluded(filter, t) && tableDataIncluded(filter, t) }
         : {}),
@@ -218,6 +228,7 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
       await beginOnlineState(tgt, schema, describeConnection(o.clone.source), names);
       // Cutover, rollback and status follow the same tables and columns.
       await recordMigrationScope(tgt, schema, { filter, excludeColumns: o.clone.excludeColumns });
+      if (via === 'relay') await updateOnlineState(tgt, schema, { via });
       // createPublication leaves out (and says why) what cannot be published.
       pub = await createPublication(src, names.publication, publish, {
         viaPartitionRoot: merged.parents.length > 0,
@@ -266,6 +277,24 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
     // pg_dump copied the source's publications with the schema, ours included: not wanted on the target.
     if (await dropPublication(tgt, names.publication))
       emit(`dropped the copy of publication "${names.publication}" that came with the schema`);
+    if (via === 'relay') {
+      // The relay starts from the slot's consistent point: the copy holds everything before it.
+      await beginRelayProgress(tgt, schema, slot.consistentPoint);
+      await updateOnlineState(tgt, schema, { phase: 'replicating', detail: { copySeconds } });
+      emit(`ready to relay the source's changes from ${slot.consistentPoint}`);
+      return {
+        ...base,
+        precheck,
+        published: pub.published,
+        copiedAtCutover: pub.skipped,
+        clone,
+        reset,
+        startLsn: slot.consistentPoint,
+        copySeconds,
+        seconds: (Date.now() - started) / 1000,
+        state: await readOnlineState(tgt, schema),
+      };
+    }
     const subscription = await createSubscription(tgt, {
       name: names.subscription,
       sourceConninfo: subscriptionConninfo(o.clone.source, o.sourceFromTarget),

@@ -37,8 +37,12 @@ export interface BackState {
   originNone: boolean | undefined;
 }
 
+/** How changes reach the target: a subscription on it, or pgconvoy's relay (start --via relay). */
+export type ReplicationVia = 'subscription' | 'relay';
+
 export interface OnlineState {
   phase: OnlinePhase;
+  via: ReplicationVia;
   /** The source as `user@host:port/db`. */
   source: string;
   names: ReplicationNames;
@@ -62,6 +66,7 @@ export interface OnlineState {
 
 interface StateRow {
   phase: OnlinePhase;
+  via: string | undefined;
   source: string;
   names: ReplicationNames;
   published: TableRef[];
@@ -104,6 +109,8 @@ export async function readOnlineState(client: pg.Client, schema: string): Promis
   if (!r) return undefined;
   return {
     phase: r.phase,
+    // The ledger is input; a ledger from before migration 4 has no column: a subscription.
+    via: r.via === 'relay' ? 'relay' : 'subscription',
     source: r.source,
     names: r.names,
     published: r.published,
@@ -133,7 +140,7 @@ export async function beginOnlineState(
     `INSERT INTO ${table(schema)} AS s (id, phase, source, names)
      VALUES (1, 'copying', $1, $2)
      ON CONFLICT (id) DO UPDATE SET
-       phase = 'copying', source = EXCLUDED.source, names = EXCLUDED.names, published = '[]',
+       phase = 'copying', via = 'subscription', source = EXCLUDED.source, names = EXCLUDED.names, published = '[]',
        start_lsn = NULL, schema_fingerprint = NULL, back = NULL, cutover_lsn = NULL,
        writes_blocked_ms = NULL, detail = '{}', started_at = pg_catalog.now(), replicating_at = NULL,
        cutover_started_at = NULL, done_at = NULL, rolled_back_at = NULL, updated_at = pg_catalog.now()`,
@@ -143,6 +150,7 @@ export async function beginOnlineState(
 
 export interface StatePatch {
   phase?: OnlinePhase;
+  via?: ReplicationVia;
   published?: TableRef[];
   startLsn?: string;
   schemaFingerprint?: SchemaFingerprint;
@@ -173,6 +181,7 @@ export async function updateOnlineState(client: pg.Client, schema: string, patch
     const stamp = PHASE_COLUMN[patch.phase];
     if (stamp) sets.push(`${stamp} = pg_catalog.now()`);
   }
+  if (patch.via !== undefined) set('via', patch.via);
   if (patch.published !== undefined) set('published', JSON.stringify(patch.published), '::jsonb');
   if (patch.startLsn !== undefined) set('start_lsn', patch.startLsn);
   if (patch.schemaFingerprint !== undefined)

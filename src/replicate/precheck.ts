@@ -13,6 +13,8 @@ import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { replicationNames } from './names.js';
 import { probeSourceFromTarget, type ReachabilityResult } from './reachability.js';
 import { subscriptionConninfo } from './subscription.js';
+import { openReplicationClient } from './replication-client.js';
+import { errorMessage } from '../errors.js';
 import { readSettings, row, type CheckStatus, type PrecheckRow, type Settings } from './precheck-rows.js';
 import {
   checkFreezeRights,
@@ -47,6 +49,12 @@ export interface PrecheckOptions {
   includeTable?: (t: TableRef) => boolean;
   /** Source columns left behind (`--exclude-column`). */
   leftOut?: (t: TableRef, column: string) => boolean;
+  /**
+   * 'relay': pgconvoy applies the changes itself (start --via relay), so the target needs
+   * ordinary write rights only: no subscription right, no path to the source. Instead the
+   * replication connection from here to the source is tried.
+   */
+  via?: 'subscription' | 'relay';
 }
 
 export interface ServerSummary {
@@ -124,7 +132,19 @@ export async function runPrecheck(
       }
       rows.push(versionRow('target', targetSummary, sourceSummary));
       let probe: ReachabilityResult | undefined;
-      if (targetSummary.major >= 10) {
+      if (options.via === 'relay') {
+        rows.push(await relayConnectionRow(source));
+        rows.push(
+          row({
+            id: 'target.relay',
+            side: 'target',
+            check: 'relay',
+            status: 'info',
+            detail:
+              'pgconvoy applies the changes itself (--via relay): the target needs no subscription right and no path to the source',
+          }),
+        );
+      } else if (targetSummary.major >= 10) {
         rows.push(...(await checkTargetSettings(tgt, tgtSettings, names.subscription)));
         if (options.testReachability !== false) {
           probe = await probeSourceFromTarget(tgt, subscriptionConninfo(source, options.sourceFromTarget));
@@ -167,5 +187,30 @@ export async function runPrecheck(
     }
   } finally {
     await src.end().catch(() => undefined);
+  }
+}
+
+/** The relay streams over a replication connection from this machine: try one. */
+async function relayConnectionRow(source: ConnectionSpec): Promise<PrecheckRow> {
+  const base = { id: 'source.relay-connection', side: 'source' as const, check: 'replication connection' };
+  try {
+    const client = await openReplicationClient(source, 'pgconvoy precheck');
+    try {
+      await client.query('IDENTIFY_SYSTEM');
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+    return row({
+      ...base,
+      status: 'pass',
+      detail: 'pgconvoy opened a replication connection to the source (for the relay)',
+    });
+  } catch (err) {
+    return row({
+      ...base,
+      status: 'fail',
+      detail: `the relay's replication connection to the source failed: ${errorMessage(err)}`,
+      hint: "the source role needs REPLICATION (or the cloud's replication role), and the source's pg_hba.conf must let it connect to the database from this machine",
+    });
   }
 }

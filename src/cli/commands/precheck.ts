@@ -2,7 +2,7 @@
  * `pgconvoy precheck`: can an online migration (logical replication) from --source to
  * --target work? A pass / warn / fail table with a hint per row; exit 7 when anything fails.
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
 import { PgconvoyError } from '../../errors.js';
 import { runPrecheck, type PrecheckReport } from '../../replicate/precheck.js';
@@ -17,6 +17,7 @@ interface PrecheckFlags extends ConnectionFlags {
   longTransactions: string;
   sourceFromTarget?: string;
   reachability: boolean;
+  via: 'subscription' | 'relay';
 }
 
 const LABEL = { pass: 'pass', warn: 'WARN', fail: 'FAIL', info: 'info' } as const;
@@ -58,6 +59,14 @@ export function registerPrecheck(program: Command): void {
       '--long-transactions <seconds>',
       'report source transactions open longer than this',
       String(DEFAULTS.longTransactionSeconds),
+    )
+    .addOption(
+      new Option(
+        '--via <how>',
+        'check for start --via: subscription (the target subscribes) or relay (pgconvoy applies the changes: REPLICATION on the source and write rights on the target only)',
+      )
+        .choices(['subscription', 'relay'])
+        .default('subscription'),
     )
     .option('--no-reachability', 'do not test the connection from the target server to the source')
     .option(
@@ -106,6 +115,7 @@ Examples:
         longTransactionSeconds: seconds,
         ...(flags.sourceFromTarget !== undefined ? { sourceFromTarget: flags.sourceFromTarget } : {}),
         testReachability: flags.reachability,
+        via: flags.via,
       });
       if (flags.json) outJson(report);
       else printReport(report);

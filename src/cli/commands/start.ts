@@ -22,6 +22,8 @@ import {
 } from './clone.js';
 import { addFilterOptions, FILTER_HELP } from '../filter-options.js';
 
+import { PgconvoyError } from '../../errors.js';
+import { printRelayResult, relayInForeground } from './replicate.js';
 import { openDashboard, type HttpFlags } from '../http-option.js';
 
 type CloneFlags = Parameters<typeof buildCloneOptions>[0];
@@ -51,6 +53,7 @@ interface StartFlags extends HttpFlags {
   fallback?: 'offline';
   sourceFromTarget?: string;
   slotTimeout: number;
+  via: 'subscription' | 'relay';
   json?: boolean;
   quiet?: boolean;
 }
@@ -73,7 +76,12 @@ function printResult(r: StartResult): void {
     return;
   }
   out('');
-  out(`online migration started: publication, slot and subscription "${r.names.slot}"`);
+  const relay = r.state?.via === 'relay';
+  out(
+    relay
+      ? `online migration started: publication and slot "${r.names.slot}", applied by pgconvoy's relay (--via relay)`
+      : `online migration started: publication, slot and subscription "${r.names.slot}"`,
+  );
   out(
     `  initial copy: ${formatDuration((r.copySeconds ?? 0) * 1000)} (${formatCount(r.clone?.rows)} rows, ${formatBytes(r.clone?.bytes ?? 0)}), from the snapshot at ${r.startLsn ?? '?'}`,
   );
@@ -82,7 +90,11 @@ function printResult(r: StartResult): void {
     out(`  copied again at cutover (not replicated): ${r.copiedAtCutover.length} table(s)`);
     for (const s of r.copiedAtCutover) out(`    - ${displayName(s.table.schema, s.table.name)}: ${s.reason}`);
   }
-  out('  next: pgconvoy status (lag), pgconvoy start-back (a way back after cutover), pgconvoy cutover');
+  out(
+    relay
+      ? '  the relay runs now, in the foreground (Ctrl-C stops it; pgconvoy replicate starts it again); in another shell: pgconvoy status, pgconvoy cutover'
+      : '  next: pgconvoy status (lag), pgconvoy start-back (a way back after cutover), pgconvoy cutover',
+  );
 }
 
 export function registerStart(program: Command): void {
@@ -100,6 +112,14 @@ export function registerStart(program: Command): void {
         '--fallback <mode>',
         'when logical replication is impossible: offline = copy offline instead',
       ).choices(['offline']),
+    )
+    .addOption(
+      new Option(
+        '--via <how>',
+        'how changes reach the target: subscription (the target subscribes to the source) or relay (pgconvoy applies them; the target needs no path to the source)',
+      )
+        .choices(['subscription', 'relay'])
+        .default('subscription'),
     )
     .option(
       '--source-from-target <conninfo>',
@@ -152,7 +172,10 @@ Runs pgconvoy precheck first; when it blocks, start stops (exit 7) and says why,
 the tables with a primary key (or replica identity); a replication slot created with an
 exported snapshot; the initial copy by pgconvoy's parallel engine inside that snapshot (schema,
 data, indexes per table, foreign keys); then a subscription on the target that starts exactly
-at the slot (create_slot = false, copy_data = false). Tables without a primary key are copied
+at the slot (create_slot = false, copy_data = false). With --via relay there is no
+subscription: pgconvoy itself streams the slot and applies the changes (the relay; see
+pgconvoy replicate --help), in the foreground, right after the copy; the target then needs no
+path to the source and no right to create subscriptions, only REPLICATION on the source. Tables without a primary key are copied
 now and again at cutover. Running start again while replicating says so and exits 0. If a
 start stops during its copy, run pgconvoy teardown, then start again.
 
@@ -166,7 +189,8 @@ ${FILTER_HELP}
 Examples:
   pgconvoy start --source postgresql://app@old/shop --target postgresql://app@new/shop --create-database
   pgconvoy start --source ... --target ... --jobs 8 --source-from-target 'host=old.internal dbname=shop user=app'
-  pgconvoy start --source ... --target ... --fallback offline`,
+  pgconvoy start --source ... --target ... --fallback offline
+  pgconvoy start --source ... --target ... --via relay      # the target cannot reach the source`,
     )
     .action(async (flags: StartFlags) => {
       const controller = new AbortController();
@@ -175,6 +199,8 @@ Examples:
       process.once('SIGTERM', onSignal);
       const cloneFlags: CloneFlags = {
         ...flags,
+        // --via here says how changes are applied; the copy from the slot's snapshot is COPY.
+        via: 'copy',
         existingRows: 'error',
         indexes: 'after',
       };
@@ -196,6 +222,7 @@ Examples:
               sourceFromTarget: flags.sourceFromTarget,
               fallback: flags.fallback ?? 'none',
               slotTimeoutMs: flags.slotTimeout * 1000,
+              via: flags.via,
             }),
         );
         result = await dashboard.settle(work);
@@ -204,9 +231,21 @@ Examples:
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
       }
-      if (flags.json)
+      const relay = flags.via === 'relay' && result.mode !== 'offline';
+      if (flags.json && !relay)
         outJson({ ok: result.mode === 'offline' ? Boolean(result.clone?.ok) : true, ...result });
-      else printResult(result);
+      else if (!flags.json) printResult(result);
       if (result.mode === 'offline' && !result.clone?.ok) process.exitCode = EXIT.failed;
+      if (relay) {
+        if (result.state?.via !== 'relay')
+          throw new PgconvoyError('this online migration replicates through a subscription, not a relay', {
+            code: 'RELAY_WRONG_MODE',
+            exitCode: EXIT.usage,
+            hint: 'it was started without --via relay; pgconvoy status shows its lag',
+          });
+        const relayed = await relayInForeground(clone.source, clone.target, clone.ledgerSchema, flags);
+        if (flags.json) outJson({ ok: true, ...result, relay: relayed });
+        else printRelayResult(relayed, false);
+      }
     });
 }

@@ -77,7 +77,16 @@ function printOnline(o: OnlineStatusReport, withSource: boolean): void {
     `  online phase: ${s.phase}${since ? ` (since ${since.toISOString()})` : ''}; slot "${s.names.slot}", start LSN ${s.startLsn ?? '-'}`,
   );
   const r = o.replication;
-  if (r && o.direction) {
+  const relay = o.relay;
+  if (relay) {
+    const p = relay.progress;
+    out(
+      `  relay (pgconvoy applies the changes): ${relay.running ? `running (walsender pid ${relay.walsenderPid ?? '?'}${p?.host ? `, relay on ${p.host} pid ${p.pid ?? '?'}` : ''})` : 'NOT RUNNING'}; applied ${p?.appliedLsn ?? '?'} at ${p?.appliedAt.toISOString() ?? '?'}, lag ${relay.lagBytes === undefined ? '?' : formatBytes(relay.lagBytes)}; ${formatCount(p?.changes)} changes in ${formatCount(p?.transactions)} transactions since start`,
+    );
+    out(
+      `    slot ${relay.slotFound ? `keeps ${formatBytes(relay.retainedWalBytes ?? 0)} of WAL${relay.walStatus ? ` (${relay.walStatus})` : ''}` : 'missing'}`,
+    );
+  } else if (r && o.direction) {
     const label =
       o.direction === 'forward' ? 'replication source → target' : 'back-replication target → source';
     const lagSeconds = r.lagSeconds === undefined ? '?' : `${r.lagSeconds.toFixed(1)} s`;
