@@ -201,7 +201,7 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
       const tables = (await readReplicationTables(src)).filter(
         (t) => t.kind === 'table' && (!filter || (tableIncluded(filter, t) && tableDataIncluded(filter, t))),
       );
-      pub = await createPublication(src, names.publication, tables);
+      pub = await createPublication(src, names.publication, tables, o.clone.lockWaitTimeoutMs);
     } finally {
       await src.end().catch(() => undefined);
     }

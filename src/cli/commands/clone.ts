@@ -17,7 +17,7 @@ import { loadConfig } from '../common-options.js';
 import { unlessInterrupted } from '../interrupted.js';
 import { commandLine, PARENT_COMMAND_ENV } from '../many-databases.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
-import { positiveInt } from '../parse-options.js';
+import { milliseconds, positiveInt } from '../parse-options.js';
 import { parseExcludedColumn } from '../../copy/table-columns.js';
 import type { FilterFlags } from '../../inventory/table-filter.js';
 import { addFilterOptions, FILTER_HELP, filterOf, splitSchemaFlag } from '../filter-options.js';
@@ -56,6 +56,7 @@ interface CloneFlags extends ConnectionFlags, HttpFlags, FilterFlags {
   chunkSize?: string;
   excludeColumn?: string[];
   vacuum?: boolean;
+  lockWaitTimeout?: number;
   dryRun?: boolean;
   json?: boolean;
   quiet?: boolean;
@@ -95,6 +96,13 @@ function sizeOption(text: string | undefined, fallback: number, flag: string): n
   return size;
 }
 
+/** pg_dump's option, for clone and start: how long a source table lock may be waited for. */
+export const LOCK_WAIT_TIMEOUT_OPTION = [
+  '--lock-wait-timeout <time>',
+  `how long to wait for a table lock on the source (pg_dump's, and for the publication at start) before saying who holds it: 30s, 2min, or milliseconds (default ${DEFAULTS.lockWaitTimeoutMs / 1000}s)`,
+  milliseconds,
+] as const;
+
 export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undefined): CloneOptions {
   const config = loadConfig(flags.config);
   const source = connectionFor('source', flags, config)!;
@@ -119,6 +127,7 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
     schema: schemaFlag.mode ?? (opt('schema') as 'apply' | 'skip' | undefined) ?? 'apply',
     filter: filterOf(flags, schemaFlag.patterns),
     vacuum: flags.vacuum !== false,
+    lockWaitTimeoutMs: flags.lockWaitTimeout ?? DEFAULTS.lockWaitTimeoutMs,
     indexes: flags.indexes ?? (opt('indexes') as 'before' | 'after' | undefined) ?? 'after',
     createDatabase: Boolean(flags.createDatabase),
     existingRows: flags.existingRows,
@@ -203,6 +212,7 @@ export function registerClone(program: Command): void {
     .option('--no-owner', 'do not set object owners on the target (roles need not exist there)')
     .option('--no-privileges', 'do not copy GRANT/REVOKE')
     .option('--retries <n>', 'retries of a job after a transient failure', positiveInt, DEFAULTS.jobRetries)
+    .option(...LOCK_WAIT_TIMEOUT_OPTION)
     .option(
       '--maintenance-work-mem <size>',
       'maintenance_work_mem for index builds',

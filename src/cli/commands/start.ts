@@ -11,7 +11,7 @@ import { isTTY, out, outJson } from '../output.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
 import { unlessInterrupted } from '../interrupted.js';
 import { positiveInt } from '../parse-options.js';
-import { buildCloneOptions, EXCLUDE_COLUMN_OPTION, SCHEMA_MODES } from './clone.js';
+import { buildCloneOptions, EXCLUDE_COLUMN_OPTION, LOCK_WAIT_TIMEOUT_OPTION, SCHEMA_MODES } from './clone.js';
 import { addFilterOptions, FILTER_HELP } from '../filter-options.js';
 
 import { openDashboard, type HttpFlags } from '../http-option.js';
@@ -39,6 +39,7 @@ interface StartFlags extends HttpFlags {
   fallback?: 'offline';
   sourceFromTarget?: string;
   slotTimeout: number;
+  lockWaitTimeout?: number;
   json?: boolean;
   quiet?: boolean;
 }
@@ -98,6 +99,7 @@ export function registerStart(program: Command): void {
     .option('--split-tables-larger-than <size>', 'cut tables bigger than this into chunks copied in parallel')
     .option('--chunk-size <size>', 'about this much per chunk')
     .option(...EXCLUDE_COLUMN_OPTION)
+    .option(...LOCK_WAIT_TIMEOUT_OPTION)
     .option('--no-owner', 'do not set object owners on the target')
     .option('--no-privileges', 'do not copy GRANT/REVOKE')
     .option(
