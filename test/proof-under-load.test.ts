@@ -12,11 +12,15 @@
  * - cutover's own verify and a later `pgconvoy verify` pass, though the source's materialized
  *   view is stale (refreshed before start, never since);
  * - every sequence on the target is at least the source's;
- * - the writes-blocked time is printed.
+ * - the writes-blocked time is printed;
+ * - every online command (start, start-back, cutover, rollback, teardown) left its log in the
+ *   run directory: private (0600), with its steps, and without a password.
  * The scenario takes the online mode as a parameter: a second mode is one more line below.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
 import pg from 'pg';
 import type { LocalServer } from '../src/sandbox/local-server.js';
 import { openClient } from '../src/connect/open-client.js';
@@ -87,6 +91,26 @@ function watchFreeze(
   };
 }
 
+/** Each command's log: one file, 0600, its steps as `expected` says, and no password of the sandbox. */
+function assertCommandLogs(runDir: string, expected: Record<string, RegExp>): void {
+  const dir = path.join(runDir, 'logs');
+  const files = readdirSync(dir);
+  for (const [command, steps] of Object.entries(expected)) {
+    const mine = files.filter((f) => new RegExp(`^${command}-\\d{4}-.*\\.log$`).test(f));
+    assert.equal(mine.length, 1, `one log of ${command} in ${dir}: ${files.join(', ')}`);
+    const file = path.join(dir, mine[0]!);
+    assert.equal(statSync(file).mode & 0o777, 0o600, `${file} is private`);
+    const text = readFileSync(file, 'utf8');
+    assert.match(
+      text,
+      new RegExp(`^\\S+ pgconvoy ${command} --source `),
+      `${command}: the command line first`,
+    );
+    assert.match(text, steps, `${command}: its steps`);
+    assert.doesNotMatch(text, /sandbox/, `${command}: no password`);
+  }
+}
+
 export function proofUnderLoad(via: Via): void {
   describe(`proof under load, ${SYSTEM_MAJOR} → ${NEW_MAJOR}, start --via ${via}`, () => {
     let source: LocalServer;
@@ -107,13 +131,16 @@ export function proofUnderLoad(via: Via): void {
         (_, index) =>
           new AppWriter(app, { share: { index, count: WRITERS }, partitioned: true, persist: true }),
       );
-      const args = ['--source', source.url(db), '--target', target.url(db)];
+      const runDir = tempDir();
+      const args = ['--source', source.url(db), '--target', target.url(db), '--run-dir', runDir];
       const viaArgs = via === 'subscription' ? [] : ['--via', via];
       for (const w of writers) w.start(90_000);
       try {
         await Promise.all(writers.map((w) => w.waitForCommits(30)));
-        const start = await runCli(['start', ...args, ...viaArgs, '--run-dir', tempDir()]);
+        const start = await runCli(['start', ...args, ...viaArgs]);
         assert.equal(start.code, 0, start.stdout + start.stderr);
+        const back = await runCli(['start-back', ...args]);
+        assert.equal(back.code, 0, back.stdout + back.stderr);
         await Promise.all(writers.map((w) => w.waitForCommits(150)));
 
         const freeze = watchFreeze(target, db);
@@ -164,11 +191,25 @@ export function proofUnderLoad(via: Via): void {
         );
         assert.equal(view?.stale, true, "the source's materialized view is stale");
         assert.equal(result.verify.ok, true, "cutover's verify passed");
-        const verify = await runCli(['verify', ...args]);
+        const verify = await runCli(['verify', ...args.slice(0, 4)]);
         assert.equal(verify.code, 0, verify.stdout + verify.stderr);
         assert.match(verify.stdout, /shop\.order_count/, 'the stale view is named as a note');
 
         assert.ok(result.writesBlockedMs > 0, `writes blocked ${result.writesBlockedMs} ms`);
+        // The way back, then clean up; each command's log is in the run directory.
+        const rollback = await runCli(['rollback', ...args]);
+        assert.equal(rollback.code, 0, rollback.stdout + rollback.stderr);
+        const teardown = await runCli(['teardown', ...args]);
+        assert.equal(teardown.code, 0, teardown.stdout + teardown.stderr);
+        assertCommandLogs(runDir, {
+          start:
+            /publication .* on the source[\s\S]*"type":"phase","phase":"copy","state":"done"[\s\S]*done in \d+ ms: \{/,
+          'start-back': /done in \d+ ms: \{"publication":"pgconvoy_back_/,
+          cutover:
+            /"step":"write freeze","state":"done"[\s\S]*"step":"catch up"[\s\S]*done in \d+ ms: .*"writesBlockedMs":\d+/,
+          rollback: /done in \d+ ms: .*"phase":"rolled-back"/,
+          teardown: /done in \d+ ms: \[/,
+        });
         t.diagnostic(
           `writes blocked ${result.writesBlockedMs} ms; ${commits} transactions; steps: ${result.steps.map((s) => `${s.step} ${s.ms} ms`).join(', ')}`,
         );

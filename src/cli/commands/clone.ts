@@ -2,7 +2,6 @@
  * `pgconvoy clone`: parse options, run the library's clone, show progress and the summary.
  */
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
 import { PgconvoyError } from '../../errors.js';
@@ -18,6 +17,7 @@ import { unlessInterrupted } from '../interrupted.js';
 import { commandLine, PARENT_COMMAND_ENV } from '../many-databases.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
 import { milliseconds, positiveInt } from '../parse-options.js';
+import { defaultRunDir } from '../command-log.js';
 import { parseExcludedColumn } from '../../copy/table-columns.js';
 import type { FilterFlags } from '../../inventory/table-filter.js';
 import { addFilterOptions, FILTER_HELP, filterOf, splitSchemaFlag } from '../filter-options.js';
@@ -109,13 +109,7 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
   const target = connectionFor('target', flags, config)!;
   const opt = (key: string) => config?.options[`clone.${key}`];
   const schemaFlag = splitSchemaFlag(flags.schema, SCHEMA_MODES);
-  const runDir =
-    flags.runDir ??
-    (opt('run-dir') as string | undefined) ??
-    path.join(
-      DEFAULTS.runDir,
-      `${target.host.replace(/[^\w.-]/g, '_')}_${target.port}_${target.database.replace(/[^\w.-]/g, '_')}`,
-    );
+  const runDir = flags.runDir ?? (opt('run-dir') as string | undefined) ?? defaultRunDir(target);
   return {
     source,
     target,

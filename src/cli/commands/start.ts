@@ -11,6 +11,7 @@ import { isTTY, out, outJson } from '../output.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
 import { unlessInterrupted } from '../interrupted.js';
 import { positiveInt } from '../parse-options.js';
+import { logged } from '../command-log.js';
 import { buildCloneOptions, EXCLUDE_COLUMN_OPTION, LOCK_WAIT_TIMEOUT_OPTION, SCHEMA_MODES } from './clone.js';
 import { addFilterOptions, FILTER_HELP } from '../filter-options.js';
 
@@ -124,7 +125,10 @@ export function registerStart(program: Command): void {
       "schema on the target that keeps pgconvoy's ledger",
       DEFAULTS.ledgerSchema,
     )
-    .option('--run-dir <dir>', `where schema files and logs go (default ${DEFAULTS.runDir}/<target>)`)
+    .option(
+      '--run-dir <dir>',
+      `where schema files and logs (logs/start-*.log, the copy's logs/run-*.log) go (default ${DEFAULTS.runDir}/<target>)`,
+    )
     .option('--json', 'machine-readable summary on stdout')
     .option('-q, --quiet', 'only warnings, errors and the summary')
     .addHelpText(
@@ -163,24 +167,27 @@ Examples:
       const clone = buildCloneOptions(cloneFlags, controller.signal);
       const progress = new CloneProgress(isTTY() && !flags.json, Boolean(flags.quiet));
       const dashboard = await openDashboard(flags, 'start', clone.target, clone.source, clone.ledgerSchema);
-      clone.onEvent = (e) => {
-        progress.handle(e);
-        dashboard.live?.clone(e);
-      };
       let result: StartResult;
       try {
-        const work = unlessInterrupted(
-          controller.signal,
-          'run pgconvoy teardown, then pgconvoy start again',
-          () =>
-            startOnline({
-              clone,
-              sourceFromTarget: flags.sourceFromTarget,
-              fallback: flags.fallback ?? 'none',
-              slotTimeoutMs: flags.slotTimeout * 1000,
-            }),
-        );
-        result = await dashboard.settle(work);
+        result = await logged('start', clone.runDir, (log) => {
+          clone.onEvent = (e) => {
+            if (e.type !== 'bytes') log(JSON.stringify(e));
+            progress.handle(e);
+            dashboard.live?.clone(e);
+          };
+          const work = unlessInterrupted(
+            controller.signal,
+            'run pgconvoy teardown, then pgconvoy start again',
+            () =>
+              startOnline({
+                clone,
+                sourceFromTarget: flags.sourceFromTarget,
+                fallback: flags.fallback ?? 'none',
+                slotTimeoutMs: flags.slotTimeout * 1000,
+              }),
+          );
+          return dashboard.settle(work);
+        });
       } finally {
         progress.finish();
         process.off('SIGINT', onSignal);
