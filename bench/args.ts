@@ -17,6 +17,8 @@ export interface BenchOptions {
   manyTables: number | undefined;
   /** Time pgconvoy verify against count(*) instead of the copy methods. */
   verify: boolean;
+  /** Also time clone with its dashboard and metrics on (--http). */
+  http: boolean;
   sourceMajor: number;
   /** undefined: the newest available of 17 and 15. */
   targetMajor: number | undefined;
@@ -69,6 +71,7 @@ export function parseBenchArgs(
       positiveInt,
     )
     .option('--verify', 'time pgconvoy verify of a clone against SELECT count(*) on both sides')
+    .option('--http', 'also time pgconvoy clone --http 0 (dashboard and /metrics on) beside plain clone')
     .option('--source-major <n>', 'source server major (pg_dump must be at least this)', positiveInt, 15)
     .option('--target-major <n>', 'target server major (default 17 when available, else 15)', positiveInt)
     .addHelpText(
@@ -79,7 +82,8 @@ Examples:
   npm run bench -- --size 50MB --runs 1           # a quick check
   npm run bench -- --size 1GB --single-table --only clone,dump
   npm run bench -- --size 1GB --single-table --verify --runs 3
-  npm run bench -- --many-tables 2000 --runs 1`,
+  npm run bench -- --many-tables 2000 --runs 1
+  npm run bench -- --size 300MB --only clone --http --runs 3   # what the dashboard costs`,
     );
   program.parse(args, { from: 'user' });
   const o = program.opts<{
@@ -90,6 +94,7 @@ Examples:
     singleTable?: boolean;
     manyTables?: number;
     verify?: boolean;
+    http?: boolean;
     sourceMajor: number;
     targetMajor?: number;
   }>();
@@ -101,6 +106,7 @@ Examples:
     singleTable: Boolean(o.singleTable),
     manyTables: o.manyTables,
     verify: Boolean(o.verify),
+    http: Boolean(o.http),
     sourceMajor: o.sourceMajor,
     targetMajor: o.targetMajor,
   };

@@ -173,6 +173,8 @@ export interface MethodChoice {
   chunkFlags: string[] | undefined;
   /** --many-tables: pg_dump in one process (with -j its workers cannot lock thousands of tables). */
   manyTables?: boolean;
+  /** --http: pgconvoy clone once more with its dashboard on (`--http 0`), to show what it costs. */
+  http?: boolean;
 }
 
 /** The methods of one benchmark, in the order every round runs them. */
@@ -189,6 +191,7 @@ export function chooseMethods(c: MethodChoice): Method[] {
       ]
     : [
         cloneMethod('clone', c.jobs, []),
+        ...(c.http ? [cloneMethod('clone-http', c.jobs, ['--http', '0'], 'pgconvoy --http')] : []),
         dumpMethod('dump', c.jobs, false),
         dumpMethod('dump-gz', c.jobs, true),
         floorMethod('floor', c.jobs),
