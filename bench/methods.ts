@@ -60,7 +60,7 @@ export function cloneMethod(id: string, jobs: number, extraFlags: string[], shor
   return {
     id,
     key: 'clone',
-    label: `pgconvoy clone -j${jobs}`,
+    label: `pgconvoy clone -j${jobs}${extraFlags.includes('--http') ? ' --http' : ''}`,
     short,
     jobs,
     commands: [`node dist/src/cli/main.js ${shown.join(' ')}`],
