@@ -134,7 +134,7 @@ export function proofUnderLoad(via: Via): void {
       const runDir = tempDir();
       const args = ['--source', source.url(db), '--target', target.url(db), '--run-dir', runDir];
       const viaArgs = via === 'subscription' ? [] : ['--via', via];
-      for (const w of writers) w.start(90_000);
+      for (const w of writers) w.start(300_000);
       try {
         await Promise.all(writers.map((w) => w.waitForCommits(30)));
         const start = await runCli(['start', ...args, ...viaArgs]);
