@@ -17,6 +17,8 @@ export interface BenchOptions {
   manyTables: number | undefined;
   /** Time pgconvoy verify against count(*) instead of the copy methods. */
   verify: boolean;
+  /** Also time clone with its dashboard and metrics on (--http). */
+  http: boolean;
   sourceMajor: number;
   /** undefined: the newest available of 17 and 15. */
   targetMajor: number | undefined;
@@ -70,6 +72,7 @@ export function parseBenchArgs(
       positiveInt,
     )
     .option('--verify', 'time pgconvoy verify of a clone against SELECT count(*) on both sides')
+    .option('--http', 'also time pgconvoy clone --http 0 (dashboard and /metrics on) beside plain clone')
     .option('--source-major <n>', 'source server major (pg_dump must be at least this)', positiveInt, 15)
     .option('--target-major <n>', 'target server major (default 17 when available, else 15)', positiveInt)
     .addHelpText(
@@ -81,7 +84,8 @@ Examples:
   npm run bench -- --size 1GB --single-table --only clone,dump
   npm run bench -- --size 1GB --runs 1 --only clone,clone-fdw   # COPY against clone --via fdw
   npm run bench -- --size 1GB --single-table --verify --runs 3
-  npm run bench -- --many-tables 2000 --runs 1`,
+  npm run bench -- --many-tables 2000 --runs 1
+  npm run bench -- --size 300MB --only clone --http --runs 3   # what the dashboard costs`,
     );
   program.parse(args, { from: 'user' });
   const o = program.opts<{
@@ -92,6 +96,7 @@ Examples:
     singleTable?: boolean;
     manyTables?: number;
     verify?: boolean;
+    http?: boolean;
     sourceMajor: number;
     targetMajor?: number;
   }>();
@@ -103,6 +108,7 @@ Examples:
     singleTable: Boolean(o.singleTable),
     manyTables: o.manyTables,
     verify: Boolean(o.verify),
+    http: Boolean(o.http),
     sourceMajor: o.sourceMajor,
     targetMajor: o.targetMajor,
   };

@@ -39,6 +39,24 @@ describe('bench options', () => {
     assert.equal(o.singleTable, true);
   });
 
+  test('--http: clone is timed once more with its dashboard on', () => {
+    const o = parseBenchArgs(['--only', 'clone', '--http']);
+    assert.equal(o.http, true);
+    assert.equal(parseBenchArgs([]).http, false);
+    const methods = chooseMethods({
+      singleTable: false,
+      jobs: 2,
+      only: o.only,
+      chunkFlags: undefined,
+      http: o.http,
+    });
+    assert.deepEqual(
+      methods.map((m) => m.id),
+      ['clone', 'clone-http'],
+    );
+    assert.match(methods[1]!.commands[0]!, / --http 0$/);
+  });
+
   test('bad values are refused', () => {
     for (const args of [
       ['--only', 'clone,rsync'],

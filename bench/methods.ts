@@ -67,7 +67,7 @@ export function cloneMethod(
   return {
     id,
     key,
-    label: `pgconvoy clone${key === 'clone-fdw' ? ' --via fdw' : ''} -j${jobs}`,
+    label: `pgconvoy clone${key === 'clone-fdw' ? ' --via fdw' : ''} -j${jobs}${extraFlags.includes('--http') ? ' --http' : ''}`,
     short,
     jobs,
     commands: [`node dist/src/cli/main.js ${shown.join(' ')}`],
@@ -180,6 +180,8 @@ export interface MethodChoice {
   chunkFlags: string[] | undefined;
   /** --many-tables: pg_dump in one process (with -j its workers cannot lock thousands of tables). */
   manyTables?: boolean;
+  /** --http: pgconvoy clone once more with its dashboard on (`--http 0`), to show what it costs. */
+  http?: boolean;
 }
 
 const VIA_FDW = ['--via', 'fdw'];
@@ -206,6 +208,7 @@ export function chooseMethods(c: MethodChoice): Method[] {
     : [
         cloneMethod('clone', c.jobs, []),
         cloneMethod('clone-fdw', c.jobs, VIA_FDW, 'pgconvoy --via fdw', 'clone-fdw'),
+        ...(c.http ? [cloneMethod('clone-http', c.jobs, ['--http', '0'], 'pgconvoy --http')] : []),
         dumpMethod('dump', c.jobs, false),
         dumpMethod('dump-gz', c.jobs, true),
         floorMethod('floor', c.jobs),

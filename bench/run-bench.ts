@@ -131,6 +131,7 @@ async function bench(o: BenchOptions, workDir: string): Promise<boolean> {
     only: o.only,
     chunkFlags: flags,
     manyTables: o.manyTables !== undefined,
+    http: o.http,
   });
   if (methods.length === 0)
     throw new PgconvoyError(`no method to run: --only ${[...o.only].join(',')}`, {

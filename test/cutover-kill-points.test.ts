@@ -11,7 +11,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { LocalServer } from '../src/sandbox/local-server.js';
-import { Writer } from './helpers/insert-writer.js';
+import { Writer, eventsFixture } from './helpers/insert-writer.js';
 import {
   NEW_MAJOR,
   SYSTEM_MAJOR,
@@ -21,15 +21,11 @@ import {
   uniqueName,
 } from './helpers/servers.js';
 
-const FIXTURE = `
-CREATE TABLE public.events (id bigserial PRIMARY KEY, writer text NOT NULL, n integer NOT NULL, UNIQUE (writer, n));
-INSERT INTO public.events (writer, n) SELECT 'seed', g FROM generate_series(1, 500) g;
+const FIXTURE = `${eventsFixture(500)}
 CREATE TABLE public.nokey (v text, n integer);
 INSERT INTO public.nokey SELECT 'k' || g, g FROM generate_series(1, 300) g;
 CREATE SEQUENCE public.ticket START 1000;
-SELECT setval('public.ticket', 5000);
-GRANT SELECT, INSERT ON public.events TO app;
-GRANT USAGE ON SEQUENCE public.events_id_seq TO app;`;
+SELECT setval('public.ticket', 5000);`;
 
 const ACL_SQL = `
 SELECT (SELECT array_agg(x ORDER BY x) FROM (SELECT aclexplode(coalesce(datacl, acldefault('d', datdba)))::text AS x

@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import type { LocalServer } from '../src/sandbox/local-server.js';
-import { Writer } from './helpers/insert-writer.js';
+import { REFUSED, Writer, eventsFixture } from './helpers/insert-writer.js';
 import {
   NEW_MAJOR,
   SYSTEM_MAJOR,
@@ -24,11 +24,7 @@ import {
   uniqueName,
 } from './helpers/servers.js';
 
-const FIXTURE = `
-CREATE TABLE public.events (id bigserial PRIMARY KEY, writer text NOT NULL, n integer NOT NULL, UNIQUE (writer, n));
-INSERT INTO public.events (writer, n) SELECT 'seed', g FROM generate_series(1, 1000) g;
-GRANT SELECT, INSERT ON public.events TO app;
-GRANT USAGE ON SEQUENCE public.events_id_seq TO app;`;
+const FIXTURE = eventsFixture(1000);
 
 let source: LocalServer;
 let target: LocalServer;
@@ -50,9 +46,6 @@ async function rows(server: LocalServer, db: string): Promise<string[]> {
   );
   return res.map((r) => r.k);
 }
-
-/** The codes a refused write may end with: read-only, no CONNECT, ended by the server, or a lost connection. */
-const REFUSED = /^(25006|42501|57P01|55000)$|terminat|Connection|ECONNRESET|closed/i;
 
 async function scenario(killAfterMs: number | undefined): Promise<string> {
   const db = await createDatabase(source, uniqueName('Freeze'));

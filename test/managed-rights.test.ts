@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import type { LocalServer } from '../src/sandbox/local-server.js';
-import { Writer } from './helpers/insert-writer.js';
+import { Writer, eventsFixture } from './helpers/insert-writer.js';
 import { NEW_MAJOR, SYSTEM_MAJOR, runCli, startServer } from './helpers/servers.js';
 
 let source: LocalServer;
@@ -29,14 +29,7 @@ before(async () => {
     CREATE ROLE other_app LOGIN PASSWORD 'otherpw';`);
   await source.sql(`CREATE DATABASE ${DB} OWNER mig`);
   await source.sql(`CREATE DATABASE ${OTHER} OWNER other_app`);
-  await source.sql(
-    `SET ROLE mig;
-     CREATE TABLE public.events (id bigserial PRIMARY KEY, writer text NOT NULL, n integer NOT NULL, UNIQUE (writer, n));
-     INSERT INTO public.events (writer, n) SELECT 'seed', g FROM generate_series(1, 2000) g;
-     GRANT SELECT, INSERT ON public.events TO app;
-     GRANT USAGE ON SEQUENCE public.events_id_seq TO app;`,
-    DB,
-  );
+  await source.sql(`SET ROLE mig; ${eventsFixture(2000)}`, DB);
   await source.sql('SET ROLE other_app; CREATE TABLE public.t (v int)', OTHER);
   await target.sql(`
     CREATE ROLE mig LOGIN PASSWORD 'migpw' IN ROLE pg_create_subscription;

@@ -69,7 +69,10 @@ export async function connectRun(basics: RunBasics): Promise<CloneRun> {
   // Before anything else reads or writes: the inventory itself reads every sequence at once.
   await checkSourceLocks(source, o.ledgerSchema);
   // The filter narrows everything after this line: jobs, sequences, analyze, pg_dump.
-  const filtered = filterInventory(await readInventory(source, o.ledgerSchema), o.filter);
+  const filtered = filterInventory(
+    await readInventory(source, o.ledgerSchema, o.lockWaitTimeoutMs),
+    o.filter,
+  );
   const { inventory } = filtered;
   // A queue file is checked whole, against the source, before anything is written anywhere.
   const queue = o.queueFile

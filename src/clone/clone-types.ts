@@ -80,6 +80,8 @@ export interface CloneOptions {
   queueFile?: { text: string; fileName: string; allowGaps: boolean };
   /** VACUUM (ANALYZE) chunked tables after their load (`--no-vacuum`: ANALYZE only). */
   vacuum?: boolean;
+  /** How long a source table lock is waited for (pg_dump's --lock-wait-timeout; start's publication). */
+  lockWaitTimeoutMs?: number;
   /** pg_dump's -n/-N/-t/-T/--exclude-table-data/--filter (inventory/table-filter.ts). */
   filter?: TableFilter | undefined;
   /** Source columns left behind (`--exclude-column`), as excludedKey()s. */

@@ -4,24 +4,27 @@
  */
 import path from 'node:path';
 import type { JobRow } from '../ledger/jobs.js';
-import { appendPrivateFile, makePrivateDir, writePrivateFile } from '../util/private-files.js';
+import { makePrivateDir, writePrivateFile } from '../util/private-files.js';
 import { redact } from '../util/redact.js';
+import { RunLog } from '../util/run-log.js';
 import { displayName } from '../util/sql.js';
 
 export class RunFiles {
-  readonly logFile: string;
   readonly statusFile: string;
+  private readonly runLog: RunLog;
 
   constructor(readonly dir: string) {
     makePrivateDir(dir);
-    makePrivateDir(path.join(dir, 'logs'));
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    this.logFile = path.join(dir, 'logs', `run-${stamp}.log`);
+    this.runLog = new RunLog(dir, 'run');
     this.statusFile = path.join(dir, 'migration_jobs_status.tsv');
   }
 
+  get logFile(): string {
+    return this.runLog.file;
+  }
+
   log(line: string): void {
-    appendPrivateFile(this.logFile, `${new Date().toISOString()} ${redact(line)}\n`);
+    this.runLog.line(line);
   }
 
   /** Rewrites the status file from the ledger's view of every job. */

@@ -45,6 +45,7 @@ export async function runSchemaPhase(run: CloneRun): Promise<ClonedSchema | unde
     filterArgs: run.pgDumpArgs,
     noOwner: o.noOwner,
     noPrivileges: o.noPrivileges,
+    ...(o.lockWaitTimeoutMs !== undefined ? { lockWaitTimeoutMs: o.lockWaitTimeoutMs } : {}),
   });
   const batched = (): Omit<
     BatchedApplyOptions,

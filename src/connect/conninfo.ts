@@ -30,6 +30,8 @@ export const KNOWN_KEYWORDS = new Set([
   'options',
   'keepalives',
   'keepalives_idle',
+  'keepalives_interval',
+  'keepalives_count',
   'target_session_attrs',
   'client_encoding',
   'gssencmode',

@@ -64,8 +64,13 @@ function clientConfig(
     ...(spec.password !== undefined ? { password: spec.password } : {}),
     application_name: options.applicationName ?? DEFAULTS.applicationName,
     connectionTimeoutMillis: (spec.connectTimeoutSeconds ?? DEFAULTS.connectTimeoutSeconds) * 1000,
-    keepAlive: true,
-    keepAliveInitialDelayMillis: DEFAULTS.keepalivesIdleSeconds * 1000,
+    // libpq's keepalives and keepalives_idle when the connection string gives them (Node sets
+    // no interval or count: the operating system's apply to pgconvoy's own sessions).
+    keepAlive: spec.conninfo.keepalives !== '0',
+    keepAliveInitialDelayMillis:
+      (/^\d+$/.test(spec.conninfo.keepalives_idle ?? '')
+        ? Number(spec.conninfo.keepalives_idle)
+        : DEFAULTS.keepalivesIdleSeconds) * 1000,
     ...(spec.options ? { options: spec.options } : {}),
     ssl: useTls ? sslOptions(spec) : false,
     ...(options.replication ? { replication: options.replication } : {}),

@@ -3,6 +3,10 @@
  * only (no table is scanned), so it is cheap on a database of any size. Checked on 13, 15, 17.
  */
 import type pg from 'pg';
+import { DEFAULTS, EXIT } from '../defaults.js';
+import { PgconvoyError, serverErrorFields } from '../errors.js';
+import { SQLSTATE } from '../sqlstate.js';
+import { lockHolders, lockHoldersHint } from './lock-holders.js';
 
 export type TableKind = 'table' | 'partitioned' | 'foreign' | 'materialized-view';
 
@@ -151,8 +155,43 @@ interface TableRow {
   split_column: string | null;
 }
 
-export async function readInventory(client: pg.Client, ledgerSchema: string): Promise<Inventory> {
-  const tables = (await client.query<TableRow>(TABLES_SQL, [ledgerSchema])).rows.map((r): TableInfo => {
+/**
+ * The table sizes take ACCESS SHARE on every table: behind someone's ACCESS EXCLUSIVE (a long
+ * transaction that ran DDL) they would wait without end, so they wait `lockWaitTimeoutMs` at
+ * most and then say who holds the lock.
+ */
+async function readTableRows(
+  client: pg.Client,
+  ledgerSchema: string,
+  lockWaitTimeoutMs: number,
+): Promise<TableRow[]> {
+  await client.query("SELECT pg_catalog.set_config('lock_timeout', $1, false)", [`${lockWaitTimeoutMs}ms`]);
+  try {
+    return (await client.query<TableRow>(TABLES_SQL, [ledgerSchema])).rows;
+  } catch (err) {
+    if (serverErrorFields(err)?.code !== SQLSTATE.lockNotAvailable) throw err;
+    const holders = await lockHolders(client, null, 'AccessShareLock').catch(() => []);
+    throw new PgconvoyError(
+      `waited ${lockWaitTimeoutMs / 1000} s (--lock-wait-timeout) for a lock on a table of the source to read its size, in vain`,
+      {
+        code: 'LOCK_TIMEOUT',
+        exitCode: EXIT.source,
+        hint: `reading a table's size takes ACCESS SHARE on it, and another session holds ACCESS EXCLUSIVE: ${lockHoldersHint(holders)}`,
+        details: { holders },
+        cause: err,
+      },
+    );
+  } finally {
+    await client.query('RESET lock_timeout').catch(() => undefined);
+  }
+}
+
+export async function readInventory(
+  client: pg.Client,
+  ledgerSchema: string,
+  lockWaitTimeoutMs: number = DEFAULTS.lockWaitTimeoutMs,
+): Promise<Inventory> {
+  const tables = (await readTableRows(client, ledgerSchema, lockWaitTimeoutMs)).map((r): TableInfo => {
     let splitColumn: TableInfo['splitColumn'];
     if (r.split_column) {
       const colon = r.split_column.lastIndexOf(':');

@@ -232,6 +232,7 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
       // createPublication leaves out (and says why) what cannot be published.
       pub = await createPublication(src, names.publication, publish, {
         viaPartitionRoot: merged.parents.length > 0,
+        lockWaitTimeoutMs: o.clone.lockWaitTimeoutMs,
       });
       for (const p of merged.parents)
         o.clone.onEvent({

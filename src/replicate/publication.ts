@@ -13,6 +13,7 @@
  * Checked on PostgreSQL 13, 15 and 17.
  */
 import type pg from 'pg';
+import { lockHolders, lockHoldersHint } from '../inventory/lock-holders.js';
 import { DEFAULTS, EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
@@ -50,18 +51,19 @@ export async function createPublication(
      * `tables` (a target that has them as plain tables: copy/partitioned-source.ts; 13+).
      */
     viaPartitionRoot?: boolean;
+    /** How long to wait for each table's lock (pg_dump's --lock-wait-timeout). */
+    lockWaitTimeoutMs?: number;
   } = {},
 ): Promise<PublicationResult> {
   const viaRoot = options.viaPartitionRoot ?? false;
+  const lockWaitTimeoutMs = options.lockWaitTimeoutMs ?? DEFAULTS.lockWaitTimeoutMs;
   const { published, skipped } = await splitPublishable(client, tables, viaRoot);
   const list = published.map((t) => qualifiedName(t.schema, t.name)).join(', ');
   const withRoot = viaRoot ? ' WITH (publish_via_partition_root = true)' : '';
 
   // Adding tables to a publication locks each of them: wait a bounded time for that, and
   // say so, rather than queue behind someone's long DDL (and queue the application behind us).
-  await client.query("SELECT pg_catalog.set_config('lock_timeout', $1, false)", [
-    `${DEFAULTS.lockWaitTimeoutMs}ms`,
-  ]);
+  await client.query("SELECT pg_catalog.set_config('lock_timeout', $1, false)", [`${lockWaitTimeoutMs}ms`]);
   try {
     const existing = await client.query<{ oid: number; puballtables: boolean }>(
       'SELECT p.oid, p.puballtables FROM pg_catalog.pg_publication p WHERE p.pubname = $1',
@@ -105,12 +107,18 @@ export async function createPublication(
   } catch (err) {
     if (err instanceof PgconvoyError) throw err;
     if (serverErrorFields(err)?.code === SQLSTATE.lockNotAvailable) {
+      const holders = await lockHolders(
+        client,
+        published.map((t) => qualifiedName(t.schema, t.name)),
+        'ShareUpdateExclusiveLock',
+      ).catch(() => []);
       throw new PgconvoyError(
-        `waited ${DEFAULTS.lockWaitTimeoutMs / 1000} s for a lock on the tables of publication "${name}" on the source, in vain`,
+        `waited ${lockWaitTimeoutMs / 1000} s (--lock-wait-timeout) for a lock on the tables of publication "${name}" on the source, in vain`,
         {
           code: 'LOCK_TIMEOUT',
           exitCode: EXIT.source,
-          hint: 'another session holds a conflicting lock on one of them (a long transaction that ran DDL, VACUUM FULL, a REINDEX): see pg_locks / pg_stat_activity on the source, let it finish, then run again',
+          hint: `adding a table to a publication takes SHARE UPDATE EXCLUSIVE on it, and another session holds a lock that excludes it (a long transaction that ran DDL, VACUUM, ANALYZE, CREATE INDEX CONCURRENTLY): ${lockHoldersHint(holders)}`,
+          details: { holders },
           cause: err,
         },
       );

@@ -21,6 +21,7 @@ import { PgconvoyError } from '../errors.js';
 import { quoteIdent } from '../util/sql.js';
 import { makePrivateDir, writePrivateFile } from '../util/private-files.js';
 import { lockShortageHint } from '../inventory/lock-capacity.js';
+import { lockHolders, lockHoldersHint } from '../inventory/lock-holders.js';
 import { classifyPostData } from './classify.js';
 import { mapTablespaceSql } from './tablespaces.js';
 import type { PgTools } from './pg-tools.js';
@@ -59,6 +60,34 @@ function toolFailure(what: string, result: ToolResult, spec: ConnectionSpec, hin
       (result.signal ? ` (killed by ${result.signal})` : ` (exit code ${result.code})`) +
       (stderr ? `: ${stderr}` : ''),
     { code: 'SCHEMA_DUMP_FAILED', hint, exitCode, details: { stderr } },
+  );
+}
+
+/**
+ * pg_dump gave up waiting for a table's lock (its --lock-wait-timeout): name the table (pg_dump
+ * prints the LOCK TABLE it ran) and who holds the lock that kept it waiting.
+ */
+async function lockWaitExpired(
+  source: ConnectionSpec,
+  dumped: ToolResult,
+  waitedMs: number,
+): Promise<PgconvoyError> {
+  const table = /LOCK TABLE (.+?) IN ACCESS SHARE MODE/.exec(dumped.stderr)?.[1];
+  const client = await openClient(source, { applicationName: 'pgconvoy schema' });
+  let holders: string[];
+  try {
+    holders = table ? await lockHolders(client, [table], 'AccessShareLock') : [];
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  return new PgconvoyError(
+    `pg_dump waited ${waitedMs / 1000} s (--lock-wait-timeout) for a lock on ${table ? `table ${table}` : 'a table'} of the source, in vain`,
+    {
+      code: 'LOCK_TIMEOUT',
+      exitCode: EXIT.source,
+      hint: `pg_dump needs ACCESS SHARE on every table it dumps, and another session holds a lock that excludes it: ${lockHoldersHint(holders)}`,
+      details: { stderr: dumped.stderr.trim(), holders },
+    },
   );
 }
 
@@ -103,6 +132,9 @@ export async function dumpSchema(options: DumpSchemaOptions): Promise<SchemaDump
     `--dbname=${childConninfo(source, 'pgconvoy pg_dump')}`,
   ];
   const dumped = await runTool(tools.pgDump, dumpArgs, childEnv(source), signal);
+  // pg_dump's --lock-wait-timeout is a statement_timeout around its LOCK TABLE.
+  if (dumped.code !== 0 && /due to (lock|statement) timeout[\s\S]*LOCK TABLE /.test(dumped.stderr))
+    throw await lockWaitExpired(source, dumped, options.lockWaitTimeoutMs ?? DEFAULTS.lockWaitTimeoutMs);
   if (dumped.code !== 0) {
     throw toolFailure(
       'pg_dump --schema-only',

@@ -128,3 +128,12 @@ export async function notNullWithoutConstraint(server: LocalServer, db: string):
   );
   return rows.map((r) => r.c);
 }
+
+/** Every sequence's last_value (pgconvoy's own left out), by quoted qualified name. */
+export async function sequenceValues(server: LocalServer, db: string): Promise<Map<string, bigint>> {
+  const rows = await server.sql<{ name: string; v: string | null }>(
+    "SELECT format('%I.%I', schemaname, sequencename) AS name, last_value::text AS v FROM pg_sequences WHERE schemaname <> 'pgconvoy' ORDER BY 1",
+    db,
+  );
+  return new Map(rows.map((r) => [r.name, BigInt(r.v ?? '0')]));
+}

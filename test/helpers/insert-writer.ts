@@ -5,6 +5,19 @@
  */
 import pg from 'pg';
 
+/** public.events for the writers, with `seedRows` rows already in it, writable by the role `app`. */
+export const eventsFixture = (seedRows: number): string => `
+CREATE TABLE public.events (id bigserial PRIMARY KEY, writer text NOT NULL, n integer NOT NULL, UNIQUE (writer, n));
+INSERT INTO public.events (writer, n) SELECT 'seed', g FROM generate_series(1, ${seedRows}) g;
+GRANT SELECT, INSERT ON public.events TO app;
+GRANT USAGE ON SEQUENCE public.events_id_seq TO app;`;
+
+/**
+ * How a write attempted on a frozen source may end: read-only, no CONNECT, ended by the
+ * server, or a lost connection. Never a success.
+ */
+export const REFUSED = /^(25006|42501|57P01|55000)$|terminat|Connection|ECONNRESET|closed|read-only/i;
+
 export interface Attempt {
   at: number;
   ok: boolean;

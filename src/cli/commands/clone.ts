@@ -2,7 +2,6 @@
  * `pgconvoy clone`: parse options, run the library's clone, show progress and the summary.
  */
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
 import { PgconvoyError } from '../../errors.js';
@@ -17,7 +16,8 @@ import { loadConfig } from '../common-options.js';
 import { unlessInterrupted } from '../interrupted.js';
 import { commandLine, PARENT_COMMAND_ENV } from '../many-databases.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
-import { positiveInt } from '../parse-options.js';
+import { milliseconds, positiveInt } from '../parse-options.js';
+import { defaultRunDir } from '../command-log.js';
 import { parseExcludedColumn } from '../../copy/table-columns.js';
 import { parseTablespaceMap } from '../../schema/tablespaces.js';
 import type { FilterFlags } from '../../inventory/table-filter.js';
@@ -83,6 +83,7 @@ interface CloneFlags extends ConnectionFlags, HttpFlags, FilterFlags {
   vacuum?: boolean;
   via?: CopyMethod;
   sourceFromTarget?: string;
+  lockWaitTimeout?: number;
   dryRun?: boolean;
   json?: boolean;
   quiet?: boolean;
@@ -122,6 +123,13 @@ function sizeOption(text: string | undefined, fallback: number, flag: string): n
   return size;
 }
 
+/** pg_dump's option, for clone and start: how long a source table lock may be waited for. */
+export const LOCK_WAIT_TIMEOUT_OPTION = [
+  '--lock-wait-timeout <time>',
+  `how long to wait for a table lock on the source (pg_dump's, and for the publication at start) before saying who holds it: 30s, 2min, or milliseconds (default ${DEFAULTS.lockWaitTimeoutMs / 1000}s)`,
+  milliseconds,
+] as const;
+
 export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undefined): CloneOptions {
   if (flags.via === 'fdw' && flags.planOnly)
     throw new PgconvoyError('--via fdw and --plan-only do not go together', {
@@ -134,13 +142,7 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
   const target = connectionFor('target', flags, config)!;
   const opt = (key: string) => config?.options[`clone.${key}`];
   const schemaFlag = splitSchemaFlag(flags.schema, SCHEMA_MODES);
-  const runDir =
-    flags.runDir ??
-    (opt('run-dir') as string | undefined) ??
-    path.join(
-      DEFAULTS.runDir,
-      `${target.host.replace(/[^\w.-]/g, '_')}_${target.port}_${target.database.replace(/[^\w.-]/g, '_')}`,
-    );
+  const runDir = flags.runDir ?? (opt('run-dir') as string | undefined) ?? defaultRunDir(target);
   return {
     source,
     target,
@@ -152,6 +154,7 @@ export function buildCloneOptions(flags: CloneFlags, signal: AbortSignal | undef
     schema: schemaFlag.mode ?? (opt('schema') as 'apply' | 'skip' | undefined) ?? 'apply',
     filter: filterOf(flags, schemaFlag.patterns),
     vacuum: flags.vacuum !== false,
+    lockWaitTimeoutMs: flags.lockWaitTimeout ?? DEFAULTS.lockWaitTimeoutMs,
     indexes: flags.indexes ?? (opt('indexes') as 'before' | 'after' | undefined) ?? 'after',
     createDatabase: Boolean(flags.createDatabase),
     existingRows: flags.existingRows,
@@ -249,6 +252,7 @@ export function registerClone(program: Command): void {
     .option(...NO_TABLESPACES_OPTION)
     .option(...TABLESPACE_MAP_OPTION)
     .option('--retries <n>', 'retries of a job after a transient failure', positiveInt, DEFAULTS.jobRetries)
+    .option(...LOCK_WAIT_TIMEOUT_OPTION)
     .option(
       '--maintenance-work-mem <size>',
       'maintenance_work_mem for index builds',

@@ -13,6 +13,7 @@ import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 import { openDashboard, type HttpFlags } from '../http-option.js';
 import { positiveInt } from '../parse-options.js';
+import { defaultRunDir, logged, RUN_DIR_OPTION } from '../command-log.js';
 
 interface CutoverFlags extends ConnectionFlags, HttpFlags {
   maxLag: string;
@@ -25,6 +26,7 @@ interface CutoverFlags extends ConnectionFlags, HttpFlags {
   refreshMatviews: boolean;
   targetFromSource?: string;
   ledgerSchema: string;
+  runDir?: string;
   json?: boolean;
 }
 
@@ -110,6 +112,7 @@ export function registerCutover(program: Command): void {
     .option('--no-refresh-matviews', "leave the target's materialized views as start filled them")
     .option('--target-from-source <conninfo>', 'how the SOURCE server reaches the target (back-replication)')
     .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)
+    .option(...RUN_DIR_OPTION)
     .option('--json', 'machine-readable output')
     .addHelpText(
       'after',
@@ -147,29 +150,33 @@ Examples:
         });
       }
       const dashboard = await openDashboard(flags, 'cutover', target, source, flags.ledgerSchema);
-      const work = runCutover({
-        source,
-        target,
-        ledgerSchema: flags.ledgerSchema,
-        maxLagBytes: maxLag,
-        sequenceMargin: wholeNumber(flags.sequenceMargin, '--sequence-margin'),
-        timeoutMs: flags.timeout * 1000,
-        freezeCheckMs: flags.freezeCheck,
-        keepConnect: flags.keepConnect,
-        jobs: flags.jobs ?? DEFAULTS.jobs,
-        refreshMatviews: flags.refreshMatviews,
-        verify: flags.verify === false ? 'none' : flags.verify,
-        targetFromSource: flags.targetFromSource,
-        onEvent: (e) => {
-          dashboard.live?.cutover(e);
-          if (flags.json) return;
-          if (e.type === 'step') {
-            if (e.state === 'start') out(`${e.step} …`);
-          } else if (e.type === 'warning') err(`warning: ${e.message}`);
-          else out(`  ${e.message}`);
-        },
-      });
-      const result = await dashboard.settle(work);
+      const result = await logged('cutover', flags.runDir ?? defaultRunDir(target), (log) =>
+        dashboard.settle(
+          runCutover({
+            source,
+            target,
+            ledgerSchema: flags.ledgerSchema,
+            maxLagBytes: maxLag,
+            sequenceMargin: wholeNumber(flags.sequenceMargin, '--sequence-margin'),
+            timeoutMs: flags.timeout * 1000,
+            freezeCheckMs: flags.freezeCheck,
+            keepConnect: flags.keepConnect,
+            jobs: flags.jobs ?? DEFAULTS.jobs,
+            refreshMatviews: flags.refreshMatviews,
+            verify: flags.verify === false ? 'none' : flags.verify,
+            targetFromSource: flags.targetFromSource,
+            onEvent: (e) => {
+              log(JSON.stringify(e));
+              dashboard.live?.cutover(e);
+              if (flags.json) return;
+              if (e.type === 'step') {
+                if (e.state === 'start') out(`${e.step} …`);
+              } else if (e.type === 'warning') err(`warning: ${e.message}`);
+              else out(`  ${e.message}`);
+            },
+          }),
+        ),
+      );
       if (flags.json) outJson({ ok: true, ...result });
       else printResult(result);
     });

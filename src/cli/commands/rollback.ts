@@ -11,9 +11,11 @@ import { displayName } from '../../util/sql.js';
 import { err, out, outJson } from '../output.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { loadConfig } from '../common-options.js';
+import { defaultRunDir, logged, RUN_DIR_OPTION } from '../command-log.js';
 import { positiveInt } from '../parse-options.js';
 
 interface RollbackFlags extends ConnectionFlags {
+  runDir?: string;
   sequenceMargin: string;
   timeout: number;
   force?: boolean;
@@ -38,6 +40,7 @@ export function registerRollback(program: Command): void {
     .option('--timeout <seconds>', 'how long back-replication may take to catch up', positiveInt, 300)
     .option('--force', 'roll back a cutover that had no back-replication (writes on the target are lost)')
     .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)
+    .option(...RUN_DIR_OPTION)
     .option('--json', 'machine-readable output')
     .addHelpText(
       'after',
@@ -66,19 +69,22 @@ Examples:
           hint: 'give 0 or more',
         });
       }
-      const result = await runRollback({
-        source,
-        target,
-        ledgerSchema: flags.ledgerSchema,
-        sequenceMargin: margin,
-        timeoutMs: flags.timeout * 1000,
-        force: Boolean(flags.force),
-        onEvent: (e) => {
-          if (flags.json) return;
-          if (e.type === 'warning') err(`warning: ${e.message}`);
-          else out(`  ${e.message}`);
-        },
-      });
+      const result = await logged('rollback', flags.runDir ?? defaultRunDir(target), (log) =>
+        runRollback({
+          source,
+          target,
+          ledgerSchema: flags.ledgerSchema,
+          sequenceMargin: margin,
+          timeoutMs: flags.timeout * 1000,
+          force: Boolean(flags.force),
+          onEvent: (e) => {
+            log(JSON.stringify(e));
+            if (flags.json) return;
+            if (e.type === 'warning') err(`warning: ${e.message}`);
+            else out(`  ${e.message}`);
+          },
+        }),
+      );
       if (flags.json) return outJson({ ok: true, ...result });
       for (const r of result.removed) out(`removed ${r}`);
       if (result.sequences.length) out(`sequences set on the source: ${result.sequences.length}`);

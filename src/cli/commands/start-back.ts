@@ -8,8 +8,10 @@ import { runStartBack } from '../../cutover/run-start-back.js';
 import { err, out, outJson } from '../output.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { loadConfig } from '../common-options.js';
+import { defaultRunDir, logged, RUN_DIR_OPTION } from '../command-log.js';
 
 interface StartBackFlags extends ConnectionFlags {
+  runDir?: string;
   targetFromSource?: string;
   ledgerSchema: string;
   json?: boolean;
@@ -29,6 +31,7 @@ export function registerStartBack(program: Command): void {
       'how the SOURCE server reaches the target, when that differs from --target (the password of --target is used when it has none)',
     )
     .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)
+    .option(...RUN_DIR_OPTION)
     .option('--json', 'machine-readable output')
     .addHelpText(
       'after',
@@ -48,12 +51,14 @@ Examples:
       const source = connectionFor('source', flags, config);
       const target = connectionFor('target', flags, config);
       if (!source || !target) return;
-      const result = await runStartBack({
-        source,
-        target,
-        ledgerSchema: flags.ledgerSchema,
-        targetFromSource: flags.targetFromSource,
-      });
+      const result = await logged('start-back', flags.runDir ?? defaultRunDir(target), () =>
+        runStartBack({
+          source,
+          target,
+          ledgerSchema: flags.ledgerSchema,
+          targetFromSource: flags.targetFromSource,
+        }),
+      );
       if (flags.json) return outJson({ ok: true, ...result });
       out(
         `back-replication prepared${result.again ? ' (again)' : ''}: publication "${result.publication}" on the target (${result.tables} table(s)); the source can subscribe to it`,

@@ -11,9 +11,11 @@ import { isTTY, out, outJson } from '../output.js';
 import { CloneProgress, printCloneSummary } from '../clone-progress.js';
 import { unlessInterrupted } from '../interrupted.js';
 import { positiveInt } from '../parse-options.js';
+import { logged } from '../command-log.js';
 import {
   buildCloneOptions,
   EXCLUDE_COLUMN_OPTION,
+  LOCK_WAIT_TIMEOUT_OPTION,
   NO_TABLESPACES_OPTION,
   ROLE_PASSWORDS_OPTION,
   ROLES_OPTION,
@@ -54,6 +56,7 @@ interface StartFlags extends HttpFlags {
   sourceFromTarget?: string;
   slotTimeout: number;
   via: 'subscription' | 'relay';
+  lockWaitTimeout?: number;
   json?: boolean;
   quiet?: boolean;
 }
@@ -133,6 +136,7 @@ export function registerStart(program: Command): void {
     .option('--split-tables-larger-than <size>', 'cut tables bigger than this into chunks copied in parallel')
     .option('--chunk-size <size>', 'about this much per chunk')
     .option(...EXCLUDE_COLUMN_OPTION)
+    .option(...LOCK_WAIT_TIMEOUT_OPTION)
     .option('--no-owner', 'do not set object owners on the target')
     .option('--no-privileges', 'do not copy GRANT/REVOKE')
     .option(...ROLES_OPTION)
@@ -161,7 +165,10 @@ export function registerStart(program: Command): void {
       "schema on the target that keeps pgconvoy's ledger",
       DEFAULTS.ledgerSchema,
     )
-    .option('--run-dir <dir>', `where schema files and logs go (default ${DEFAULTS.runDir}/<target>)`)
+    .option(
+      '--run-dir <dir>',
+      `where schema files and logs (logs/start-*.log, the copy's logs/run-*.log) go (default ${DEFAULTS.runDir}/<target>)`,
+    )
     .option('--json', 'machine-readable summary on stdout')
     .option('-q, --quiet', 'only warnings, errors and the summary')
     .addHelpText(
@@ -207,25 +214,28 @@ Examples:
       const clone = buildCloneOptions(cloneFlags, controller.signal);
       const progress = new CloneProgress(isTTY() && !flags.json, Boolean(flags.quiet));
       const dashboard = await openDashboard(flags, 'start', clone.target, clone.source, clone.ledgerSchema);
-      clone.onEvent = (e) => {
-        progress.handle(e);
-        dashboard.live?.clone(e);
-      };
       let result: StartResult;
       try {
-        const work = unlessInterrupted(
-          controller.signal,
-          'run pgconvoy teardown, then pgconvoy start again',
-          () =>
-            startOnline({
-              clone,
-              sourceFromTarget: flags.sourceFromTarget,
-              fallback: flags.fallback ?? 'none',
-              slotTimeoutMs: flags.slotTimeout * 1000,
-              via: flags.via,
-            }),
-        );
-        result = await dashboard.settle(work);
+        result = await logged('start', clone.runDir, (log) => {
+          clone.onEvent = (e) => {
+            if (e.type !== 'bytes') log(JSON.stringify(e));
+            progress.handle(e);
+            dashboard.live?.clone(e);
+          };
+          const work = unlessInterrupted(
+            controller.signal,
+            'run pgconvoy teardown, then pgconvoy start again',
+            () =>
+              startOnline({
+                clone,
+                sourceFromTarget: flags.sourceFromTarget,
+                fallback: flags.fallback ?? 'none',
+                slotTimeoutMs: flags.slotTimeout * 1000,
+                via: flags.via,
+              }),
+          );
+          return dashboard.settle(work);
+        });
       } finally {
         progress.finish();
         process.off('SIGINT', onSignal);

@@ -7,17 +7,50 @@ import { openClient } from '../../connect/open-client.js';
 import { DEFAULTS, EXIT } from '../../defaults.js';
 import { PgconvoyError } from '../../errors.js';
 import { readOnlineState } from '../../online/state.js';
-import { replicationNames } from '../../replicate/names.js';
+import { replicationNames, type ReplicationNames } from '../../replicate/names.js';
+import type { ConnectionSpec } from '../../connect/resolve.js';
 import { readSubscription } from '../../replicate/subscription.js';
 import { teardown, type RemovedObject } from '../../replicate/teardown.js';
 import { out, outJson } from '../output.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { loadConfig } from '../common-options.js';
+import { defaultRunDir, logged, RUN_DIR_OPTION } from '../command-log.js';
 
 interface TeardownFlags extends ConnectionFlags {
+  runDir?: string;
   json?: boolean;
   force?: boolean;
   ledgerSchema: string;
+}
+
+/** Removes both directions' objects; refuses to remove a running back-replication unless --force. */
+async function removeReplication(
+  source: ConnectionSpec,
+  target: ConnectionSpec,
+  names: ReplicationNames,
+  flags: TeardownFlags,
+): Promise<RemovedObject[]> {
+  const src = await openClient(source, { applicationName: 'pgconvoy teardown' });
+  try {
+    const tgt = await openClient(target, { applicationName: 'pgconvoy teardown' });
+    try {
+      const state = await readOnlineState(tgt, flags.ledgerSchema);
+      if (state?.phase === 'done' && !flags.force && (await readSubscription(src, names.backSubscription)))
+        throw new PgconvoyError(
+          'back-replication from the target to the source is running: it is the way back',
+          {
+            code: 'BACK_REPLICATION_RUNNING',
+            exitCode: EXIT.blocked,
+            hint: 'pgconvoy rollback uses it to return to the source without losing the writes made on the target since cutover; when you no longer need a way back, run teardown with --force',
+          },
+        );
+      return await teardown(src, tgt, names);
+    } finally {
+      await tgt.end().catch(() => undefined);
+    }
+  } finally {
+    await src.end().catch(() => undefined);
+  }
 }
 
 function describe(r: RemovedObject): string {
@@ -36,6 +69,7 @@ export function registerTeardown(program: Command): void {
     .option('--config <file>', 'read connections and options from a config file')
     .option('--force', 'also remove back-replication after a cutover (the way back to the source is lost)')
     .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)
+    .option(...RUN_DIR_OPTION)
     .option('--json', 'machine-readable output')
     .addHelpText(
       'after',
@@ -58,32 +92,9 @@ Examples:
       const target = connectionFor('target', flags, config);
       if (!source || !target) return;
       const names = replicationNames(source.database);
-      const src = await openClient(source, { applicationName: 'pgconvoy teardown' });
-      let removed: RemovedObject[];
-      try {
-        const tgt = await openClient(target, { applicationName: 'pgconvoy teardown' });
-        try {
-          const state = await readOnlineState(tgt, flags.ledgerSchema);
-          if (
-            state?.phase === 'done' &&
-            !flags.force &&
-            (await readSubscription(src, names.backSubscription))
-          )
-            throw new PgconvoyError(
-              'back-replication from the target to the source is running: it is the way back',
-              {
-                code: 'BACK_REPLICATION_RUNNING',
-                exitCode: EXIT.blocked,
-                hint: 'pgconvoy rollback uses it to return to the source without losing the writes made on the target since cutover; when you no longer need a way back, run teardown with --force',
-              },
-            );
-          removed = await teardown(src, tgt, names);
-        } finally {
-          await tgt.end().catch(() => undefined);
-        }
-      } finally {
-        await src.end().catch(() => undefined);
-      }
+      const removed = await logged('teardown', flags.runDir ?? defaultRunDir(target), () =>
+        removeReplication(source, target, names, flags),
+      );
       if (flags.json) {
         outJson({ ok: true, removed });
         return;
