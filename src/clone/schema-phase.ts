@@ -45,6 +45,8 @@ export async function runSchemaPhase(run: CloneRun): Promise<ClonedSchema | unde
     filterArgs: run.pgDumpArgs,
     noOwner: o.noOwner,
     noPrivileges: o.noPrivileges,
+    noTablespaces: Boolean(o.noTablespaces),
+    ...(o.tablespaceMap ? { tablespaceMap: o.tablespaceMap } : {}),
   });
   const batched = (): Omit<
     BatchedApplyOptions,
