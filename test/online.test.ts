@@ -48,43 +48,6 @@ async function assertAllTablesEqual(source: LocalServer, db: string): Promise<nu
   return tables.length;
 }
 
-/** The target holds exactly what the writer's log says (settled from the source where a change was in flight). */
-async function assertWriterLog(writer: AppWriter, db: string): Promise<void> {
-  const items = await target.sql<{ id: string; counter: number; note: string; big: string | null }>(
-    `SELECT t.id::text AS id, t.counter, t.note, md5(t.big) AS big FROM ${ITEMS} t ORDER BY t.id`,
-    db,
-  );
-  const want = [...writer.items.entries()].sort((a, b) => a[0] - b[0]);
-  assert.equal(items.length, want.length, 'as many items on the target as the writer has');
-  items.forEach((row, i) => {
-    const [id, it] = want[i]!;
-    assert.deepEqual(
-      { id: Number(row.id), counter: row.counter, note: row.note, big: row.big },
-      { id, counter: it.counter, note: it.note, big: it.big === null ? null : md5(it.big) },
-    );
-  });
-  const orders = await target.sql<{ id: number; item_id: string; qty: number; tag: string }>(
-    'SELECT id, item_id::text, qty, tag FROM shop.orders ORDER BY id',
-    db,
-  );
-  assert.deepEqual(
-    orders.map((o) => [o.id, Number(o.item_id), o.qty, o.tag]),
-    [...writer.orders.entries()].sort((a, b) => a[0] - b[0]).map(([id, o]) => [id, o.itemId, o.qty, o.tag]),
-    'the orders the writer saw commit',
-  );
-  const nokey = await target.sql<{ v: string; n: number }>('SELECT v, n FROM public.nokey ORDER BY v', db);
-  assert.deepEqual(
-    nokey.map((r) => [r.v, r.n]),
-    [...writer.nokey.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)),
-    'the table without a primary key holds what the writer wrote',
-  );
-  const ticket = await target.sql<{ v: string }>('SELECT last_value::text AS v FROM public.ticket_seq', db);
-  assert.ok(
-    BigInt(ticket[0]!.v) >= writer.lastTicket,
-    'the standalone sequence is past every value the writer drew',
-  );
-}
-
 interface Scenario {
   source: LocalServer;
   db: string;

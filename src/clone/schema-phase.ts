@@ -46,6 +46,8 @@ export async function runSchemaPhase(run: CloneRun): Promise<ClonedSchema | unde
     noOwner: o.noOwner,
     noPrivileges: o.noPrivileges,
     ...(o.lockWaitTimeoutMs !== undefined ? { lockWaitTimeoutMs: o.lockWaitTimeoutMs } : {}),
+    noTablespaces: Boolean(o.noTablespaces),
+    ...(o.tablespaceMap ? { tablespaceMap: o.tablespaceMap } : {}),
   });
   const batched = (): Omit<
     BatchedApplyOptions,

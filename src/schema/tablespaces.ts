@@ -49,7 +49,7 @@ export function parseTablespaceMap(values: readonly string[]): Map<string, strin
  * its other session SETs, default_table_access_method): the only lines changed.
  */
 const SET_BEFORE_ITEM =
-  /^SET default_tablespace = ("(?:[^"]|"")*"|[^;\n]+);\n(?=(?:SET [^\n]*;\n)*\n--\n-- Name: )/gm;
+  /^SET default_tablespace = ("(?:[^"]|"")*"|[^;\n]+);\n(?=(?:\nSET [^\n]*;\n)*\n--\n-- Name: )/gm;
 
 /** The SQL pg_restore printed, with the tablespaces of `map` renamed. */
 export function mapTablespaceSql(sql: string, map: TablespaceMap): string {
