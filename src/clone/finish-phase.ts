@@ -4,7 +4,7 @@
  * (foreign keys, triggers, …), materialized views, ANALYZE.
  */
 import { displayName, qualifiedName } from '../util/sql.js';
-import { readColumnCatalog, tableKey } from '../copy/table-columns.js';
+import { tableKey } from '../copy/table-columns.js';
 import { copyExtensionConfigData, readExtensionConfigTables } from '../schema/extensions.js';
 import type { CloneRun } from './clone-run.js';
 import type { CopyResult } from './copy-phase.js';
@@ -107,9 +107,20 @@ export async function runFinishPhases(
     );
     // Only what the target has: source partitions merged into a plain table (and their
     // partitioned parents in between) have no table of their own there.
-    const onTarget = await readColumnCatalog(run.target);
+    // (Materialized views are analyzed too: they are relations of their own on the target.)
+    const onTarget = await targetRelations(run);
     const analyzed = analyzeTargets(run.inventory).filter((t) => onTarget.has(tableKey(t)));
     await analyzeTables(o.target, analyzed, o.indexJobs, vacuum);
     await steps.markDone(run.target, 'analyze');
   });
+}
+
+/** The target's tables, partitioned tables and materialized views, as tableKey()s. */
+async function targetRelations(run: CloneRun): Promise<Set<string>> {
+  const res = await run.target.query<{ schema: string; name: string }>(
+    `SELECT n.nspname AS schema, c.relname AS name
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p', 'm')`,
+  );
+  return new Set(res.rows.map((r) => tableKey(r)));
 }
