@@ -35,6 +35,7 @@ import {
   startServer,
   tempDir,
   uniqueName,
+  type CliResult,
 } from './helpers/servers.js';
 import {
   APP_FIXTURE,
@@ -111,6 +112,29 @@ function assertCommandLogs(runDir: string, expected: Record<string, RegExp>): vo
   }
 }
 
+/** Waits until start --via relay has copied and its relay streams the slot; fails if start exits first. */
+async function relayStreaming(
+  source: LocalServer,
+  target: LocalServer,
+  db: string,
+  start: Promise<CliResult>,
+): Promise<void> {
+  let exited: CliResult | undefined;
+  void start.then((r) => (exited = r));
+  for (let i = 0; ; i++) {
+    if (exited) assert.fail(`start --via relay exited (${exited.code}): ${exited.stdout}${exited.stderr}`);
+    assert.ok(i < 1200, 'the relay streams within 2 minutes');
+    const phase = await target
+      .sql<{ phase: string }>('SELECT phase FROM pgconvoy.online_state', db)
+      .catch(() => []);
+    const streaming = await source.sql(
+      "SELECT 1 FROM pg_stat_replication WHERE application_name = 'pgconvoy relay' AND state = 'streaming'",
+    );
+    if (phase[0]?.phase === 'replicating' && streaming.length > 0) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export function proofUnderLoad(via: Via): void {
   describe(`proof under load, ${SYSTEM_MAJOR} → ${NEW_MAJOR}, start --via ${via}`, () => {
     let source: LocalServer;
@@ -137,8 +161,13 @@ export function proofUnderLoad(via: Via): void {
       for (const w of writers) w.start(300_000);
       try {
         await Promise.all(writers.map((w) => w.waitForCommits(30)));
-        const start = await runCli(['start', ...args, ...viaArgs]);
-        assert.equal(start.code, 0, start.stdout + start.stderr);
+        // With a relay, start copies and then applies in the foreground until cutover is done.
+        const start = runCli(['start', ...args, ...viaArgs], { timeoutMs: 300_000 });
+        if (via === 'relay') await relayStreaming(source, target, db, start);
+        else {
+          const started = await start;
+          assert.equal(started.code, 0, started.stdout + started.stderr);
+        }
         const back = await runCli(['start-back', ...args]);
         assert.equal(back.code, 0, back.stdout + back.stderr);
         await Promise.all(writers.map((w) => w.waitForCommits(150)));
@@ -150,6 +179,14 @@ export function proofUnderLoad(via: Via): void {
         const frozenAt = freeze.frozenAt();
         assert.ok(frozenAt !== undefined, 'the ledger showed the freeze while cutover ran');
         const result = JSON.parse(run.stdout) as CutoverJson;
+        if (via === 'relay') {
+          const relay = await start;
+          assert.equal(
+            relay.code,
+            0,
+            `the relay ends by itself after cutover: ${relay.stdout}${relay.stderr}`,
+          );
+        }
         await new Promise((r) => setTimeout(r, 500));
         for (const w of writers) await w.stop();
 
@@ -203,7 +240,9 @@ export function proofUnderLoad(via: Via): void {
         assert.equal(teardown.code, 0, teardown.stdout + teardown.stderr);
         assertCommandLogs(runDir, {
           start:
-            /publication .* on the source[\s\S]*"type":"phase","phase":"copy","state":"done"[\s\S]*done in \d+ ms: \{/,
+            via === 'relay'
+              ? /publication .* on the source[\s\S]*"type":"phase","phase":"copy","state":"done"/
+              : /publication .* on the source[\s\S]*"type":"phase","phase":"copy","state":"done"[\s\S]*done in \d+ ms: \{/,
           'start-back': /done in \d+ ms: \{"publication":"pgconvoy_back_/,
           cutover:
             /"step":"write freeze","state":"done"[\s\S]*"step":"catch up"[\s\S]*done in \d+ ms: .*"writesBlockedMs":\d+/,
@@ -221,3 +260,4 @@ export function proofUnderLoad(via: Via): void {
 }
 
 proofUnderLoad('subscription');
+proofUnderLoad('relay');

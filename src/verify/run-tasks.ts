@@ -7,6 +7,8 @@
  * chunks spread over all workers. The first error stops
  * every worker and is thrown once all have stopped.
  */
+import { serverErrorFields } from '../errors.js';
+import { SQLSTATE } from '../sqlstate.js';
 import { chunkLabel, type Chunk } from '../plan/chunk.js';
 import { displayName } from '../util/sql.js';
 import { verifyHashed } from './hash-buckets.js';
@@ -58,9 +60,17 @@ export async function runTasks(
   const runBatch = async (pair: WorkerPair, batch: TableJob[]) => {
     const started = Date.now();
     for (const job of batch) job.startedAt ??= started;
-    const differing = new Set(
-      await pair.task(`${batch.length} small table(s)`, () => verifyBatch(pair, batch), undefined),
-    );
+    let differing: Set<TableJob>;
+    try {
+      differing = new Set(
+        await pair.task(`${batch.length} small table(s)`, () => verifyBatch(pair, batch), undefined),
+      );
+    } catch (err) {
+      // A table of the batch the role may not read whole (row-level security, no SELECT):
+      // compared one by one, the refusal names that table and its fix.
+      if (!readRefused(err)) throw err;
+      differing = new Set(batch);
+    }
     for (const job of batch) {
       if (differing.has(job)) continue;
       const match = job.sourceRows === job.targetRows;
@@ -163,4 +173,11 @@ export async function runTasks(
 
   await Promise.all(pairs.map(worker));
   if (failure !== undefined) throw failure instanceof Error ? failure : new Error('verify worker failed');
+}
+
+/** 42501 (insufficient privilege) from the server, itself or as the cause of our error. */
+function readRefused(err: unknown): boolean {
+  const cause = err instanceof Error ? err.cause : undefined;
+  const denied = SQLSTATE.insufficientPrivilege;
+  return serverErrorFields(err)?.code === denied || serverErrorFields(cause)?.code === denied;
 }
