@@ -281,33 +281,25 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
     if (via === 'relay') {
       // The relay starts from the slot's consistent point: the copy holds everything before it.
       await beginRelayProgress(tgt, schema, slot.consistentPoint);
-      await updateOnlineState(tgt, schema, { phase: 'replicating', detail: { copySeconds } });
-      emit(`ready to relay the source's changes from ${slot.consistentPoint}`);
-      return {
-        ...base,
-        precheck,
-        published: pub.published,
-        copiedAtCutover: pub.skipped,
-        clone,
-        reset,
-        startLsn: slot.consistentPoint,
-        copySeconds,
-        seconds: (Date.now() - started) / 1000,
-        state: await readOnlineState(tgt, schema),
-      };
+    } else {
+      const subscription = await createSubscription(tgt, {
+        name: names.subscription,
+        sourceConninfo: subscriptionConninfo(o.clone.source, o.sourceFromTarget),
+        publication: names.publication,
+        slotName: names.slot,
+      });
+      if (subscription.loggedBy)
+        o.clone.onEvent({
+          type: 'warning',
+          message: exposedPasswordWarning('target', subscription.loggedBy),
+        });
+      await enableSubscription(tgt, names.subscription);
     }
-    const subscription = await createSubscription(tgt, {
-      name: names.subscription,
-      sourceConninfo: subscriptionConninfo(o.clone.source, o.sourceFromTarget),
-      publication: names.publication,
-      slotName: names.slot,
-    });
-    if (subscription.loggedBy)
-      o.clone.onEvent({ type: 'warning', message: exposedPasswordWarning('target', subscription.loggedBy) });
-    await enableSubscription(tgt, names.subscription);
     await updateOnlineState(tgt, schema, { phase: 'replicating', detail: { copySeconds } });
     emit(
-      `subscription "${names.subscription}" enabled on the target: replicating from ${slot.consistentPoint}`,
+      via === 'relay'
+        ? `ready to relay the source's changes from ${slot.consistentPoint}`
+        : `subscription "${names.subscription}" enabled on the target: replicating from ${slot.consistentPoint}`,
     );
     return {
       ...base,
