@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { beginOnlineState, updateOnlineState } from '../src/online/state.js';
+import { beginOnlineState, updateOnlineState } from '../src/replicate/online-state.js';
 import { replicationNames } from '../src/replicate/names.js';
 import type { LocalServer } from '../src/sandbox/local-server.js';
 import {

@@ -11,7 +11,7 @@ import type { TableRef } from '../plan/chunk.js';
 import type { SplitPlan as ChunkPlan } from '../plan/split-table.js';
 import type { CopyEvent } from '../copy/copy-worker.js';
 import type { ExcludedColumns } from '../copy/table-columns.js';
-import type { ExistingRowsPolicy } from './target-checks.js';
+import type { ExistingRowsPolicy } from '../copy/target-checks.js';
 import type { CopyMethod } from './via-fdw.js';
 
 export type PhaseName =

@@ -16,7 +16,7 @@ import { backoffMs, retry, sleep } from '../util/wait.js';
 import { runSnapshot, type CloneRun } from './clone-run.js';
 import { IndexBuilder } from './index-builder.js';
 import type { ClonedSchema } from './schema-phase.js';
-import { loadBlockers } from './target-checks.js';
+import { loadBlockers } from '../copy/target-checks.js';
 import { tablesToPull } from './via-fdw.js';
 
 /** How often the poller looks for tables completed by other workers. */

@@ -22,7 +22,7 @@ import {
 import { displayName } from '../util/sql.js';
 import type { CloneRun } from './clone-run.js';
 import type { ChunkPlanner } from './clone-types.js';
-import { existingRowsError, nonEmptyTables, rowSecurityLoadError } from './target-checks.js';
+import { existingRowsError, nonEmptyTables, rowSecurityLoadError } from '../copy/target-checks.js';
 
 /** Plans the jobs and returns every job of the ledger. */
 export async function runPlanPhase(run: CloneRun): Promise<JobRow[]> {

@@ -11,7 +11,7 @@
 import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import type { JobLedger } from '../ledger/jobs.js';
-import { referencedTables } from '../clone/target-checks.js';
+import { referencedTables } from './target-checks.js';
 import { CopyWorker, type CopyEvent, type PullContext } from './copy-worker.js';
 import { readColumnCatalog, tableKey, type ExcludedColumns } from './table-columns.js';
 import { readPartitionedTables } from './partitioned-target.js';

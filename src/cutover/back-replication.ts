@@ -29,7 +29,7 @@ import { PgconvoyError } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
 import type { ReplicationNames } from '../replicate/names.js';
 import { createPublication, dropPublication } from '../replicate/publication.js';
-import { withoutStatementLogging } from '../replicate/quiet-logging.js';
+import { withoutStatementLogging } from '../util/quiet-logging.js';
 import { probeSourceFromTarget } from '../replicate/reachability.js';
 import { dropSlot } from '../replicate/slot.js';
 import { waitForCatchUp } from '../replicate/status.js';

@@ -10,14 +10,14 @@ import type pg from 'pg';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, type ErrorCode } from '../errors.js';
 import { driftSummary, readSchemaDrift, type DriftItem } from '../online/schema-drift.js';
-import { migrationScope, type OnlineState } from '../online/state.js';
+import { migrationScope, type OnlineState } from '../replicate/online-state.js';
 import { replicationStatus, type ReplicationStatus } from '../replicate/status.js';
 import { tablesStillSyncing } from '../replicate/subscription.js';
 import { NO_RELAY_HINT, relayStatus } from '../relay/relay-status.js';
 import { formatBytes } from '../util/format.js';
 import { displayName } from '../util/sql.js';
 import type { VerifyReport } from '../verify/types.js';
-import type { CutoverOptions } from './run-cutover.js';
+import type { CutoverOptions } from './cutover-types.js';
 
 function refuse(
   message: string,

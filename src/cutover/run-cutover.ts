@@ -19,15 +19,19 @@
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import { formatConninfo } from '../connect/conninfo.js';
-import type { ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
-import { exposedPasswordWarning } from '../replicate/quiet-logging.js';
+import { exposedPasswordWarning } from '../util/quiet-logging.js';
 import { dropPublication } from '../replicate/publication.js';
 import { dropSlot } from '../replicate/slot.js';
 import { waitForCatchUp } from '../replicate/status.js';
 import { dropSubscription, readSubscription } from '../replicate/subscription.js';
-import { migrationScope, readFreeze, requireOnlineState, updateOnlineState } from '../online/state.js';
+import {
+  migrationScope,
+  readFreeze,
+  requireOnlineState,
+  updateOnlineState,
+} from '../replicate/online-state.js';
 import { verifyDatabases } from '../verify/verify-databases.js';
 import type { VerifyReport } from '../verify/types.js';
 import { createBackReplication } from './back-replication.js';
@@ -39,38 +43,9 @@ import { relayStatus, waitForRelayCatchUp } from '../relay/relay-status.js';
 import { copySequenceValues, type SequenceValue } from './sequences.js';
 import { refreshTargetMatviews, type RefreshedViews } from './refresh-matviews.js';
 import { confirmFreeze, freezeWrites, type KeptRole } from './write-freeze.js';
+import type { CutoverOptions } from './cutover-types.js';
 
-export interface CutoverOptions {
-  source: ConnectionSpec;
-  target: ConnectionSpec;
-  ledgerSchema: string;
-  /** Refuse when the target is further behind than this. */
-  maxLagBytes: number;
-  /** Each sequence is set this many increments past the source's value. */
-  sequenceMargin: number;
-  /** For catching up and for the write freeze, each. */
-  timeoutMs: number;
-  /** How long the source must stay quiet to count as frozen. */
-  freezeCheckMs: number;
-  /** Roles that keep CONNECT on the source database (pgconvoy's own always does). */
-  keepConnect: string[];
-  /** Verify and ANALYZE workers. */
-  jobs: number;
-  /** Refresh the target's populated materialized views after catch-up. */
-  refreshMatviews: boolean;
-  /**
-   * While writes are blocked: 'full' checksums every row, 'counts' compares exact row counts
-   * (and checksums the tables copied at cutover), 'none' skips it.
-   */
-  verify: 'full' | 'counts' | 'none';
-  /** How the SOURCE server reaches the target for back-replication (overrides start-back's). */
-  targetFromSource: string | undefined;
-  onEvent: (e: CutoverEvent) => void;
-}
-
-export type CutoverEvent =
-  | { type: 'step'; step: string; state: 'start' | 'done'; ms?: number; detail?: string }
-  | { type: 'info' | 'warning'; message: string };
+export type { CutoverEvent, CutoverOptions } from './cutover-types.js';
 
 export interface CutoverResult {
   resumed: boolean;

@@ -19,7 +19,12 @@ import { openClient } from '../connect/open-client.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
-import { migrationScope, readOnlineState, updateOnlineState, type OnlinePhase } from '../online/state.js';
+import {
+  migrationScope,
+  readOnlineState,
+  updateOnlineState,
+  type OnlinePhase,
+} from '../replicate/online-state.js';
 import { readSubscription } from '../replicate/subscription.js';
 import { dropBackReplication, waitForBackCatchUp } from './back-replication.js';
 import { copyWholeTables, unpublishedTables, type CopiedTable } from './copy-tables.js';

@@ -11,8 +11,8 @@ import { formatConninfo, parseConninfo } from '../connect/conninfo.js';
 import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { PgconvoyError } from '../errors.js';
-import { requireOnlineState, updateOnlineState } from '../online/state.js';
-import { exposedPasswordWarning } from '../replicate/quiet-logging.js';
+import { requireOnlineState, updateOnlineState } from '../replicate/online-state.js';
+import { exposedPasswordWarning } from '../util/quiet-logging.js';
 import { prepareBackReplication } from './back-replication.js';
 
 export interface StartBackOptions {

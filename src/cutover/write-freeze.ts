@@ -46,7 +46,7 @@ import {
   recordFreezePlan,
   recordFreezeProof,
   type ConnectGrant,
-} from '../online/state.js';
+} from '../replicate/online-state.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
 import { sleep } from '../util/wait.js';
 

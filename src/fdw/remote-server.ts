@@ -33,7 +33,7 @@ import { parseConninfo, type Conninfo } from '../connect/conninfo.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
-import { withoutStatementLogging } from '../replicate/quiet-logging.js';
+import { withoutStatementLogging } from '../util/quiet-logging.js';
 import { subscriptionConninfo } from '../replicate/subscription.js';
 import { SQLSTATE } from '../sqlstate.js';
 import { redact, registerSecret } from '../util/redact.js';

@@ -3,7 +3,7 @@
  * words `pgconvoy status` prints and the dashboard shows, written once.
  */
 import type { LedgerStatus } from '../ledger/ledger-status.js';
-import type { OnlinePhase } from '../online/state.js';
+import type { OnlinePhase } from '../replicate/online-state.js';
 
 /** The clone's phase as the ledger tells it. */
 export function ledgerPhase(s: LedgerStatus): string {

@@ -4,7 +4,7 @@
  * the same whoever reads it: the process doing the work, `pgconvoy serve` on another
  * machine, or after a crash.
  */
-import { phaseSince } from '../online/state.js';
+import { phaseSince } from '../replicate/online-state.js';
 import type pg from 'pg';
 import { indexStepName } from '../clone/index-builder.js';
 import { readLedgerStatus, type LedgerStatus } from '../ledger/ledger-status.js';

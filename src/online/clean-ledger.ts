@@ -11,7 +11,7 @@ import { ledgerExists } from '../ledger/ledger-schema.js';
 import { readLedgerStatus } from '../ledger/ledger-status.js';
 import type { ReplicationNames } from '../replicate/names.js';
 import { quoteIdent } from '../util/sql.js';
-import { readOnlineState } from './state.js';
+import { readOnlineState } from '../replicate/online-state.js';
 
 export interface CleanResult {
   /** false: there was no ledger schema (nothing to do; running clean again is fine). */

@@ -7,7 +7,7 @@ import type { Catalog, CatalogColumn, CatalogTable } from '../verify/catalog.js'
 import { describeColumn } from '../verify/schema-diff.js';
 import type { SchemaDifference } from '../verify/types.js';
 import { addColumn, alterColumn, dropColumn, isConstantDefault, isWidening } from './drift-ddl.js';
-import type { DriftItem } from './schema-drift.js';
+import type { DriftItem } from './drift-types.js';
 
 export function changeText(d: SchemaDifference): string {
   if (d.problem !== 'different') return d.problem;

@@ -23,10 +23,16 @@ import { readPgconvoySlots } from '../replicate/precheck-rows.js';
 import { replicationStatus, type ReplicationStatus } from '../replicate/status.js';
 import { tablesStillSyncing } from '../replicate/subscription.js';
 import { formatBytes } from '../util/format.js';
-import { diffFingerprints, schemaFingerprint } from './fingerprint.js';
+import { diffFingerprints, schemaFingerprint } from '../schema/fingerprint.js';
 import { driftSummary, readSchemaDrift, type DriftItem } from './schema-drift.js';
 import { relayStatus, NO_RELAY_HINT, type RelayStatus } from '../relay/relay-status.js';
-import { migrationScope, readFreeze, readOnlineState, type FreezeRecord, type OnlineState } from './state.js';
+import {
+  migrationScope,
+  readFreeze,
+  readOnlineState,
+  type FreezeRecord,
+  type OnlineState,
+} from '../replicate/online-state.js';
 
 /** Retained WAL above this is worth a warning whatever the server allows. */
 export const RETAINED_WAL_WARN_BYTES = 1024 ** 3;

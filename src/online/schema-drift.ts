@@ -23,28 +23,12 @@ import type pg from 'pg';
 import { displayIdent, displayName } from '../util/sql.js';
 import { readCatalog, type Catalog } from '../verify/catalog.js';
 import { compareCatalogs, describeColumn } from '../verify/schema-diff.js';
-import type { SchemaDifference, SchemaObjectKind } from '../verify/types.js';
+import type { SchemaDifference } from '../verify/types.js';
 import { changeText, columnItems, lookup, manual, tableKey, type Lookup } from './drift-columns.js';
 import { addConstraint, createIndex, createSequence, createTable, dropConstraint } from './drift-ddl.js';
 
-export type DriftAction = 'apply' | 'concurrently' | 'manual';
-
-export interface DriftItem {
-  kind: SchemaObjectKind;
-  /** Pasteable name: `app.customers.loyalty`. */
-  object: string;
-  /** What differs, e.g. `missing on target (integer DEFAULT 7)`. */
-  change: string;
-  /** What to run on the target, in order. */
-  statements: string[];
-  action: DriftAction;
-  /** Why it is left to the operator (manual only). */
-  reason?: string;
-  /** Order of application: schemas, sequences, tables, columns, constraints, views. */
-  step: number;
-  /** A table sync-schema creates: it is then published and its rows copied by the subscription. */
-  newTable?: { schema: string; name: string };
-}
+import type { DriftItem } from './drift-types.js';
+export type { DriftAction, DriftItem } from './drift-types.js';
 
 /** One side's catalog, read in one snapshot. */
 async function catalogNow(client: pg.Client, ledgerSchema: string): Promise<Catalog> {

@@ -30,7 +30,7 @@ import { tableDataIncluded, tableIncluded } from '../inventory/table-filter.js';
 import { createPublication, dropPublication } from '../replicate/publication.js';
 import { readReplicationTables } from '../replicate/replication-tables.js';
 import { createSlotWithSnapshot } from '../replicate/slot.js';
-import { exposedPasswordWarning } from '../replicate/quiet-logging.js';
+import { exposedPasswordWarning } from '../util/quiet-logging.js';
 import {
   createSubscription,
   enableSubscription,
@@ -38,7 +38,7 @@ import {
   subscriptionConninfo,
 } from '../replicate/subscription.js';
 import { displayName, qualifiedName, quoteIdent, quoteLiteral } from '../util/sql.js';
-import { schemaFingerprint } from './fingerprint.js';
+import { schemaFingerprint } from '../schema/fingerprint.js';
 import { checkIdentityMatch } from '../replicate/identity-match.js';
 import { resetInterruptedCopy } from './reset-copy.js';
 import { beginRelayProgress } from '../relay/relay-progress.js';
@@ -52,7 +52,7 @@ import {
   updateOnlineState,
   type OnlineState,
   type ReplicationVia,
-} from './state.js';
+} from '../replicate/online-state.js';
 
 export interface StartOptions {
   /** The clone engine's options; `snapshot` is set by start. */

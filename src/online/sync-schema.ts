@@ -25,7 +25,7 @@ import type { TableRef } from '../plan/chunk.js';
 import { addPublicationTables } from '../replicate/publication.js';
 import { refreshSubscription } from '../replicate/subscription.js';
 import { readSchemaDrift, type DriftItem } from './schema-drift.js';
-import { migrationScope, requireOnlineState, updateOnlineState } from './state.js';
+import { migrationScope, requireOnlineState, updateOnlineState } from '../replicate/online-state.js';
 
 export interface SyncSchemaOptions {
   source: ConnectionSpec;

@@ -23,7 +23,7 @@ import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
-import { requireOnlineState } from '../online/state.js';
+import { requireOnlineState } from '../replicate/online-state.js';
 import { ApplySession } from './apply-session.js';
 import { formatLsn, parseLsn } from './lsn.js';
 import { decodePgoutput, streamedXid, type PgoutputMessage } from './pgoutput-decoder.js';

@@ -28,7 +28,7 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { serverErrorFields } from '../errors.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
-import { withoutStatementLogging } from './quiet-logging.js';
+import { withoutStatementLogging } from '../util/quiet-logging.js';
 import { scrubPassword } from './subscription.js';
 import { SQLSTATE } from '../sqlstate.js';
 

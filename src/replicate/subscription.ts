@@ -17,7 +17,7 @@ import { PgconvoyError, serverErrorFields, type ErrorCode } from '../errors.js';
 import { formatConninfoWithPassword, parseConninfo, type Conninfo } from '../connect/conninfo.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
-import { withoutStatementLogging, type QuietResult } from './quiet-logging.js';
+import { withoutStatementLogging, type QuietResult } from '../util/quiet-logging.js';
 import { SQLSTATE } from '../sqlstate.js';
 
 export interface SubscriptionSpec {

@@ -199,6 +199,7 @@ export class LocalServer {
   }
 
   static async start(options: LocalServerOptions): Promise<LocalServer> {
+    installCleanup();
     const user = serverUser();
     ensureRoot(user);
     reapOrphanServers();
@@ -356,11 +357,21 @@ function cleanupAll(): void {
   for (const server of [...live]) server.destroySync();
 }
 
-process.once('exit', cleanupAll);
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(signal, () => {
-    cleanupAll();
-    // Others listening (a command's own Ctrl-C handling) decide how to end; otherwise end as the signal would.
-    if (process.listenerCount(signal) === 0) process.exit(128 + os.constants.signals[signal]);
-  });
+let cleanupInstalled = false;
+
+/**
+ * Installed with the first server, not at import: every command imports the sandbox through
+ * `demo`, and only a process that has started a server should handle signals for it.
+ */
+function installCleanup(): void {
+  if (cleanupInstalled) return;
+  cleanupInstalled = true;
+  process.once('exit', cleanupAll);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      cleanupAll();
+      // Others listening (a command's own Ctrl-C handling) decide how to end; otherwise end as the signal would.
+      if (process.listenerCount(signal) === 0) process.exit(128 + os.constants.signals[signal]);
+    });
+  }
 }

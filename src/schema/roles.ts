@@ -22,7 +22,7 @@ import type pg from 'pg';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import { serverMajor } from '../inventory/server-info.js';
-import { withoutStatementLogging } from '../replicate/quiet-logging.js';
+import { withoutStatementLogging } from '../util/quiet-logging.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
 import { settingClause } from './database-create.js';
 

@@ -1,7 +1,7 @@
 /**
  * `pgconvoy status`: where the migration stands, from the target's ledger.
  */
-import { phaseSince } from '../../online/state.js';
+import { phaseSince } from '../../replicate/online-state.js';
 import type { Command } from 'commander';
 import { DEFAULTS } from '../../defaults.js';
 import { openClient } from '../../connect/open-client.js';

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { openClient } from '../../connect/open-client.js';
 import { DEFAULTS, EXIT } from '../../defaults.js';
 import { PgconvoyError } from '../../errors.js';
-import { readOnlineState } from '../../online/state.js';
+import { readOnlineState } from '../../replicate/online-state.js';
 import { replicationNames, type ReplicationNames } from '../../replicate/names.js';
 import type { ConnectionSpec } from '../../connect/resolve.js';
 import { readSubscription } from '../../replicate/subscription.js';

@@ -12,7 +12,7 @@ import { readServerInfo } from '../../inventory/server-info.js';
 import { ledgerExists } from '../../ledger/ledger-schema.js';
 import { JobLedger } from '../../ledger/jobs.js';
 import { runCopyPool } from '../../copy/copy-pool.js';
-import { readOnlineState } from '../../online/state.js';
+import { readOnlineState } from '../../replicate/online-state.js';
 import { formatBytes, formatCount, formatDuration } from '../../util/format.js';
 import { displayName } from '../../util/sql.js';
 import { err, out, outJson } from '../output.js';

@@ -17,9 +17,9 @@ import { z } from 'zod';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
-import type { ReplicationNames } from '../replicate/names.js';
+import type { ReplicationNames } from './names.js';
 import { qualifiedName } from '../util/sql.js';
-import type { SchemaFingerprint } from './fingerprint.js';
+import type { SchemaFingerprint } from '../schema/fingerprint.js';
 import { filterFromTexts, filterTexts } from '../inventory/table-filter.js';
 import type { Scope } from '../verify/scope.js';
 

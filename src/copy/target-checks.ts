@@ -10,7 +10,7 @@ import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { filteredTables, readAccess, rowSecurityHint } from '../inventory/read-access.js';
 import type { TableRef } from '../plan/chunk.js';
-import { targetRelation } from '../copy/partitioned-target.js';
+import { targetRelation } from './partitioned-target.js';
 import { displayName } from '../util/sql.js';
 
 export type ExistingRowsPolicy = 'error' | 'truncate' | 'skip';
