@@ -49,3 +49,24 @@ export async function inTransaction<T>(
     throw err;
   }
 }
+
+/** The snapshot a consistent read-only read takes: one view of the data across its queries. */
+export const READ_ONLY_SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
+
+/**
+ * Runs `fn` inside a transaction that only reads, and ends it with ROLLBACK whatever `fn` did:
+ * nothing was written, so there is nothing to commit, and a failed ROLLBACK on a broken session
+ * changes nothing already read.
+ */
+export async function inSnapshot<T>(
+  client: pg.Client,
+  fn: (client: pg.Client) => Promise<T>,
+  begin = READ_ONLY_SNAPSHOT,
+): Promise<T> {
+  await client.query(begin);
+  try {
+    return await fn(client);
+  } finally {
+    await client.query('ROLLBACK').catch(() => undefined);
+  }
+}

@@ -17,8 +17,8 @@
  * Checked with PostgreSQL 15 as the source and 17 as the target.
  */
 import type pg from 'pg';
-import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
+import { inTransaction, withClient } from '../connect/session.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
@@ -76,8 +76,7 @@ function statementError(err: unknown, statement: string, inTransaction: boolean)
 
 async function applyTransaction(tgt: pg.Client, items: DriftItem[]): Promise<void> {
   if (items.length === 0) return;
-  await tgt.query('BEGIN');
-  try {
+  await inTransaction(tgt, async () => {
     // ALTER TABLE waits for the apply worker's locks; a long wait means something else holds one.
     await tgt.query("SET LOCAL lock_timeout = '30s'");
     for (const item of items)
@@ -88,68 +87,66 @@ async function applyTransaction(tgt: pg.Client, items: DriftItem[]): Promise<voi
           throw statementError(err, sql, true);
         }
       }
-    await tgt.query('COMMIT');
-  } catch (err) {
-    await tgt.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  });
 }
 
 export async function runSyncSchema(o: SyncSchemaOptions): Promise<SyncSchemaResult> {
   const info = o.onInfo ?? (() => undefined);
-  const src = await openClient(o.source, { applicationName: 'pgconvoy sync-schema' });
-  try {
-    const tgt = await openClient(o.target, { applicationName: 'pgconvoy sync-schema' });
-    try {
-      const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
-      if (state.phase !== 'replicating')
-        throw new PgconvoyError(
-          `the online migration is in phase "${state.phase}": sync-schema needs "replicating"`,
-          {
-            code: 'ONLINE_PHASE',
-            hint:
-              state.phase === 'copying'
-                ? 'wait until pgconvoy start has finished its copy'
-                : 'the target no longer follows the source',
-          },
-        );
-      const plan = syncPlan(
-        await readSchemaDrift(src, tgt, o.ledgerSchema, migrationScope(state, o.ledgerSchema)),
-        o.dryRun,
-      );
-      if (o.dryRun) return plan;
-      await applyTransaction(tgt, plan.transaction);
-      if (plan.transaction.length > 0)
-        info(`applied ${plan.transaction.length} change(s) in one transaction`);
-      const created = plan.transaction.flatMap((d) => (d.newTable ? [d.newTable] : []));
-      if (created.length > 0) {
-        const added = await addPublicationTables(src, state.names.publication, created);
-        plan.published = added.published;
-        plan.copiedAtCutover = added.skipped;
-        if (added.published.length > 0) {
-          await updateOnlineState(tgt, o.ledgerSchema, {
-            published: [...state.published, ...added.published],
-          });
-          await refreshSubscription(tgt, state.names.subscription);
-          info(
-            `published ${added.published.length} new table(s); the subscription copies their rows (pgconvoy status shows when they are ready)`,
+  const session = { applicationName: 'pgconvoy sync-schema' };
+  return withClient(
+    o.source,
+    (src) =>
+      withClient(
+        o.target,
+        async (tgt) => {
+          const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
+          if (state.phase !== 'replicating')
+            throw new PgconvoyError(
+              `the online migration is in phase "${state.phase}": sync-schema needs "replicating"`,
+              {
+                code: 'ONLINE_PHASE',
+                hint:
+                  state.phase === 'copying'
+                    ? 'wait until pgconvoy start has finished its copy'
+                    : 'the target no longer follows the source',
+              },
+            );
+          const plan = syncPlan(
+            await readSchemaDrift(src, tgt, o.ledgerSchema, migrationScope(state, o.ledgerSchema)),
+            o.dryRun,
           );
-        }
-      }
-      for (const item of plan.concurrently)
-        for (const sql of item.statements) {
-          info(sql);
-          try {
-            await tgt.query(sql);
-          } catch (err) {
-            throw statementError(err, sql, false);
+          if (o.dryRun) return plan;
+          await applyTransaction(tgt, plan.transaction);
+          if (plan.transaction.length > 0)
+            info(`applied ${plan.transaction.length} change(s) in one transaction`);
+          const created = plan.transaction.flatMap((d) => (d.newTable ? [d.newTable] : []));
+          if (created.length > 0) {
+            const added = await addPublicationTables(src, state.names.publication, created);
+            plan.published = added.published;
+            plan.copiedAtCutover = added.skipped;
+            if (added.published.length > 0) {
+              await updateOnlineState(tgt, o.ledgerSchema, {
+                published: [...state.published, ...added.published],
+              });
+              await refreshSubscription(tgt, state.names.subscription);
+              info(
+                `published ${added.published.length} new table(s); the subscription copies their rows (pgconvoy status shows when they are ready)`,
+              );
+            }
           }
-        }
-      return plan;
-    } finally {
-      await tgt.end().catch(() => undefined);
-    }
-  } finally {
-    await src.end().catch(() => undefined);
-  }
+          for (const item of plan.concurrently)
+            for (const sql of item.statements) {
+              info(sql);
+              try {
+                await tgt.query(sql);
+              } catch (err) {
+                throw statementError(err, sql, false);
+              }
+            }
+          return plan;
+        },
+        session,
+      ),
+    session,
+  );
 }
