@@ -54,14 +54,14 @@ export async function inTransaction<T>(
 export const READ_ONLY_SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
 
 /**
- * Runs `fn` inside a transaction that only reads, and ends it with ROLLBACK whatever `fn` did:
- * nothing was written, so there is nothing to commit, and a failed ROLLBACK on a broken session
- * changes nothing already read.
+ * Runs `fn` inside a transaction that is always rolled back, whatever `fn` did: a probe whose
+ * effect must not stay (a trial CREATE, a SET LOCAL check) or a read that wrote nothing. A
+ * failed ROLLBACK on a broken session changes nothing already learnt.
  */
-export async function inSnapshot<T>(
+export async function inDiscardedTransaction<T>(
   client: pg.Client,
   fn: (client: pg.Client) => Promise<T>,
-  begin = READ_ONLY_SNAPSHOT,
+  begin = 'BEGIN',
 ): Promise<T> {
   await client.query(begin);
   try {
@@ -69,4 +69,9 @@ export async function inSnapshot<T>(
   } finally {
     await client.query('ROLLBACK').catch(() => undefined);
   }
+}
+
+/** Runs `fn` in a read-only snapshot (one view of the data across its queries), then rolls back. */
+export async function inSnapshot<T>(client: pg.Client, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  return inDiscardedTransaction(client, fn, READ_ONLY_SNAPSHOT);
 }

@@ -20,7 +20,7 @@
 import type pg from 'pg';
 import { applySqlAtomically } from '../clone/apply-sql.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
-import { inSnapshot, inTransaction } from '../connect/session.js';
+import { inDiscardedTransaction, inTransaction } from '../connect/session.js';
 import { copySequenceValues, type SequenceValue } from '../cutover/sequences.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
@@ -160,25 +160,21 @@ function uniqueForeignKeys(tables: readonly SourceTable[]): SwitchFirstState['de
 async function checkSourceRole(src: pg.Client, tables: readonly SourceTable[]): Promise<void> {
   const needs = tables.filter((t) => t.triggers.length > 0 || t.foreignKeys.length > 0);
   if (needs.length === 0) return;
-  await inSnapshot(
-    src,
-    async () => {
-      try {
-        await src.query('SET LOCAL session_replication_role = replica');
-      } catch (err) {
-        throw new PgconvoyError(
-          `the source role may not set session_replication_role, which the move needs for ${needs.map((t) => displayName(t.schema, t.name)).join(', ')}`,
-          {
-            code: 'PRECHECK_BLOCKED',
-            exitCode: EXIT.blocked,
-            hint: 'deleting moved rows on the source would fire their triggers and foreign key actions (ON DELETE CASCADE deletes rows not yet moved): connect to the source as a superuser, or on 15+ GRANT SET ON PARAMETER session_replication_role TO <role>',
-            cause: err,
-          },
-        );
-      }
-    },
-    'BEGIN',
-  );
+  await inDiscardedTransaction(src, async () => {
+    try {
+      await src.query('SET LOCAL session_replication_role = replica');
+    } catch (err) {
+      throw new PgconvoyError(
+        `the source role may not set session_replication_role, which the move needs for ${needs.map((t) => displayName(t.schema, t.name)).join(', ')}`,
+        {
+          code: 'PRECHECK_BLOCKED',
+          exitCode: EXIT.blocked,
+          hint: 'deleting moved rows on the source would fire their triggers and foreign key actions (ON DELETE CASCADE deletes rows not yet moved): connect to the source as a superuser, or on 15+ GRANT SET ON PARAMETER session_replication_role TO <role>',
+          cause: err,
+        },
+      );
+    }
+  });
 }
 
 async function checkTargetEmpty(tgt: pg.Client, tables: readonly SourceTable[]): Promise<void> {
