@@ -32,6 +32,7 @@ import type { TableRef } from '../plan/chunk.js';
 import type { JobRow } from '../ledger/jobs.js';
 import { tableKey } from '../copy/table-columns.js';
 import { displayName } from '../util/sql.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 /** The copy methods of `clone --via`. */
 export const COPY_METHODS = ['copy', 'fdw'] as const;
@@ -91,7 +92,7 @@ export class FdwClone {
       return fdw;
     }
     await removeRemoteServer(target, fdw.names).catch(() => undefined);
-    const passwordRule = probe.sqlstate === '2F003';
+    const passwordRule = probe.sqlstate === SQLSTATE.prohibitedSqlStatementAttempted;
     throw new PgconvoyError(
       `the target server cannot read the source through postgres_fdw: ${probe.message}`,
       {
