@@ -31,6 +31,19 @@ export async function withClient<T>(
 }
 
 /**
+ * Opens a session on `first`, then one on `second` (the source's and the target's, say), runs
+ * `fn` with both, and closes both whatever `fn` did.
+ */
+export async function withClients<T>(
+  first: ConnectionSpec,
+  second: ConnectionSpec,
+  fn: (first: pg.Client, second: pg.Client) => Promise<T>,
+  options: OpenOptions = {},
+): Promise<T> {
+  return withClient(first, (a) => withClient(second, (b) => fn(a, b), options), options);
+}
+
+/**
  * Runs `fn` inside BEGIN … COMMIT on `client`; a failure rolls back and is thrown as it was
  * (a failed ROLLBACK on a broken session is not the error worth reporting).
  */

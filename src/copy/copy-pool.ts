@@ -8,7 +8,7 @@
  * table and index, its indexes, the job's advisory lock), and every worker holds its group's
  * at once, beside pgconvoy's index builds and the application's own sessions.
  */
-import { withClient } from '../connect/session.js';
+import { withClients } from '../connect/session.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import type { JobLedger } from '../ledger/jobs.js';
 import { referencedTables } from './target-checks.js';
@@ -51,26 +51,22 @@ export interface CopyPoolOptions {
 
 export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
   const session = { applicationName: 'pgconvoy copy setup' };
-  const [sourceRead, targetRead] = await withClient(
+  const [sourceRead, targetRead] = await withClients(
     o.source,
-    (source) =>
-      withClient(
-        o.target,
-        async (target) => {
-          // One query at a time per session (node-postgres no longer queues them for us); the two
-          // servers are read at once.
-          const sourceFacts = async () =>
-            [await readColumnCatalog(source), await readLockCapacity(source)] as const;
-          const targetFacts = async () => {
-            const columns = await readColumnCatalog(target);
-            const refs = await referencedTables(target);
-            const parts = await readPartitionedTables(target);
-            return [columns, refs, parts, await readLockCapacity(target)] as const;
-          };
-          return Promise.all([sourceFacts(), targetFacts()]);
-        },
-        session,
-      ),
+    o.target,
+    async (source, target) => {
+      // One query at a time per session (node-postgres no longer queues them for us); the two
+      // servers are read at once.
+      const sourceFacts = async () =>
+        [await readColumnCatalog(source), await readLockCapacity(source)] as const;
+      const targetFacts = async () => {
+        const columns = await readColumnCatalog(target);
+        const refs = await referencedTables(target);
+        const parts = await readPartitionedTables(target);
+        return [columns, refs, parts, await readLockCapacity(target)] as const;
+      };
+      return Promise.all([sourceFacts(), targetFacts()]);
+    },
     session,
   );
   const [targetColumns, referenced, partitioned] = targetRead;

@@ -17,7 +17,7 @@
  * Checked with PostgreSQL 13 and 15 as the source and 17 as the target.
  */
 import type pg from 'pg';
-import { openClient } from '../connect/open-client.js';
+import { withClients } from '../connect/session.js';
 import { formatConninfo } from '../connect/conninfo.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
@@ -81,10 +81,10 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
     o.onEvent({ type: 'step', step: name, state: 'done', ms: Date.now() - t });
     return r;
   };
-  const src = await openClient(o.source, { applicationName: 'pgconvoy cutover' });
-  try {
-    const tgt = await openClient(o.target, { applicationName: 'pgconvoy cutover' });
-    try {
+  return withClients(
+    o.source,
+    o.target,
+    async (src, tgt) => {
       const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
       // The tables and columns start moved: the rest is left as it is on both sides.
       const scope = migrationScope(state, o.ledgerSchema);
@@ -269,12 +269,9 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         steps,
         notes,
       };
-    } finally {
-      await tgt.end().catch(() => undefined);
-    }
-  } finally {
-    await src.end().catch(() => undefined);
-  }
+    },
+    { applicationName: 'pgconvoy cutover' },
+  );
 }
 
 /** A freeze whose gate could not be closed was undone: back to "replicating". */

@@ -18,7 +18,7 @@
  */
 import type pg from 'pg';
 import type { ConnectionSpec } from '../connect/resolve.js';
-import { inTransaction, withClient } from '../connect/session.js';
+import { inTransaction, withClients } from '../connect/session.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
@@ -93,60 +93,56 @@ async function applyTransaction(tgt: pg.Client, items: DriftItem[]): Promise<voi
 export async function runSyncSchema(o: SyncSchemaOptions): Promise<SyncSchemaResult> {
   const info = o.onInfo ?? (() => undefined);
   const session = { applicationName: 'pgconvoy sync-schema' };
-  return withClient(
+  return withClients(
     o.source,
-    (src) =>
-      withClient(
-        o.target,
-        async (tgt) => {
-          const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
-          if (state.phase !== 'replicating')
-            throw new PgconvoyError(
-              `the online migration is in phase "${state.phase}": sync-schema needs "replicating"`,
-              {
-                code: 'ONLINE_PHASE',
-                hint:
-                  state.phase === 'copying'
-                    ? 'wait until pgconvoy start has finished its copy'
-                    : 'the target no longer follows the source',
-              },
-            );
-          const plan = syncPlan(
-            await readSchemaDrift(src, tgt, o.ledgerSchema, migrationScope(state, o.ledgerSchema)),
-            o.dryRun,
+    o.target,
+    async (src, tgt) => {
+      const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
+      if (state.phase !== 'replicating')
+        throw new PgconvoyError(
+          `the online migration is in phase "${state.phase}": sync-schema needs "replicating"`,
+          {
+            code: 'ONLINE_PHASE',
+            hint:
+              state.phase === 'copying'
+                ? 'wait until pgconvoy start has finished its copy'
+                : 'the target no longer follows the source',
+          },
+        );
+      const plan = syncPlan(
+        await readSchemaDrift(src, tgt, o.ledgerSchema, migrationScope(state, o.ledgerSchema)),
+        o.dryRun,
+      );
+      if (o.dryRun) return plan;
+      await applyTransaction(tgt, plan.transaction);
+      if (plan.transaction.length > 0)
+        info(`applied ${plan.transaction.length} change(s) in one transaction`);
+      const created = plan.transaction.flatMap((d) => (d.newTable ? [d.newTable] : []));
+      if (created.length > 0) {
+        const added = await addPublicationTables(src, state.names.publication, created);
+        plan.published = added.published;
+        plan.copiedAtCutover = added.skipped;
+        if (added.published.length > 0) {
+          await updateOnlineState(tgt, o.ledgerSchema, {
+            published: [...state.published, ...added.published],
+          });
+          await refreshSubscription(tgt, state.names.subscription);
+          info(
+            `published ${added.published.length} new table(s); the subscription copies their rows (pgconvoy status shows when they are ready)`,
           );
-          if (o.dryRun) return plan;
-          await applyTransaction(tgt, plan.transaction);
-          if (plan.transaction.length > 0)
-            info(`applied ${plan.transaction.length} change(s) in one transaction`);
-          const created = plan.transaction.flatMap((d) => (d.newTable ? [d.newTable] : []));
-          if (created.length > 0) {
-            const added = await addPublicationTables(src, state.names.publication, created);
-            plan.published = added.published;
-            plan.copiedAtCutover = added.skipped;
-            if (added.published.length > 0) {
-              await updateOnlineState(tgt, o.ledgerSchema, {
-                published: [...state.published, ...added.published],
-              });
-              await refreshSubscription(tgt, state.names.subscription);
-              info(
-                `published ${added.published.length} new table(s); the subscription copies their rows (pgconvoy status shows when they are ready)`,
-              );
-            }
+        }
+      }
+      for (const item of plan.concurrently)
+        for (const sql of item.statements) {
+          info(sql);
+          try {
+            await tgt.query(sql);
+          } catch (err) {
+            throw statementError(err, sql, false);
           }
-          for (const item of plan.concurrently)
-            for (const sql of item.statements) {
-              info(sql);
-              try {
-                await tgt.query(sql);
-              } catch (err) {
-                throw statementError(err, sql, false);
-              }
-            }
-          return plan;
-        },
-        session,
-      ),
+        }
+      return plan;
+    },
     session,
   );
 }

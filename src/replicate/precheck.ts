@@ -9,7 +9,7 @@
  */
 import { DEFAULTS } from '../defaults.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
-import { closeQuietly, withClient } from '../connect/session.js';
+import { closeQuietly, withClients } from '../connect/session.js';
 import { replicationNames } from './names.js';
 import { probeSourceFromTarget, type ReachabilityResult } from './reachability.js';
 import { subscriptionConninfo } from './subscription.js';
@@ -113,84 +113,77 @@ export async function runPrecheck(
   const longTransactionSeconds = options.longTransactionSeconds ?? DEFAULTS.longTransactionSeconds;
   const names = replicationNames(source.database);
   const session = { applicationName: 'pgconvoy precheck' };
-  return withClient(
+  return withClients(
     source,
-    (src) =>
-      withClient(
-        target,
-        async (tgt) => {
-          const srcSettings = await readSettings(src);
-          const tgtSettings = await readSettings(tgt);
-          const sourceSummary = summary(source, srcSettings);
-          const targetSummary = summary(target, tgtSettings);
-          const rows: PrecheckRow[] = [versionRow('source', sourceSummary)];
-          const replicable = sourceSummary.major >= 10;
-          if (replicable) {
-            rows.push(...(await checkSourceSettings(src, srcSettings, names)));
-            rows.push(await checkSourceRole(src));
-            rows.push(...(await checkFreezeRights(src)));
-            rows.push(...(await checkSourceTables(src, { ledgerSchema, longTransactionSeconds, names })));
-            rows.push(...(await checkReadAccess(src, 'source', ledgerSchema)));
-            rows.push(...(await checkSourceActivity(src, { ledgerSchema, longTransactionSeconds, names })));
-          }
-          rows.push(versionRow('target', targetSummary, sourceSummary));
-          let probe: ReachabilityResult | undefined;
-          if (options.via === 'relay') {
-            rows.push(await relayConnectionRow(source));
-            rows.push(
-              row({
-                id: 'target.relay',
-                side: 'target',
-                check: 'relay',
-                status: 'info',
-                detail:
-                  'pgconvoy applies the changes itself (--via relay): the target needs no subscription right and no path to the source',
-              }),
-            );
-          } else if (targetSummary.major >= 10) {
-            rows.push(...(await checkTargetSettings(tgt, tgtSettings, names.subscription)));
-            if (options.testReachability !== false) {
-              probe = await probeSourceFromTarget(
-                tgt,
-                subscriptionConninfo(source, options.sourceFromTarget),
-              );
-            }
-            rows.push(await checkTargetRole(tgt, targetSummary.major, source.password !== undefined, probe));
-            rows.push(
-              reachabilityRow(
-                probe,
-                options.sourceFromTarget
-                  ? 'the source (as --source-from-target names it)'
-                  : describeConnection(source),
-              ),
-            );
-            if (probe?.loggedBy) rows.push(passwordLoggedRow(probe.loggedBy));
-            rows.push(await leftoverSlotsRow(tgt, 'target', names.backSlot));
-          }
-          rows.push(...(await checkReadAccess(tgt, 'target', ledgerSchema)));
-          rows.push(...(await checkExtensions(src, tgt)));
-          rows.push(await checkCollation(src, sourceSummary.major, tgt, targetSummary.major));
-          if (replicable)
-            rows.push(
-              ...(await checkPartitionFit(src, tgt, {
-                ledgerSchema,
-                ...(options.includeTable ? { includeTable: options.includeTable } : {}),
-                ...(options.leftOut ? { leftOut: options.leftOut } : {}),
-              })),
-            );
-          const counts: Record<CheckStatus, number> = { pass: 0, warn: 0, fail: 0, info: 0 };
-          for (const r of rows) counts[r.status]++;
-          return {
-            ok: counts.fail === 0,
-            source: sourceSummary,
-            target: targetSummary,
-            names: { publication: names.publication, slot: names.slot, subscription: names.subscription },
-            rows,
-            counts,
-          };
-        },
-        session,
-      ),
+    target,
+    async (src, tgt) => {
+      const srcSettings = await readSettings(src);
+      const tgtSettings = await readSettings(tgt);
+      const sourceSummary = summary(source, srcSettings);
+      const targetSummary = summary(target, tgtSettings);
+      const rows: PrecheckRow[] = [versionRow('source', sourceSummary)];
+      const replicable = sourceSummary.major >= 10;
+      if (replicable) {
+        rows.push(...(await checkSourceSettings(src, srcSettings, names)));
+        rows.push(await checkSourceRole(src));
+        rows.push(...(await checkFreezeRights(src)));
+        rows.push(...(await checkSourceTables(src, { ledgerSchema, longTransactionSeconds, names })));
+        rows.push(...(await checkReadAccess(src, 'source', ledgerSchema)));
+        rows.push(...(await checkSourceActivity(src, { ledgerSchema, longTransactionSeconds, names })));
+      }
+      rows.push(versionRow('target', targetSummary, sourceSummary));
+      let probe: ReachabilityResult | undefined;
+      if (options.via === 'relay') {
+        rows.push(await relayConnectionRow(source));
+        rows.push(
+          row({
+            id: 'target.relay',
+            side: 'target',
+            check: 'relay',
+            status: 'info',
+            detail:
+              'pgconvoy applies the changes itself (--via relay): the target needs no subscription right and no path to the source',
+          }),
+        );
+      } else if (targetSummary.major >= 10) {
+        rows.push(...(await checkTargetSettings(tgt, tgtSettings, names.subscription)));
+        if (options.testReachability !== false) {
+          probe = await probeSourceFromTarget(tgt, subscriptionConninfo(source, options.sourceFromTarget));
+        }
+        rows.push(await checkTargetRole(tgt, targetSummary.major, source.password !== undefined, probe));
+        rows.push(
+          reachabilityRow(
+            probe,
+            options.sourceFromTarget
+              ? 'the source (as --source-from-target names it)'
+              : describeConnection(source),
+          ),
+        );
+        if (probe?.loggedBy) rows.push(passwordLoggedRow(probe.loggedBy));
+        rows.push(await leftoverSlotsRow(tgt, 'target', names.backSlot));
+      }
+      rows.push(...(await checkReadAccess(tgt, 'target', ledgerSchema)));
+      rows.push(...(await checkExtensions(src, tgt)));
+      rows.push(await checkCollation(src, sourceSummary.major, tgt, targetSummary.major));
+      if (replicable)
+        rows.push(
+          ...(await checkPartitionFit(src, tgt, {
+            ledgerSchema,
+            ...(options.includeTable ? { includeTable: options.includeTable } : {}),
+            ...(options.leftOut ? { leftOut: options.leftOut } : {}),
+          })),
+        );
+      const counts: Record<CheckStatus, number> = { pass: 0, warn: 0, fail: 0, info: 0 };
+      for (const r of rows) counts[r.status]++;
+      return {
+        ok: counts.fail === 0,
+        source: sourceSummary,
+        target: targetSummary,
+        names: { publication: names.publication, slot: names.slot, subscription: names.subscription },
+        rows,
+        counts,
+      };
+    },
     session,
   );
 }
