@@ -18,6 +18,7 @@
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
+import { closeQuietly } from '../connect/session.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage } from '../errors.js';
 import { createForeignTables } from '../fdw/foreign-tables.js';
@@ -140,7 +141,7 @@ export class FdwClone {
         `could not remove the foreign server ${this.names.server} from the target (${errorMessage(err)}): its user mapping holds the source's password; run the same command again, or pgconvoy clean, or DROP SCHEMA ${this.names.schema} CASCADE; DROP SERVER ${this.names.server} CASCADE`,
       );
     } finally {
-      await client?.end().catch(() => undefined);
+      await closeQuietly(client);
     }
   }
 }
