@@ -28,7 +28,7 @@ import {
 } from './helpers/servers.js';
 import { APP_FIXTURE, APP_ROLE, AppWriter, ITEMS, assertTargetHoldsLog, md5 } from './online-writer.js';
 
-allowLeftovers('each migration's start, cutover, rollback and teardown are separate tests of one migration');
+allowLeftovers('the start, cutover, rollback and teardown of one migration are separate tests');
 
 const ROLE = APP_ROLE;
 const FIXTURE = APP_FIXTURE;
