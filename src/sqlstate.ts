@@ -12,8 +12,12 @@ import { PgconvoyError, serverErrorFields } from './errors.js';
 export const SQLSTATE = {
   featureNotSupported: '0A000',
   invalidParameterValue: '22023',
+  foreignKeyViolation: '23503',
+  checkViolation: '23514',
   invalidAuthorizationSpecification: '28000',
   invalidPassword: '28P01',
+  /** postgres_fdw: a non-superuser's server connection must use a password. */
+  prohibitedSqlStatementAttempted: '2F003',
   invalidCatalogName: '3D000',
   serializationFailure: '40001',
   deadlockDetected: '40P01',
@@ -21,6 +25,7 @@ export const SQLSTATE = {
   insufficientPrivilege: '42501',
   undefinedTable: '42P01',
   undefinedObject: '42704',
+  outOfMemory: '53200',
   tooManyConnections: '53300',
   configurationLimitExceeded: '53400',
   objectInUse: '55006',

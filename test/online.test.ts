@@ -24,8 +24,11 @@ import {
   startServer,
   tempDir,
   uniqueName,
+  allowLeftovers,
 } from './helpers/servers.js';
 import { APP_FIXTURE, APP_ROLE, AppWriter, ITEMS, assertTargetHoldsLog, md5 } from './online-writer.js';
+
+allowLeftovers('the start, cutover, rollback and teardown of one migration are separate tests');
 
 const ROLE = APP_ROLE;
 const FIXTURE = APP_FIXTURE;

@@ -37,7 +37,10 @@ import {
   runCli,
   startServer,
   uniqueName,
+  allowLeftovers,
 } from './helpers/servers.js';
+
+allowLeftovers('the slot and publication of one test are removed by the teardown test that follows');
 
 const TABLE = { schema: 'public', name: 'Ferry Items' };
 const QTABLE = qualifiedName(TABLE.schema, TABLE.name);

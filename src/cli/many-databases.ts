@@ -19,7 +19,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { formatConninfoWithPassword, parseConninfo } from '../connect/conninfo.js';
-import { openClient } from '../connect/open-client.js';
+import { withClient } from '../connect/session.js';
 import { withDatabase as onDatabase, type ConnectionSpec } from '../connect/resolve.js';
 import { DEFAULTS, EXIT, type ExitCode } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
@@ -121,12 +121,13 @@ async function listDatabases(flags: ManyFlags, config: PgconvoyConfig | undefine
 
 /** What --all-databases means on this server: every database but templates and 'postgres'. */
 export async function databasesOf(server: ConnectionSpec): Promise<string[]> {
-  const client = await openClient(server, { applicationName: 'pgconvoy list databases' });
-  try {
-    return (await client.query<{ name: string }>(ALL_DATABASES_SQL)).rows.map((r) => r.name);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+  return withClient(
+    server,
+    async (client) => {
+      return (await client.query<{ name: string }>(ALL_DATABASES_SQL)).rows.map((r) => r.name);
+    },
+    { applicationName: 'pgconvoy list databases' },
+  );
 }
 
 /** The side's connection string with `database` in it, password kept (for the child's environment). */

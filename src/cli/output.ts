@@ -6,6 +6,7 @@ import { EXIT, type ExitCode } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields, wrapServerError } from '../errors.js';
 import { redact } from '../util/redact.js';
 import { lockShortageHint } from '../inventory/lock-capacity.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 export function out(text: string): void {
   process.stdout.write(redact(text) + '\n');
@@ -42,7 +43,7 @@ export function reportError(error: unknown, json: boolean): ExitCode {
     return error.exitCode;
   }
   // The lock table full, wherever it happens: the server's own hint does not say by how much or that it takes a restart.
-  if (serverErrorFields(error)?.code === '53200') {
+  if (serverErrorFields(error)?.code === SQLSTATE.outOfMemory) {
     const hint = lockShortageHint();
     if (json) outJson({ ok: false, error: { code: 'OUT_OF_LOCKS', message: errorMessage(error), hint } });
     err(`pgconvoy: error: ${errorMessage(error)}`);

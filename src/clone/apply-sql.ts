@@ -25,6 +25,7 @@ import { childConninfo, childEnv } from '../schema/run-tool.js';
 import type { PgTools } from '../schema/pg-tools.js';
 import { redact } from '../util/redact.js';
 import { lockShortageHint, type LockCapacity } from '../inventory/lock-capacity.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 export function psqlPath(tools: PgTools): string {
   const p = path.join(tools.dir, 'psql');
@@ -144,7 +145,7 @@ export async function applySqlAtomically(o: ApplyOptions): Promise<void> {
   const missingRole = /role "([^"]+)" does not exist/.exec(message);
   const notApplied = o.progress ?? `nothing of ${o.what} was applied (one transaction)`;
   const hint =
-    sqlstate === '53200'
+    sqlstate === SQLSTATE.outOfMemory
       ? `${lockShortageHint(o.locks)}; ${notApplied}`
       : missingRole
         ? `create the roles first (pg_dumpall --roles-only | psql), or pass --no-owner --no-privileges; ${notApplied}`

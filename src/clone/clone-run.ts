@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import { describeConnection } from '../connect/resolve.js';
 import { openOrCreateDatabase } from '../connect/open-or-create.js';
+import { closeQuietly } from '../connect/session.js';
 import { DEFAULTS, EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { copyableTables, readInventory, type Inventory } from '../inventory/inventory.js';
@@ -124,7 +125,7 @@ export async function connectRun(basics: RunBasics): Promise<CloneRun> {
       fdw,
     };
   } catch (err) {
-    await target.end().catch(() => undefined);
+    await closeQuietly(target);
     await fdw?.remove(o.target);
     throw err;
   }

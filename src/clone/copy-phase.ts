@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
+import { closeQuietly } from '../connect/session.js';
 import { PgconvoyError } from '../errors.js';
 import { lockBudget } from '../inventory/lock-capacity.js';
 import { runCopyPool } from '../copy/copy-pool.js';
@@ -151,7 +152,7 @@ async function reconnectIfGone(run: CloneRun): Promise<pg.Client> {
   } catch (err) {
     if (!isTransient(err)) throw err;
   }
-  await target.end().catch(() => undefined);
+  await closeQuietly(target);
   const fresh = await retry(() => openClient(o.target, { applicationName: 'pgconvoy clone' }), {
     retryable: isTransient,
     attempts: o.maxAttempts * 3,

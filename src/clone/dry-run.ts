@@ -4,6 +4,7 @@
  */
 import { openClient } from '../connect/open-client.js';
 import { describeConnection } from '../connect/resolve.js';
+import { closeQuietly, withClient } from '../connect/session.js';
 import { copyableTables, readInventory } from '../inventory/inventory.js';
 import { filterInventory } from '../inventory/table-filter.js';
 import { readServerInfo } from '../inventory/server-info.js';
@@ -70,10 +71,14 @@ export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
     const sourceColumns = await readColumnCatalog(source);
     let targetColumns: ColumnCatalog = sourceColumns;
     try {
-      const target = await openClient(o.target, { applicationName: 'pgconvoy clone --dry-run' });
-      const fromTarget = await readColumnCatalog(target);
-      const targetAccess = await readAccess(target, o.ledgerSchema);
-      await target.end();
+      const { fromTarget, targetAccess } = await withClient(
+        o.target,
+        async (target) => ({
+          fromTarget: await readColumnCatalog(target),
+          targetAccess: await readAccess(target, o.ledgerSchema),
+        }),
+        { applicationName: 'pgconvoy clone --dry-run' },
+      );
       problems.push(
         ...accessProblems(targetAccess, 'target', 'load').map((p) => ({ ...p, side: 'target' as const })),
       );
@@ -141,6 +146,6 @@ export async function planDryRun(o: CloneOptions): Promise<DryRunPlan> {
       problems,
     };
   } finally {
-    await source.end().catch(() => undefined);
+    await closeQuietly(source);
   }
 }

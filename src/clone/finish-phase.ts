@@ -3,6 +3,7 @@
  * snapshot), the index builds still running, then what needs all the data — final post-data
  * (foreign keys, triggers, …), materialized views, ANALYZE.
  */
+import { inTransaction } from '../connect/session.js';
 import { displayName, qualifiedName } from '../util/sql.js';
 import { tableKey } from '../copy/table-columns.js';
 import { copyExtensionConfigData, readExtensionConfigTables } from '../schema/extensions.js';
@@ -42,19 +43,15 @@ export async function runSnapshotSteps(run: CloneRun): Promise<void> {
     done.has('extension-data') || configTables.length === 0,
     async () => {
       // The rows and the mark commit together: a rerun never copies them twice.
-      await run.target.query('BEGIN');
-      try {
-        const rows = await copyExtensionConfigData(sourceSession, run.target, configTables);
-        await steps.markDone(run.target, 'extension-data', { tables: configTables.length, rows });
-        await run.target.query('COMMIT');
-        emit({
-          type: 'info',
-          message: `${rows} row(s) of ${configTables.length} extension configuration table(s) (${configTables.map((t) => `${t.extension}: ${displayName(t.schema, t.name)}`).join(', ')})`,
-        });
-      } catch (err) {
-        await run.target.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
+      const rows = await inTransaction(run.target, async (target) => {
+        const copied = await copyExtensionConfigData(sourceSession, target, configTables);
+        await steps.markDone(target, 'extension-data', { tables: configTables.length, rows: copied });
+        return copied;
+      });
+      emit({
+        type: 'info',
+        message: `${rows} row(s) of ${configTables.length} extension configuration table(s) (${configTables.map((t) => `${t.extension}: ${displayName(t.schema, t.name)}`).join(', ')})`,
+      });
     },
     o.filter
       ? 'filters given (as pg_dump with -n/-t)'

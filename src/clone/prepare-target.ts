@@ -14,6 +14,7 @@ import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import { openOrCreateDatabase } from '../connect/open-or-create.js';
 import { withDatabase } from '../connect/resolve.js';
+import { closeQuietly } from '../connect/session.js';
 import { PgconvoyError } from '../errors.js';
 import { serverMajor } from '../inventory/server-info.js';
 import { collationMismatch, createDatabaseLike, readDatabaseDefinition } from '../schema/database-create.js';
@@ -67,7 +68,7 @@ export async function prepareTarget(
     if (o.schema === 'apply' && !o.noTablespaces)
       await checkTargetTablespaces(server, await readSchemaTablespaces(source, [o.ledgerSchema]), map);
   } finally {
-    await server.end().catch(() => undefined);
+    await closeQuietly(server);
   }
 
   const sourceDatabase = await readDatabaseDefinition(source, sourceMajor);
@@ -94,7 +95,7 @@ export async function prepareTarget(
     const mismatch = collationMismatch(sourceDatabase, targetDatabase);
     if (mismatch) emit({ type: 'warning', message: `${mismatch.message}; ${mismatch.hint}` });
   } catch (err) {
-    await target.end().catch(() => undefined);
+    await closeQuietly(target);
     throw err;
   }
   return target;

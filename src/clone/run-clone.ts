@@ -12,6 +12,7 @@
  * steps are skipped, the rest is redone, nothing is duplicated.
  */
 import { openClient } from '../connect/open-client.js';
+import { closeQuietly } from '../connect/session.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { connectRun, type CloneRun, type RunBasics } from './clone-run.js';
@@ -58,8 +59,8 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
   } finally {
     await run?.snapshot?.close();
     await run?.fdw?.remove(run.o.target);
-    await source.end().catch(() => undefined);
-    await run?.target.end().catch(() => undefined);
+    await closeQuietly(source);
+    await closeQuietly(run?.target);
   }
 }
 

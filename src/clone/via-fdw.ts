@@ -18,6 +18,7 @@
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
+import { closeQuietly } from '../connect/session.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage } from '../errors.js';
 import { createForeignTables } from '../fdw/foreign-tables.js';
@@ -32,6 +33,7 @@ import type { TableRef } from '../plan/chunk.js';
 import type { JobRow } from '../ledger/jobs.js';
 import { tableKey } from '../copy/table-columns.js';
 import { displayName } from '../util/sql.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 /** The copy methods of `clone --via`. */
 export const COPY_METHODS = ['copy', 'fdw'] as const;
@@ -91,7 +93,7 @@ export class FdwClone {
       return fdw;
     }
     await removeRemoteServer(target, fdw.names).catch(() => undefined);
-    const passwordRule = probe.sqlstate === '2F003';
+    const passwordRule = probe.sqlstate === SQLSTATE.prohibitedSqlStatementAttempted;
     throw new PgconvoyError(
       `the target server cannot read the source through postgres_fdw: ${probe.message}`,
       {
@@ -139,7 +141,7 @@ export class FdwClone {
         `could not remove the foreign server ${this.names.server} from the target (${errorMessage(err)}): its user mapping holds the source's password; run the same command again, or pgconvoy clean, or DROP SCHEMA ${this.names.schema} CASCADE; DROP SERVER ${this.names.server} CASCADE`,
       );
     } finally {
-      await client?.end().catch(() => undefined);
+      await closeQuietly(client);
     }
   }
 }

@@ -31,6 +31,19 @@ export async function withClient<T>(
 }
 
 /**
+ * Opens a session on `first`, then one on `second` (the source's and the target's, say), runs
+ * `fn` with both, and closes both whatever `fn` did.
+ */
+export async function withClients<T>(
+  first: ConnectionSpec,
+  second: ConnectionSpec,
+  fn: (first: pg.Client, second: pg.Client) => Promise<T>,
+  options: OpenOptions = {},
+): Promise<T> {
+  return withClient(first, (a) => withClient(second, (b) => fn(a, b), options), options);
+}
+
+/**
  * Runs `fn` inside BEGIN … COMMIT on `client`; a failure rolls back and is thrown as it was
  * (a failed ROLLBACK on a broken session is not the error worth reporting).
  */
@@ -48,4 +61,30 @@ export async function inTransaction<T>(
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+/** The snapshot a consistent read-only read takes: one view of the data across its queries. */
+export const READ_ONLY_SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
+
+/**
+ * Runs `fn` inside a transaction that is always rolled back, whatever `fn` did: a probe whose
+ * effect must not stay (a trial CREATE, a SET LOCAL check) or a read that wrote nothing. A
+ * failed ROLLBACK on a broken session changes nothing already learnt.
+ */
+export async function inDiscardedTransaction<T>(
+  client: pg.Client,
+  fn: (client: pg.Client) => Promise<T>,
+  begin = 'BEGIN',
+): Promise<T> {
+  await client.query(begin);
+  try {
+    return await fn(client);
+  } finally {
+    await client.query('ROLLBACK').catch(() => undefined);
+  }
+}
+
+/** Runs `fn` in a read-only snapshot (one view of the data across its queries), then rolls back. */
+export async function inSnapshot<T>(client: pg.Client, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  return inDiscardedTransaction(client, fn, READ_ONLY_SNAPSHOT);
 }

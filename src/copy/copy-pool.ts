@@ -8,7 +8,7 @@
  * table and index, its indexes, the job's advisory lock), and every worker holds its group's
  * at once, beside pgconvoy's index builds and the application's own sessions.
  */
-import { openClient } from '../connect/open-client.js';
+import { withClients } from '../connect/session.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import type { JobLedger } from '../ledger/jobs.js';
 import { referencedTables } from './target-checks.js';
@@ -50,27 +50,28 @@ export interface CopyPoolOptions {
 }
 
 export async function runCopyPool(o: CopyPoolOptions): Promise<void> {
-  const source = await openClient(o.source, { applicationName: 'pgconvoy copy setup' });
-  const target = await openClient(o.target, { applicationName: 'pgconvoy copy setup' });
-  let sourceColumns, targetColumns, referenced, partitioned, capacities;
-  try {
-    // One query at a time per session (node-postgres no longer queues them for us); the two
-    // servers are read at once.
-    const sourceFacts = async () =>
-      [await readColumnCatalog(source), await readLockCapacity(source)] as const;
-    const targetFacts = async () => {
-      const columns = await readColumnCatalog(target);
-      const refs = await referencedTables(target);
-      const parts = await readPartitionedTables(target);
-      return [columns, refs, parts, await readLockCapacity(target)] as const;
-    };
-    const [sourceRead, targetRead] = await Promise.all([sourceFacts(), targetFacts()]);
-    [targetColumns, referenced, partitioned] = targetRead;
-    sourceColumns = sourceRead[0];
-    capacities = [sourceRead[1], targetRead[3]];
-  } finally {
-    await Promise.all([source.end().catch(() => undefined), target.end().catch(() => undefined)]);
-  }
+  const session = { applicationName: 'pgconvoy copy setup' };
+  const [sourceRead, targetRead] = await withClients(
+    o.source,
+    o.target,
+    async (source, target) => {
+      // One query at a time per session (node-postgres no longer queues them for us); the two
+      // servers are read at once.
+      const sourceFacts = async () =>
+        [await readColumnCatalog(source), await readLockCapacity(source)] as const;
+      const targetFacts = async () => {
+        const columns = await readColumnCatalog(target);
+        const refs = await referencedTables(target);
+        const parts = await readPartitionedTables(target);
+        return [columns, refs, parts, await readLockCapacity(target)] as const;
+      };
+      return Promise.all([sourceFacts(), targetFacts()]);
+    },
+    session,
+  );
+  const [targetColumns, referenced, partitioned] = targetRead;
+  const sourceColumns = sourceRead[0];
+  const capacities = [sourceRead[1], targetRead[3]];
   // TRUNCATE is refused on a table that a foreign key points at.
   const truncatable = new Set([...sourceColumns.keys()].filter((k) => !referenced.has(k)));
   const snapshotLost = { value: false };

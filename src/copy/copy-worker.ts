@@ -24,6 +24,7 @@
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
+import { closeQuietly } from '../connect/session.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import type { JobLedger, JobRow } from '../ledger/jobs.js';
@@ -123,7 +124,7 @@ export class CopyWorker {
   private async disconnect(): Promise<void> {
     const clients = [this.sourceClient, this.targetClient];
     this.sourceClient = this.targetClient = undefined;
-    await Promise.all(clients.map((c) => (c ? c.end().catch(() => undefined) : Promise.resolve())));
+    await Promise.all(clients.map((c) => closeQuietly(c)));
   }
 
   /** Works until the queue is empty (or the signal aborts). */

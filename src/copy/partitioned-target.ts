@@ -15,6 +15,7 @@ import { PgconvoyError, serverErrorFields } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
 import { qualifiedName } from '../util/sql.js';
 import { tableKey } from './table-columns.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 /** The partitioned tables of one server, as tableKey()s. */
 export async function readPartitionedTables(client: pg.Client): Promise<Set<string>> {
@@ -44,7 +45,7 @@ export function targetRelation(table: TableRef, partitioned: ReadonlySet<string>
  */
 export function noPartitionError(err: unknown, table: string): PgconvoyError | undefined {
   const fields = serverErrorFields(err);
-  if (fields?.code !== '23514' || fields.constraint) return undefined;
+  if (fields?.code !== SQLSTATE.checkViolation || fields.constraint) return undefined;
   // Loading a partition directly: "violates partition constraint" has another remedy.
   if (/partition constraint/.test(err instanceof Error ? err.message : '')) return undefined;
   const key = fields.detail?.replace(/^Partition key of the failing row contains /, '').replace(/\.$/, '');

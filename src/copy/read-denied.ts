@@ -10,11 +10,15 @@ import type { Side } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import { rowSecurityHint, selectHint } from '../inventory/read-access.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 export function isRowSecurityError(err: unknown): boolean {
   // The message is the only thing that tells the two 42501 errors apart (lc_messages may
   // translate it; then the error is reported as a privilege error, still with the table).
-  return serverErrorFields(err)?.code === '42501' && /row.level security/i.test(errorMessage(err));
+  return (
+    serverErrorFields(err)?.code === SQLSTATE.insufficientPrivilege &&
+    /row.level security/i.test(errorMessage(err))
+  );
 }
 
 /**
@@ -27,7 +31,8 @@ export function accessDeniedError(
   table: string,
   loading = false,
 ): PgconvoyError | undefined {
-  if (err instanceof PgconvoyError || serverErrorFields(err)?.code !== '42501') return undefined;
+  if (err instanceof PgconvoyError || serverErrorFields(err)?.code !== SQLSTATE.insufficientPrivilege)
+    return undefined;
   const server = errorMessage(err).split('\n')[0] ?? '';
   const exitCode = side === 'source' ? EXIT.source : EXIT.target;
   if (isRowSecurityError(err)) {

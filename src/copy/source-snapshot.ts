@@ -7,6 +7,7 @@
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
+import { closeQuietly, READ_ONLY_SNAPSHOT } from '../connect/session.js';
 import { quoteLiteral } from '../util/sql.js';
 import type { TableRef } from '../plan/chunk.js';
 import { lockAgainstWrites } from './source-write-lock.js';
@@ -45,7 +46,7 @@ export async function exportSnapshot(
     // Before the first query: a REPEATABLE READ snapshot is taken by the first statement after LOCK.
     if (locked.length) await lockAgainstWrites(client, locked, options.lockTimeoutMs ?? 0);
   } catch (err) {
-    await client.end().catch(() => undefined);
+    await closeQuietly(client);
     throw err;
   }
   const res = await client.query<{ name: string; lsn: string | null; pid: number }>(
@@ -60,7 +61,7 @@ export async function exportSnapshot(
     pid: row.pid,
     close: async () => {
       await client.query('COMMIT').catch(() => undefined);
-      await client.end().catch(() => undefined);
+      await closeQuietly(client);
     },
   };
 }
@@ -81,6 +82,6 @@ export async function prepareSourceSession(client: pg.Client): Promise<void> {
 
 /** Opens a worker's read transaction in the shared snapshot (or a fresh one when none is given). */
 export async function beginInSnapshot(client: pg.Client, snapshot: string | undefined): Promise<void> {
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  await client.query(READ_ONLY_SNAPSHOT);
   if (snapshot) await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshot)}`);
 }

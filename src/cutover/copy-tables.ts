@@ -13,7 +13,7 @@
  */
 import { tableRowsInScope, type Scope } from '../verify/scope.js';
 import type pg from 'pg';
-import { openClient } from '../connect/open-client.js';
+import { inTransaction, withClients } from '../connect/session.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { serverErrorFields } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
@@ -50,10 +50,10 @@ export async function copyWholeTables(
   applicationName: string,
 ): Promise<CopiedTable[]> {
   if (tables.length === 0) return [];
-  const src = await openClient(from, { applicationName });
-  try {
-    const dst = await openClient(to, { applicationName });
-    try {
+  return withClients(
+    from,
+    to,
+    async (src, dst) => {
       await prepareSourceSession(src);
       await prepareTargetSession(dst, { replicationRole: await mayReplicaRole(dst) });
       const fromColumns = await readColumnCatalog(src);
@@ -64,8 +64,7 @@ export async function copyWholeTables(
         const started = Date.now();
         const columns = planTableColumns(table, fromColumns, toColumns);
         const relation = targetRelation(table, partitioned);
-        await dst.query('BEGIN');
-        try {
+        const r = await inTransaction(dst, async () => {
           await dst.query('SAVEPOINT empty');
           try {
             await dst.query(`TRUNCATE ${relation}`);
@@ -74,7 +73,7 @@ export async function copyWholeTables(
             await dst.query('ROLLBACK TO SAVEPOINT empty');
             await dst.query(`DELETE FROM ${relation}`);
           }
-          const r = await copyStream(src, dst, {
+          return copyStream(src, dst, {
             table,
             columns: columns.columns,
             chunk: { kind: 'whole' },
@@ -82,20 +81,13 @@ export async function copyWholeTables(
             freeze: false,
             sides: { read: from.side, load: to.side },
           });
-          await dst.query('COMMIT');
-          copied.push({ table, rows: r.rows, bytes: r.bytes, ms: Date.now() - started });
-        } catch (err) {
-          await dst.query('ROLLBACK').catch(() => undefined);
-          throw err;
-        }
+        });
+        copied.push({ table, rows: r.rows, bytes: r.bytes, ms: Date.now() - started });
       }
       return copied;
-    } finally {
-      await dst.end().catch(() => undefined);
-    }
-  } finally {
-    await src.end().catch(() => undefined);
-  }
+    },
+    { applicationName },
+  );
 }
 
 /** Tables with rows that the forward publication did not carry. */

@@ -18,6 +18,7 @@ import { formatBytes } from '../util/format.js';
 import { displayName } from '../util/sql.js';
 import type { VerifyReport } from '../verify/types.js';
 import type { CutoverOptions } from './cutover-types.js';
+import { sleep } from '../util/wait.js';
 
 function refuse(
   message: string,
@@ -139,7 +140,7 @@ async function waitUntilApplying(
     const running = sub !== undefined && sub.enabled && sub.workerPid !== null;
     if ((running && syncing.length === 0) || !sub?.enabled || Date.now() > deadline)
       return { status, syncing };
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
   }
 }
 

@@ -17,7 +17,7 @@
  * Checked with PostgreSQL 13 and 15 as the source and 17 as the target.
  */
 import type pg from 'pg';
-import { openClient } from '../connect/open-client.js';
+import { withClients } from '../connect/session.js';
 import { formatConninfo } from '../connect/conninfo.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
@@ -82,10 +82,10 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
     o.onEvent({ type: 'step', step: name, state: 'done', ms: Date.now() - t });
     return r;
   };
-  const src = await openClient(o.source, { applicationName: 'pgconvoy cutover' });
-  try {
-    const tgt = await openClient(o.target, { applicationName: 'pgconvoy cutover' });
-    try {
+  return withClients(
+    o.source,
+    o.target,
+    async (src, tgt) => {
       await lockMigration(tgt, o.ledgerSchema, 'cutover');
       const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
       // The tables and columns start moved: the rest is left as it is on both sides.
@@ -271,12 +271,9 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         steps,
         notes,
       };
-    } finally {
-      await tgt.end().catch(() => undefined);
-    }
-  } finally {
-    await src.end().catch(() => undefined);
-  }
+    },
+    { applicationName: 'pgconvoy cutover' },
+  );
 }
 
 /** A freeze whose gate could not be closed was undone: back to "replicating". */

@@ -15,7 +15,7 @@
  *
  * Checked with PostgreSQL 13 and 15 as the source and 17 as the target.
  */
-import { openClient } from '../connect/open-client.js';
+import { withClients } from '../connect/session.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
@@ -59,10 +59,10 @@ export interface RollbackResult {
 
 export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
   const started = Date.now();
-  const src = await openClient(o.source, { applicationName: 'pgconvoy rollback' });
-  try {
-    const tgt = await openClient(o.target, { applicationName: 'pgconvoy rollback' });
-    try {
+  return withClients(
+    o.source,
+    o.target,
+    async (src, tgt) => {
       await lockMigration(tgt, o.ledgerSchema, 'rollback');
       const state = await readOnlineState(tgt, o.ledgerSchema);
       if (!state) {
@@ -156,10 +156,7 @@ export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
       }
       result.seconds = (Date.now() - started) / 1000;
       return result;
-    } finally {
-      await tgt.end().catch(() => undefined);
-    }
-  } finally {
-    await src.end().catch(() => undefined);
-  }
+    },
+    { applicationName: 'pgconvoy rollback' },
+  );
 }

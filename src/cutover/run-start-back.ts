@@ -8,7 +8,7 @@
  * Checked with PostgreSQL 13 and 15 as the source and 17 as the target.
  */
 import { formatConninfo, parseConninfo } from '../connect/conninfo.js';
-import { openClient } from '../connect/open-client.js';
+import { withClients } from '../connect/session.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { PgconvoyError } from '../errors.js';
 import { lockMigration, requireOnlineState, updateOnlineState } from '../replicate/online-state.js';
@@ -32,10 +32,10 @@ export interface StartBackResult {
 }
 
 export async function runStartBack(o: StartBackOptions): Promise<StartBackResult> {
-  const src = await openClient(o.source, { applicationName: 'pgconvoy start-back' });
-  try {
-    const tgt = await openClient(o.target, { applicationName: 'pgconvoy start-back' });
-    try {
+  return withClients(
+    o.source,
+    o.target,
+    async (src, tgt) => {
       await lockMigration(tgt, o.ledgerSchema, 'start-back');
       const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
       if (state.phase !== 'replicating') {
@@ -73,10 +73,7 @@ export async function runStartBack(o: StartBackOptions): Promise<StartBackResult
         again: state.back !== null,
         warnings: loggedBy ? [exposedPasswordWarning('source', loggedBy)] : [],
       };
-    } finally {
-      await tgt.end().catch(() => undefined);
-    }
-  } finally {
-    await src.end().catch(() => undefined);
-  }
+    },
+    { applicationName: 'pgconvoy start-back' },
+  );
 }

@@ -11,6 +11,7 @@
  * Checked on PostgreSQL 13, 15 and 17 (the target).
  */
 import type pg from 'pg';
+import { inTransaction } from '../connect/session.js';
 import type { TableRef } from '../plan/chunk.js';
 import { readPartitionedTables, targetRelation } from '../copy/partitioned-target.js';
 import { qualifiedName } from '../util/sql.js';
@@ -20,8 +21,7 @@ const DATA_STEPS = ['sequences', 'large-objects', 'materialized-views', 'analyze
 export async function resetInterruptedCopy(target: pg.Client, ledgerSchema: string): Promise<TableRef[]> {
   const jobs = qualifiedName(ledgerSchema, 'jobs');
   const steps = qualifiedName(ledgerSchema, 'steps');
-  await target.query('BEGIN');
-  try {
+  return inTransaction(target, async () => {
     const res = await target.query<{ schema: string; name: string }>(
       `SELECT DISTINCT j.table_schema AS schema, j.table_name AS name
        FROM ${jobs} j
@@ -40,10 +40,6 @@ export async function resetInterruptedCopy(target: pg.Client, ledgerSchema: stri
     }
     await target.query(`DELETE FROM ${jobs}`);
     await target.query(`DELETE FROM ${steps} WHERE name = ANY($1::text[])`, [DATA_STEPS]);
-    await target.query('COMMIT');
     return tables;
-  } catch (err) {
-    await target.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  });
 }

@@ -20,6 +20,7 @@
 import type { Scope } from '../verify/scope.js';
 import { findLayouts } from '../verify/layouts.js';
 import type pg from 'pg';
+import { inSnapshot } from '../connect/session.js';
 import { displayIdent, displayName } from '../util/sql.js';
 import { readCatalog, type Catalog } from '../verify/catalog.js';
 import { compareCatalogs, describeColumn } from '../verify/schema-diff.js';
@@ -32,12 +33,7 @@ export type { DriftAction, DriftItem } from './drift-types.js';
 
 /** One side's catalog, read in one snapshot. */
 async function catalogNow(client: pg.Client, ledgerSchema: string): Promise<Catalog> {
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  try {
-    return await readCatalog(client, ledgerSchema);
-  } finally {
-    await client.query('ROLLBACK');
-  }
+  return inSnapshot(client, () => readCatalog(client, ledgerSchema));
 }
 
 /** The drift between the source and the target now; empty when their schemas agree. */

@@ -15,7 +15,7 @@
  * Checked with PostgreSQL 13 and 15 as the source and 17 as the target.
  */
 import type pg from 'pg';
-import { openClient } from '../connect/open-client.js';
+import { closeQuietly, inTransaction, READ_ONLY_SNAPSHOT, withClient } from '../connect/session.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { prepareTarget } from '../clone/prepare-target.js';
 import { serverMajor } from '../inventory/server-info.js';
@@ -124,21 +124,22 @@ async function checkEarlierRuns(
       },
     );
   }
-  const src = await openClient(o.clone.source, { applicationName: 'pgconvoy start' });
-  try {
-    const slot = await src.query('SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1', [
-      names.slot,
-    ]);
-    const sub = await readSubscription(tgt, names.subscription);
-    if ((slot.rowCount ?? 0) > 0 || sub) {
-      throw new PgconvoyError(
-        `an earlier pgconvoy start stopped during its initial copy (started ${state.startedAt.toISOString()}); its snapshot is gone, so the copy cannot be resumed`,
-        { code: 'START_INTERRUPTED', exitCode: EXIT.failed, hint: RESTART_HINT },
-      );
-    }
-  } finally {
-    await src.end().catch(() => undefined);
-  }
+  await withClient(
+    o.clone.source,
+    async (src) => {
+      const slot = await src.query('SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1', [
+        names.slot,
+      ]);
+      const sub = await readSubscription(tgt, names.subscription);
+      if ((slot.rowCount ?? 0) > 0 || sub) {
+        throw new PgconvoyError(
+          `an earlier pgconvoy start stopped during its initial copy (started ${state.startedAt.toISOString()}); its snapshot is gone, so the copy cannot be resumed`,
+          { code: 'START_INTERRUPTED', exitCode: EXIT.failed, hint: RESTART_HINT },
+        );
+      }
+    },
+    { applicationName: 'pgconvoy start' },
+  );
   return resetInterruptedCopy(tgt, schema);
 }
 
@@ -174,13 +175,12 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
   };
 
   // Roles, tablespaces and the database itself (created as the source's), before anything else.
-  const first = await openClient(o.clone.source, { applicationName: 'pgconvoy start' });
-  let tgt: pg.Client;
-  try {
-    tgt = await prepareTarget(o.clone, first, await serverMajor(first), 'pgconvoy start', o.clone.onEvent);
-  } finally {
-    await first.end().catch(() => undefined);
-  }
+  const tgt = await withClient(
+    o.clone.source,
+    async (first) =>
+      prepareTarget(o.clone, first, await serverMajor(first), 'pgconvoy start', o.clone.onEvent),
+    { applicationName: 'pgconvoy start' },
+  );
   try {
     const state = await readOnlineState(tgt, schema);
     if (state?.phase === 'replicating') {
@@ -211,37 +211,39 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
       return { ...base, mode: 'offline', precheck, clone, reset, seconds: (Date.now() - started) / 1000 };
     }
 
-    const src = await openClient(o.clone.source, { applicationName: 'pgconvoy start' });
-    let pub;
-    try {
-      // Only the tables whose rows the clone copies (-n/-N/-t/-T/--exclude-table-data).
-      const tables = (await readReplicationTables(src)).filter(
-        (t) => t.kind === 'table' && (!filter || (tableIncluded(filter, t) && tableDataIncluded(filter, t))),
-      );
-      // Source partitions merged into a plain table on the target: their changes are sent
-      // as their partitioned parent's (publish_via_partition_root), the table the target has.
-      const merged = await mergedParents(src, tgt, tables);
-      const publish = [...tables.filter((t) => !merged.leaves.has(tableKey(t))), ...merged.parents];
-      // A target laid out by the operator must find the rows the source's changes name.
-      await checkIdentityMatch(src, tgt, publish);
-      await ensureLedger(tgt, schema);
-      await beginOnlineState(tgt, schema, describeConnection(o.clone.source), names);
-      // Cutover, rollback and status follow the same tables and columns.
-      await recordMigrationScope(tgt, schema, { filter, excludeColumns: o.clone.excludeColumns });
-      if (via === 'relay') await updateOnlineState(tgt, schema, { via });
-      // createPublication leaves out (and says why) what cannot be published.
-      pub = await createPublication(src, names.publication, publish, {
-        viaPartitionRoot: merged.parents.length > 0,
-        lockWaitTimeoutMs: o.clone.lockWaitTimeoutMs,
-      });
-      for (const p of merged.parents)
-        o.clone.onEvent({
-          type: 'warning',
-          message: `${displayName(p.schema, p.name)}: its partitions' changes are published as its own (the target has one plain table); a TRUNCATE of one partition alone is not replicated that way: truncate the whole table, or rely on cutover's verify to catch it`,
+    const pub = await withClient(
+      o.clone.source,
+      async (src) => {
+        // Only the tables whose rows the clone copies (-n/-N/-t/-T/--exclude-table-data).
+        const tables = (await readReplicationTables(src)).filter(
+          (t) =>
+            t.kind === 'table' && (!filter || (tableIncluded(filter, t) && tableDataIncluded(filter, t))),
+        );
+        // Source partitions merged into a plain table on the target: their changes are sent
+        // as their partitioned parent's (publish_via_partition_root), the table the target has.
+        const merged = await mergedParents(src, tgt, tables);
+        const publish = [...tables.filter((t) => !merged.leaves.has(tableKey(t))), ...merged.parents];
+        // A target laid out by the operator must find the rows the source's changes name.
+        await checkIdentityMatch(src, tgt, publish);
+        await ensureLedger(tgt, schema);
+        await beginOnlineState(tgt, schema, describeConnection(o.clone.source), names);
+        // Cutover, rollback and status follow the same tables and columns.
+        await recordMigrationScope(tgt, schema, { filter, excludeColumns: o.clone.excludeColumns });
+        if (via === 'relay') await updateOnlineState(tgt, schema, { via });
+        // createPublication leaves out (and says why) what cannot be published.
+        const created = await createPublication(src, names.publication, publish, {
+          viaPartitionRoot: merged.parents.length > 0,
+          lockWaitTimeoutMs: o.clone.lockWaitTimeoutMs,
         });
-    } finally {
-      await src.end().catch(() => undefined);
-    }
+        for (const p of merged.parents)
+          o.clone.onEvent({
+            type: 'warning',
+            message: `${displayName(p.schema, p.name)}: its partitions' changes are published as its own (the target has one plain table); a TRUNCATE of one partition alone is not replicated that way: truncate the whole table, or rely on cutover's verify to catch it`,
+          });
+        return created;
+      },
+      { applicationName: 'pgconvoy start' },
+    );
     await updateOnlineState(tgt, schema, { published: pub.published });
     emit(`publication "${names.publication}" on the source: ${pub.published.length} table(s)`);
 
@@ -314,22 +316,25 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
       state: await readOnlineState(tgt, schema),
     };
   } finally {
-    await tgt.end().catch(() => undefined);
+    await closeQuietly(tgt);
   }
 }
 
 /** The source's table shapes as the copy's snapshot sees them. */
 async function fingerprintInSnapshot(source: ConnectionSpec, snapshot: string, ledgerSchema: string) {
-  const client = await openClient(source, { applicationName: 'pgconvoy start' });
-  try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshot)}`);
-    const fingerprint = await schemaFingerprint(client, ledgerSchema);
-    await client.query('COMMIT');
-    return fingerprint;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+  return withClient(
+    source,
+    (client) =>
+      inTransaction(
+        client,
+        async () => {
+          await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshot)}`);
+          return schemaFingerprint(client, ledgerSchema);
+        },
+        READ_ONLY_SNAPSHOT,
+      ),
+    { applicationName: 'pgconvoy start' },
+  );
 }
 
 /**

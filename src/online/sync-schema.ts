@@ -17,8 +17,8 @@
  * Checked with PostgreSQL 15 as the source and 17 as the target.
  */
 import type pg from 'pg';
-import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
+import { inTransaction, withClients } from '../connect/session.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
@@ -76,8 +76,7 @@ function statementError(err: unknown, statement: string, inTransaction: boolean)
 
 async function applyTransaction(tgt: pg.Client, items: DriftItem[]): Promise<void> {
   if (items.length === 0) return;
-  await tgt.query('BEGIN');
-  try {
+  await inTransaction(tgt, async () => {
     // ALTER TABLE waits for the apply worker's locks; a long wait means something else holds one.
     await tgt.query("SET LOCAL lock_timeout = '30s'");
     for (const item of items)
@@ -88,19 +87,16 @@ async function applyTransaction(tgt: pg.Client, items: DriftItem[]): Promise<voi
           throw statementError(err, sql, true);
         }
       }
-    await tgt.query('COMMIT');
-  } catch (err) {
-    await tgt.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  });
 }
 
 export async function runSyncSchema(o: SyncSchemaOptions): Promise<SyncSchemaResult> {
   const info = o.onInfo ?? (() => undefined);
-  const src = await openClient(o.source, { applicationName: 'pgconvoy sync-schema' });
-  try {
-    const tgt = await openClient(o.target, { applicationName: 'pgconvoy sync-schema' });
-    try {
+  const session = { applicationName: 'pgconvoy sync-schema' };
+  return withClients(
+    o.source,
+    o.target,
+    async (src, tgt) => {
       const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
       if (state.phase !== 'replicating')
         throw new PgconvoyError(
@@ -146,10 +142,7 @@ export async function runSyncSchema(o: SyncSchemaOptions): Promise<SyncSchemaRes
           }
         }
       return plan;
-    } finally {
-      await tgt.end().catch(() => undefined);
-    }
-  } finally {
-    await src.end().catch(() => undefined);
-  }
+    },
+    session,
+  );
 }

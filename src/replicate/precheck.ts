@@ -8,8 +8,8 @@
  * Checked with PostgreSQL 13 and 15 as the source and 17 as the target.
  */
 import { DEFAULTS } from '../defaults.js';
-import { openClient } from '../connect/open-client.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
+import { closeQuietly, withClients } from '../connect/session.js';
 import { replicationNames } from './names.js';
 import { probeSourceFromTarget, type ReachabilityResult } from './reachability.js';
 import { subscriptionConninfo } from './subscription.js';
@@ -112,10 +112,11 @@ export async function runPrecheck(
   const ledgerSchema = options.ledgerSchema ?? DEFAULTS.ledgerSchema;
   const longTransactionSeconds = options.longTransactionSeconds ?? DEFAULTS.longTransactionSeconds;
   const names = replicationNames(source.database);
-  const src = await openClient(source, { applicationName: 'pgconvoy precheck' });
-  try {
-    const tgt = await openClient(target, { applicationName: 'pgconvoy precheck' });
-    try {
+  const session = { applicationName: 'pgconvoy precheck' };
+  return withClients(
+    source,
+    target,
+    async (src, tgt) => {
       const srcSettings = await readSettings(src);
       const tgtSettings = await readSettings(tgt);
       const sourceSummary = summary(source, srcSettings);
@@ -182,12 +183,9 @@ export async function runPrecheck(
         rows,
         counts,
       };
-    } finally {
-      await tgt.end().catch(() => undefined);
-    }
-  } finally {
-    await src.end().catch(() => undefined);
-  }
+    },
+    session,
+  );
 }
 
 /** The relay streams over a replication connection from this machine: try one. */
@@ -198,7 +196,7 @@ async function relayConnectionRow(source: ConnectionSpec): Promise<PrecheckRow> 
     try {
       await client.query('IDENTIFY_SYSTEM');
     } finally {
-      await client.end().catch(() => undefined);
+      await closeQuietly(client);
     }
     return row({
       ...base,

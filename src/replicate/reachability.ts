@@ -26,6 +26,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
+import { inDiscardedTransaction } from '../connect/session.js';
 import { serverErrorFields } from '../errors.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
 import { withoutStatementLogging } from '../util/quiet-logging.js';
@@ -62,29 +63,28 @@ async function probe(
   timeoutSeconds: number,
 ): Promise<ReachabilityResult> {
   const name = `pgconvoy_precheck_${randomBytes(4).toString('hex')}`;
-  await target.query('BEGIN');
-  try {
-    await target.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.round(timeoutSeconds)) * 1000}`);
-    await target.query(
-      `CREATE SUBSCRIPTION ${quoteIdent(name)}
+  return inDiscardedTransaction(target, async () => {
+    try {
+      await target.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.round(timeoutSeconds)) * 1000}`);
+      await target.query(
+        `CREATE SUBSCRIPTION ${quoteIdent(name)}
        CONNECTION ${quoteLiteral(conninfo)}
        PUBLICATION ${quoteIdent(name)}
        WITH (connect = true, enabled = false, create_slot = false, slot_name = NONE, copy_data = false)`,
-    );
-    return { status: 'reached' };
-  } catch (err) {
-    const message = scrubPassword(err instanceof Error ? err.message : String(err), conninfo)
-      .replace(/\s*\n\s*/g, ' ')
-      .trim();
-    const code = serverErrorFields(err)?.code;
-    if (code === SQLSTATE.insufficientPrivilege) return { status: 'denied', message };
-    if (/could not connect to the publisher/i.test(message) || code?.startsWith('08')) {
-      return { status: 'unreachable', message };
+      );
+      return { status: 'reached' };
+    } catch (err) {
+      const message = scrubPassword(err instanceof Error ? err.message : String(err), conninfo)
+        .replace(/\s*\n\s*/g, ' ')
+        .trim();
+      const code = serverErrorFields(err)?.code;
+      if (code === SQLSTATE.insufficientPrivilege) return { status: 'denied', message };
+      if (/could not connect to the publisher/i.test(message) || code?.startsWith('08')) {
+        return { status: 'unreachable', message };
+      }
+      if (code === SQLSTATE.queryCanceled)
+        return { status: 'unreachable', message: `no answer within ${timeoutSeconds} s` };
+      return { status: 'error', message };
     }
-    if (code === SQLSTATE.queryCanceled)
-      return { status: 'unreachable', message: `no answer within ${timeoutSeconds} s` };
-    return { status: 'error', message };
-  } finally {
-    await target.query('ROLLBACK').catch(() => undefined);
-  }
+  });
 }

@@ -11,8 +11,8 @@
 import type pg from 'pg';
 import { DEFAULTS, EXIT } from '../defaults.js';
 import { PgconvoyError, serverErrorFields } from '../errors.js';
-import { openClient } from '../connect/open-client.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
+import { closeQuietly, withClient } from '../connect/session.js';
 import { quoteIdent } from '../util/sql.js';
 import { openReplicationClient } from './replication-client.js';
 import { sleep } from '../util/wait.js';
@@ -69,59 +69,62 @@ export async function createSlotWithSnapshot(
   options: CreateSlotOptions = {},
 ): Promise<SlotWithSnapshot> {
   const where = describeConnection(sourceSpec);
-  const helper = await openClient(sourceSpec, { applicationName: 'pgconvoy slot' });
-  try {
-    const existing = await helper.query<{
-      active: boolean;
-      active_pid: number | null;
-      database: string | null;
-    }>(SLOT_SQL, [slotName]);
-    const slot = existing.rows[0];
-    if (slot && (slot.active || !options.replaceInactive)) {
-      throw new PgconvoyError(
-        `replication slot "${slotName}" already exists on the source ${where}${slot.active ? ` and is in use by process ${slot.active_pid ?? '?'}` : ''}`,
-        {
-          code: 'SLOT_EXISTS',
-          hint: slot.active
-            ? 'another pgconvoy run (or a subscription) is streaming from it; stop that first, or run pgconvoy teardown'
-            : 'it is left over from an earlier run and holds WAL on the source: run pgconvoy teardown, then start again',
-          exitCode: EXIT.source,
-        },
-      );
-    }
-    if (slot) await dropSlot(helper, slotName);
+  return withClient(
+    sourceSpec,
+    async (helper) => {
+      const existing = await helper.query<{
+        active: boolean;
+        active_pid: number | null;
+        database: string | null;
+      }>(SLOT_SQL, [slotName]);
+      const slot = existing.rows[0];
+      if (slot && (slot.active || !options.replaceInactive)) {
+        throw new PgconvoyError(
+          `replication slot "${slotName}" already exists on the source ${where}${slot.active ? ` and is in use by process ${slot.active_pid ?? '?'}` : ''}`,
+          {
+            code: 'SLOT_EXISTS',
+            hint: slot.active
+              ? 'another pgconvoy run (or a subscription) is streaming from it; stop that first, or run pgconvoy teardown'
+              : 'it is left over from an earlier run and holds WAL on the source: run pgconvoy teardown, then start again',
+            exitCode: EXIT.source,
+          },
+        );
+      }
+      if (slot) await dropSlot(helper, slotName);
 
-    const replication = await openReplicationClient(sourceSpec, 'pgconvoy slot');
-    const timeoutMs = options.timeoutMs ?? DEFAULTS.slotCreateTimeoutMs;
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      // The walsender waits for open transactions; cancel it from the ordinary session.
-      helper.query('SELECT pg_catalog.pg_cancel_backend($1)', [replication.processID]).catch(() => undefined);
-    }, timeoutMs);
-    try {
-      const res = await replication.query<{ consistent_point: string; snapshot_name: string }>(
-        `CREATE_REPLICATION_SLOT ${quoteIdent(slotName)} LOGICAL pgoutput EXPORT_SNAPSHOT`,
-      );
-      const row = res.rows[0];
-      if (!row) throw new Error('CREATE_REPLICATION_SLOT returned no row');
-      return {
-        slotName,
-        consistentPoint: row.consistent_point,
-        snapshotName: row.snapshot_name,
-        close: async () => {
-          await replication.end().catch(() => undefined);
-        },
-      };
-    } catch (err) {
-      await replication.end().catch(() => undefined);
-      throw slotError(err, slotName, where, timedOut, timeoutMs);
-    } finally {
-      clearTimeout(timer);
-    }
-  } finally {
-    await helper.end().catch(() => undefined);
-  }
+      const replication = await openReplicationClient(sourceSpec, 'pgconvoy slot');
+      const timeoutMs = options.timeoutMs ?? DEFAULTS.slotCreateTimeoutMs;
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        // The walsender waits for open transactions; cancel it from the ordinary session.
+        helper
+          .query('SELECT pg_catalog.pg_cancel_backend($1)', [replication.processID])
+          .catch(() => undefined);
+      }, timeoutMs);
+      try {
+        const res = await replication.query<{ consistent_point: string; snapshot_name: string }>(
+          `CREATE_REPLICATION_SLOT ${quoteIdent(slotName)} LOGICAL pgoutput EXPORT_SNAPSHOT`,
+        );
+        const row = res.rows[0];
+        if (!row) throw new Error('CREATE_REPLICATION_SLOT returned no row');
+        return {
+          slotName,
+          consistentPoint: row.consistent_point,
+          snapshotName: row.snapshot_name,
+          close: async () => {
+            await closeQuietly(replication);
+          },
+        };
+      } catch (err) {
+        await closeQuietly(replication);
+        throw slotError(err, slotName, where, timedOut, timeoutMs);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    { applicationName: 'pgconvoy slot' },
+  );
 }
 
 function slotError(

@@ -15,6 +15,7 @@ import type pg from 'pg';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 export type LocaleProvider = 'libc' | 'icu' | 'builtin';
 
@@ -334,7 +335,7 @@ export async function createDatabaseLike(
         exitCode: EXIT.target,
         cause: err,
         hint:
-          f?.code === '42501'
+          f?.code === SQLSTATE.insufficientPrivilege
             ? 'the target role needs CREATEDB (and membership in the owner role to give it the database): connect as a role that has them, or create the database yourself and run again without --create-database'
             : /locale|collation/i.test(errorMessage(err))
               ? `the target server lacks the source's locale (${describeCollation(def)}): install it there (locale-gen, or ICU), or create the database yourself with a locale it has and run again without --create-database`

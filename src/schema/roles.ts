@@ -25,6 +25,7 @@ import { serverMajor } from '../inventory/server-info.js';
 import { withoutStatementLogging } from '../util/quiet-logging.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
 import { settingClause } from './database-create.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 /** Why the database needs a role: it owns objects, holds privileges, or a policy names it. */
 export type RoleUse = 'owner' | 'privileges' | 'policy' | 'database';
@@ -230,7 +231,7 @@ export async function copyRoles(
           exitCode: EXIT.target,
           ...(current?.secret ? {} : { cause: err }),
           hint:
-            f?.code === '42501'
+            f?.code === SQLSTATE.insufficientPrivilege
               ? 'the target role needs CREATEROLE (and, for memberships, ADMIN on the roles granted): connect as such a role, or create the roles yourself and run again without --roles'
               : 'no role was created; fix the cause on the target and run the same command again',
           details: { statement: what, ...(f?.code ? { sqlstate: f.code } : {}) },
@@ -303,7 +304,7 @@ async function passwordStatements(source: pg.Client, roles: string[]): Promise<S
       )
     ).rows;
   } catch (err) {
-    if (serverErrorFields(err)?.code !== '42501') throw err;
+    if (serverErrorFields(err)?.code !== SQLSTATE.insufficientPrivilege) throw err;
     throw new PgconvoyError(
       '--role-passwords: the source role may not read pg_authid, where the passwords are',
       {

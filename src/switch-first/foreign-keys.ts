@@ -11,6 +11,7 @@ import type pg from 'pg';
 import { serverErrorFields } from '../errors.js';
 import { qualifiedName, quoteIdent } from '../util/sql.js';
 import type { DeferredForeignKey } from './state.js';
+import { SQLSTATE } from '../sqlstate.js';
 
 export interface ForeignKeyOutcome {
   schema: string;
@@ -72,7 +73,7 @@ export async function restoreForeignKeys(
       await tgt.query(`ALTER TABLE ${table} VALIDATE CONSTRAINT ${quoteIdent(fk.name)}`);
       outcomes.push({ ...base, status: 'validated', violations: [] });
     } catch (err) {
-      if (serverErrorFields(err)?.code !== '23503') throw err;
+      if (serverErrorFields(err)?.code !== SQLSTATE.foreignKeyViolation) throw err;
       outcomes.push({ ...base, status: 'violated', violations: await violations(tgt, table, row) });
     }
   }

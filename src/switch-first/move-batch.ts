@@ -41,6 +41,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { inTransaction } from '../connect/session.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
@@ -105,8 +106,7 @@ async function takeFromSource(
   const values: unknown[] = [batchId, table.schema, table.name];
   if (table.key) values.push(ctx.batchRows);
   else values.push(cursor!.block, cursor!.block + cursor!.blocks);
-  await src.query('BEGIN');
-  try {
+  return inTransaction(src, async () => {
     await src.query(
       `SELECT pg_catalog.set_config('synchronous_commit', 'on', true), pg_catalog.set_config('lock_timeout', $1, true)`,
       [`${ctx.lockTimeoutMs * 5}ms`],
@@ -121,12 +121,8 @@ SELECT $1, $2, $3, moved.row FROM moved
 RETURNING row`,
       values,
     );
-    await src.query('COMMIT');
     return res.rows.map((r) => r.row);
-  } catch (err) {
-    await src.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  });
 }
 
 /** Moves one batch of `table`. */
@@ -139,18 +135,17 @@ export async function moveBatch(
 ): Promise<BatchResult> {
   const batchId = randomUUID();
   let rows: string[] = [];
-  await tgt.query('BEGIN');
   try {
-    await lockTarget(tgt, table, ctx.lockTimeoutMs);
-    rows = await takeFromSource(src, ctx, table, batchId, cursor);
-    if (rows.length > 0) {
-      // From here until COMMIT the rows are only in the source's journal.
-      await tgt.query(insertSql(table), [rows]);
-      await tgt.query(markSql(ctx.ledgerSchema), [batchId, table.schema, table.name, rows.length, false]);
-    }
-    await tgt.query('COMMIT');
+    await inTransaction(tgt, async () => {
+      await lockTarget(tgt, table, ctx.lockTimeoutMs);
+      rows = await takeFromSource(src, ctx, table, batchId, cursor);
+      if (rows.length > 0) {
+        // From here until COMMIT the rows are only in the source's journal.
+        await tgt.query(insertSql(table), [rows]);
+        await tgt.query(markSql(ctx.ledgerSchema), [batchId, table.schema, table.name, rows.length, false]);
+      }
+    });
   } catch (err) {
-    await tgt.query('ROLLBACK').catch(() => undefined);
     if (rows.length > 0) throw batchFailure(table, rows.length, err);
     throw err;
   }
@@ -183,27 +178,26 @@ export async function replayBatch(
   batch: JournaledBatch,
 ): Promise<'replayed' | 'was in'> {
   let outcome: 'replayed' | 'was in' = 'was in';
-  await tgt.query('BEGIN');
   try {
-    await lockTarget(tgt, table, ctx.lockTimeoutMs);
-    const mark = await tgt.query(
-      `SELECT 1 FROM ${qualifiedName(ctx.ledgerSchema, 'switch_first_batches')} WHERE batch_id = $1`,
-      [batch.batchId],
-    );
-    if (mark.rows.length === 0) {
-      await tgt.query(insertSql(table), [batch.rows]);
-      await tgt.query(markSql(ctx.ledgerSchema), [
-        batch.batchId,
-        table.schema,
-        table.name,
-        batch.rows.length,
-        true,
-      ]);
-      outcome = 'replayed';
-    }
-    await tgt.query('COMMIT');
+    await inTransaction(tgt, async () => {
+      await lockTarget(tgt, table, ctx.lockTimeoutMs);
+      const mark = await tgt.query(
+        `SELECT 1 FROM ${qualifiedName(ctx.ledgerSchema, 'switch_first_batches')} WHERE batch_id = $1`,
+        [batch.batchId],
+      );
+      if (mark.rows.length === 0) {
+        await tgt.query(insertSql(table), [batch.rows]);
+        await tgt.query(markSql(ctx.ledgerSchema), [
+          batch.batchId,
+          table.schema,
+          table.name,
+          batch.rows.length,
+          true,
+        ]);
+        outcome = 'replayed';
+      }
+    });
   } catch (err) {
-    await tgt.query('ROLLBACK').catch(() => undefined);
     throw batchFailure(table, batch.rows.length, err);
   }
   await forgetBatch(src, ctx.names, batch.batchId);

@@ -35,6 +35,7 @@ import {
   writeSwitchFirstState,
   type MovedTable,
 } from './state.js';
+import { closeQuietly } from '../connect/session.js';
 
 export interface MoveOptions {
   source: ConnectionSpec;
@@ -76,7 +77,7 @@ async function sessionPair(o: MoveOptions, worker: string): Promise<{ src: pg.Cl
     await replicaRole(tgt);
     return { src, tgt };
   } catch (err) {
-    await src.end().catch(() => undefined);
+    await closeQuietly(src);
     throw err;
   }
 }
@@ -92,8 +93,8 @@ async function replicaRole(client: pg.Client): Promise<void> {
 }
 
 async function closePair(pair: { src: pg.Client; tgt: pg.Client } | undefined): Promise<void> {
-  await pair?.src.end().catch(() => undefined);
-  await pair?.tgt.end().catch(() => undefined);
+  await closeQuietly(pair?.src);
+  await closeQuietly(pair?.tgt);
 }
 
 /** The target session that holds the move's advisory lock (one move per target at a time). */
@@ -104,7 +105,7 @@ async function controlSession(o: MoveOptions): Promise<pg.Client> {
     [`${MOVE_LOCK} ${o.ledgerSchema}`],
   );
   if (!locked.rows[0]?.ok) {
-    await control.end().catch(() => undefined);
+    await closeQuietly(control);
     throw new PgconvoyError('another switch-first move is running on this target', {
       code: 'MOVE_RUNNING',
       hint: 'wait for it (pgconvoy switch-first status shows its progress), or stop it and run move again',
@@ -122,7 +123,7 @@ async function liveControl(o: MoveOptions, control: pg.Client): Promise<pg.Clien
     return control;
   } catch (err) {
     if (!isTransient(err)) throw err;
-    await control.end().catch(() => undefined);
+    await closeQuietly(control);
     return controlSession(o);
   }
 }
@@ -200,7 +201,7 @@ export async function runMove(o: MoveOptions): Promise<MoveResult> {
 
     // Every source table empty and nothing journaled: the move is done.
     control = await liveControl(o, control);
-    await source.end().catch(() => undefined);
+    await closeQuietly(source);
     source = await openClient(o.source, { applicationName: 'pgconvoy move' });
     const left = await journaledBatches(source, names);
     if (left.length > 0)
@@ -223,8 +224,8 @@ export async function runMove(o: MoveOptions): Promise<MoveResult> {
       alreadyMoved: false,
     };
   } finally {
-    await source?.end().catch(() => undefined);
-    await control.end().catch(() => undefined);
+    await closeQuietly(source);
+    await closeQuietly(control);
   }
 }
 

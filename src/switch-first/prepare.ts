@@ -20,6 +20,7 @@
 import type pg from 'pg';
 import { applySqlAtomically } from '../clone/apply-sql.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
+import { inDiscardedTransaction, inTransaction } from '../connect/session.js';
 import { copySequenceValues, type SequenceValue } from '../cutover/sequences.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
@@ -159,22 +160,21 @@ function uniqueForeignKeys(tables: readonly SourceTable[]): SwitchFirstState['de
 async function checkSourceRole(src: pg.Client, tables: readonly SourceTable[]): Promise<void> {
   const needs = tables.filter((t) => t.triggers.length > 0 || t.foreignKeys.length > 0);
   if (needs.length === 0) return;
-  await src.query('BEGIN');
-  try {
-    await src.query('SET LOCAL session_replication_role = replica');
-  } catch (err) {
-    throw new PgconvoyError(
-      `the source role may not set session_replication_role, which the move needs for ${needs.map((t) => displayName(t.schema, t.name)).join(', ')}`,
-      {
-        code: 'PRECHECK_BLOCKED',
-        exitCode: EXIT.blocked,
-        hint: 'deleting moved rows on the source would fire their triggers and foreign key actions (ON DELETE CASCADE deletes rows not yet moved): connect to the source as a superuser, or on 15+ GRANT SET ON PARAMETER session_replication_role TO <role>',
-        cause: err,
-      },
-    );
-  } finally {
-    await src.query('ROLLBACK').catch(() => undefined);
-  }
+  await inDiscardedTransaction(src, async () => {
+    try {
+      await src.query('SET LOCAL session_replication_role = replica');
+    } catch (err) {
+      throw new PgconvoyError(
+        `the source role may not set session_replication_role, which the move needs for ${needs.map((t) => displayName(t.schema, t.name)).join(', ')}`,
+        {
+          code: 'PRECHECK_BLOCKED',
+          exitCode: EXIT.blocked,
+          hint: 'deleting moved rows on the source would fire their triggers and foreign key actions (ON DELETE CASCADE deletes rows not yet moved): connect to the source as a superuser, or on 15+ GRANT SET ON PARAMETER session_replication_role TO <role>',
+          cause: err,
+        },
+      );
+    }
+  });
 }
 
 async function checkTargetEmpty(tgt: pg.Client, tables: readonly SourceTable[]): Promise<void> {
@@ -241,8 +241,7 @@ async function attachForeignTables(
   state: SwitchFirstState,
 ): Promise<void> {
   const names = switchFirstNames(o.ledgerSchema);
-  await tgt.query('BEGIN');
-  try {
+  await inTransaction(tgt, async () => {
     for (const t of state.tables) {
       const foreign = qualifiedName(names.schema, t.foreignName);
       await tgt.query(
@@ -267,9 +266,5 @@ async function attachForeignTables(
       }
     }
     await writeSwitchFirstState(tgt, o.ledgerSchema, state);
-    await tgt.query('COMMIT');
-  } catch (err) {
-    await tgt.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  });
 }

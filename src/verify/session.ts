@@ -17,6 +17,7 @@
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
+import { closeQuietly, READ_ONLY_SNAPSHOT } from '../connect/session.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage } from '../errors.js';
 import { quoteLiteral } from '../util/sql.js';
@@ -79,7 +80,7 @@ export async function openVerifySession(spec: ConnectionSpec, label: string): Pr
     }
     return client;
   } catch (err) {
-    await client.end().catch(() => undefined);
+    await closeQuietly(client);
     throw verifyQueryError(spec, 'its session settings', err);
   }
 }
@@ -115,7 +116,7 @@ export async function openCoordinator(spec: ConnectionSpec, given: string | unde
   const client = await openVerifySession(spec, 'snapshot');
   const close = async () => {
     await client.query('COMMIT').catch(() => undefined);
-    await client.end().catch(() => undefined);
+    await closeQuietly(client);
   };
   try {
     if (given !== undefined) {
@@ -124,7 +125,7 @@ export async function openCoordinator(spec: ConnectionSpec, given: string | unde
       await client.query('COMMIT');
       const row = info.rows[0];
       if (!row) throw new Error('no server information');
-      await client.end().catch(() => undefined);
+      await closeQuietly(client);
       return {
         snapshot: given,
         lsn: undefined,
@@ -134,7 +135,7 @@ export async function openCoordinator(spec: ConnectionSpec, given: string | unde
         close: () => Promise.resolve(),
       };
     }
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await client.query(READ_ONLY_SNAPSHOT);
     const res = await client.query<{
       snapshot: string;
       lsn: string | null;

@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { accessDeniedError } from '../copy/read-denied.js';
+import { closeQuietly } from '../connect/session.js';
 import { beginTask, endTask, openVerifySession, verifyQueryError } from './session.js';
 
 export interface SideSession {
@@ -33,8 +34,8 @@ export class WorkerPair {
       openVerifySession(target.spec, label),
     ]);
     if (s.status === 'rejected' || t.status === 'rejected') {
-      if (s.status === 'fulfilled') await s.value.end().catch(() => undefined);
-      if (t.status === 'fulfilled') await t.value.end().catch(() => undefined);
+      if (s.status === 'fulfilled') await closeQuietly(s.value);
+      if (t.status === 'fulfilled') await closeQuietly(t.value);
       throw s.status === 'rejected' ? s.reason : (t as PromiseRejectedResult).reason;
     }
     return new WorkerPair({ ...source, client: s.value }, { ...target, client: t.value });
@@ -85,9 +86,6 @@ export class WorkerPair {
   }
 
   async close(): Promise<void> {
-    await Promise.all([
-      this.source.client.end().catch(() => undefined),
-      this.target.client.end().catch(() => undefined),
-    ]);
+    await Promise.all([closeQuietly(this.source.client), closeQuietly(this.target.client)]);
   }
 }

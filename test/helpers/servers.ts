@@ -8,6 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalServer, type LocalServerOptions } from '../../src/sandbox/local-server.js';
+import { watchForLeftovers } from './leftovers.js';
+
+export { allowLeftovers } from './leftovers.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const cliPath = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
@@ -27,7 +30,10 @@ export async function startServer(
   major: number,
   options: Omit<LocalServerOptions, 'major'> = {},
 ): Promise<LocalServer> {
-  return LocalServer.start({ major, ...options });
+  const server = await LocalServer.start({ major, ...options });
+  // Every test of the file fails when it leaves a pgconvoy session, slot or subscription here.
+  watchForLeftovers(server);
+  return server;
 }
 
 /** Creates database `name` (from `template` when given) and returns its name. */

@@ -3,7 +3,7 @@
  * migration (online/clean-ledger.ts says when it refuses).
  */
 import type { Command } from 'commander';
-import { openClient } from '../../connect/open-client.js';
+import { withClient } from '../../connect/session.js';
 import { DEFAULTS } from '../../defaults.js';
 import { cleanLedger } from '../../online/clean-ledger.js';
 import { quoteIdent } from '../../util/sql.js';
@@ -43,17 +43,18 @@ Examples:
     .action(async (flags: CleanFlags) => {
       const target = connectionFor('target', flags, loadConfig(flags.config));
       if (!target) return;
-      const client = await openClient(target, { applicationName: 'pgconvoy clean' });
-      try {
-        const result = await cleanLedger(client, flags.ledgerSchema);
-        if (flags.json) return outJson(result);
-        out(
-          result.removed
-            ? `removed the ledger schema ${quoteIdent(result.schema)}: this clone can no longer be resumed`
-            : `no ledger schema ${quoteIdent(result.schema)} on the target: nothing to remove`,
-        );
-      } finally {
-        await client.end().catch(() => undefined);
-      }
+      return withClient(
+        target,
+        async (client) => {
+          const result = await cleanLedger(client, flags.ledgerSchema);
+          if (flags.json) return outJson(result);
+          out(
+            result.removed
+              ? `removed the ledger schema ${quoteIdent(result.schema)}: this clone can no longer be resumed`
+              : `no ledger schema ${quoteIdent(result.schema)} on the target: nothing to remove`,
+          );
+        },
+        { applicationName: 'pgconvoy clean' },
+      );
     });
 }

@@ -14,6 +14,8 @@ import { PgconvoyError } from '../../errors.js';
 import type { LocalServer } from '../../sandbox/local-server.js';
 import { quoteIdent } from '../../util/sql.js';
 import { out } from '../output.js';
+import { sleep } from '../../util/wait.js';
+import { closeQuietly } from '../../connect/session.js';
 
 const APP_TABLE = `
 CREATE TABLE public.demo_orders (id bigserial PRIMARY KEY, item text NOT NULL, placed_at timestamptz NOT NULL DEFAULT now());
@@ -56,12 +58,12 @@ class DemoApp {
         this.committed.push(Number(res.rows[0]?.id));
       } catch {
         this.refused++;
-        await client?.end().catch(() => undefined);
+        await closeQuietly(client);
         client = undefined;
       }
-      await new Promise((r) => setTimeout(r, 20));
+      await sleep(20);
     }
-    await client?.end().catch(() => undefined);
+    await closeQuietly(client);
   }
 }
 
@@ -119,13 +121,13 @@ export async function runOnlineDemo(source: LocalServer, target: LocalServer, db
     await must(['precheck'], env);
     await must(['start', '--jobs', '2'], env);
     for (let i = 0; i < 3; i++) {
-      await new Promise((r) => setTimeout(r, 1000));
+      await sleep(1000);
       await must(['status'], env);
     }
     await must(['start-back'], env);
     out(`the application has committed ${app.committed.length} orders so far; cutting over …`);
     await must(['cutover'], env);
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
   } finally {
     await app.stop();
   }

@@ -13,7 +13,7 @@ import { LocalServer } from '../../sandbox/local-server.js';
 import { availableMajors } from '../../sandbox/postgres-binaries.js';
 import { featureDatabaseSql } from '../../sandbox/sample-database.js';
 import { resolveConnection } from '../../connect/resolve.js';
-import { openClient } from '../../connect/open-client.js';
+import { withClient } from '../../connect/session.js';
 import { readInventory } from '../../inventory/inventory.js';
 import { defaultWorkerPrefix, runClone, wholeTables } from '../../clone/run-clone.js';
 import { formatReport } from '../../verify/report-text.js';
@@ -92,9 +92,9 @@ export function registerDemo(program: Command): void {
         }
         const sourceSpec = resolveConnection(source.url('shop'), 'source', {});
         const targetSpec = resolveConnection(target.url('shop'), 'target', {});
-        const probe = await openClient(sourceSpec);
-        const inventory = await readInventory(probe, DEFAULTS.ledgerSchema);
-        await probe.end();
+        const inventory = await withClient(sourceSpec, (probe) =>
+          readInventory(probe, DEFAULTS.ledgerSchema),
+        );
         out(
           `  ${inventory.tables.length} tables, ${formatBytes(inventory.totalBytes)} of data, made in ${formatDuration(Date.now() - t0)}`,
         );

@@ -3,7 +3,7 @@
  */
 import type { Command } from 'commander';
 import { DEFAULTS } from '../../defaults.js';
-import { openClient } from '../../connect/open-client.js';
+import { withClient } from '../../connect/session.js';
 import { describeConnection, type ConnectionSpec } from '../../connect/resolve.js';
 import { readServerInfo, type ServerInfo } from '../../inventory/server-info.js';
 import { readInventory, tablesWithoutKey, type Inventory } from '../../inventory/inventory.js';
@@ -31,15 +31,16 @@ export async function inspectServer(
   ledgerSchema: string,
   withInventory: boolean,
 ): Promise<ServerReport> {
-  const client = await openClient(spec, { applicationName: 'pgconvoy inspect' });
-  try {
-    const server = await readServerInfo(client);
-    const report: ServerReport = { side: spec.side, connection: describeConnection(spec), server };
-    if (withInventory) report.inventory = await readInventory(client, ledgerSchema);
-    return report;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+  return withClient(
+    spec,
+    async (client) => {
+      const server = await readServerInfo(client);
+      const report: ServerReport = { side: spec.side, connection: describeConnection(spec), server };
+      if (withInventory) report.inventory = await readInventory(client, ledgerSchema);
+      return report;
+    },
+    { applicationName: 'pgconvoy inspect' },
+  );
 }
 
 function yesNo(label: string, value: boolean): string {

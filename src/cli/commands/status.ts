@@ -4,7 +4,7 @@
 import { phaseSince } from '../../replicate/online-state.js';
 import type { Command } from 'commander';
 import { DEFAULTS } from '../../defaults.js';
-import { openClient } from '../../connect/open-client.js';
+import { withClient } from '../../connect/session.js';
 import { describeConnection } from '../../connect/resolve.js';
 import { readLedgerStatus, type LedgerStatus } from '../../ledger/ledger-status.js';
 import { ledgerPhase, nextStep } from '../../observe/next-step.js';
@@ -151,20 +151,18 @@ export function registerStatus(program: Command): void {
       const source = connectionFor('source', flags, config, false);
       const interval = flags.watch === true ? 2 : typeof flags.watch === 'number' ? flags.watch : 0;
       for (;;) {
-        const client = await openClient(target, { applicationName: 'pgconvoy status' });
-        let status: LedgerStatus;
-        let online: OnlineStatusReport | undefined;
-        try {
-          status = await readLedgerStatus(client, flags.ledgerSchema);
-          const src = source ? await openClient(source, { applicationName: 'pgconvoy status' }) : undefined;
-          try {
-            online = await readOnlineStatus(client, src, flags.ledgerSchema);
-          } finally {
-            await src?.end();
-          }
-        } finally {
-          await client.end();
-        }
+        const session = { applicationName: 'pgconvoy status' };
+        const { status, online } = await withClient(
+          target,
+          async (client) => {
+            const ledger = await readLedgerStatus(client, flags.ledgerSchema);
+            const report: OnlineStatusReport | undefined = source
+              ? await withClient(source, (src) => readOnlineStatus(client, src, flags.ledgerSchema), session)
+              : await readOnlineStatus(client, undefined, flags.ledgerSchema);
+            return { status: ledger, online: report };
+          },
+          session,
+        );
         if (flags.json) outJson({ ok: true, target: describeConnection(target), ...status, online });
         else {
           if (interval && isTTY()) process.stdout.write('\x1b[2J\x1b[H');

@@ -5,7 +5,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import type pg from 'pg';
-import { openClient } from '../../connect/open-client.js';
+import { withClients } from '../../connect/session.js';
 import type { ConnectionSpec } from '../../connect/resolve.js';
 import { DEFAULTS } from '../../defaults.js';
 import { formatCount, formatDuration } from '../../util/format.js';
@@ -61,17 +61,9 @@ async function withBoth<T>(
   const config = loadConfig(flags.config);
   const source = connectionFor('source', flags, config)!;
   const target = connectionFor('target', flags, config)!;
-  const src = await openClient(source, { applicationName: `pgconvoy switch-first ${name}` });
-  try {
-    const tgt = await openClient(target, { applicationName: `pgconvoy switch-first ${name}` });
-    try {
-      return await run(src, tgt, { source, target });
-    } finally {
-      await tgt.end().catch(() => undefined);
-    }
-  } finally {
-    await src.end().catch(() => undefined);
-  }
+  return withClients(source, target, (src, tgt) => run(src, tgt, { source, target }), {
+    applicationName: `pgconvoy switch-first ${name}`,
+  });
 }
 
 function collect(value: string, previous: string[] = []): string[] {

@@ -3,7 +3,7 @@
  * made for this database, both directions, on both servers. Safe to run again.
  */
 import type { Command } from 'commander';
-import { openClient } from '../../connect/open-client.js';
+import { withClients } from '../../connect/session.js';
 import { DEFAULTS, EXIT } from '../../defaults.js';
 import { PgconvoyError } from '../../errors.js';
 import { lockMigration, readOnlineState } from '../../replicate/online-state.js';
@@ -30,10 +30,10 @@ async function removeReplication(
   names: ReplicationNames,
   flags: TeardownFlags,
 ): Promise<RemovedObject[]> {
-  const src = await openClient(source, { applicationName: 'pgconvoy teardown' });
-  try {
-    const tgt = await openClient(target, { applicationName: 'pgconvoy teardown' });
-    try {
+  return withClients(
+    source,
+    target,
+    async (src, tgt) => {
       await lockMigration(tgt, flags.ledgerSchema, 'teardown');
       const state = await readOnlineState(tgt, flags.ledgerSchema);
       if (state?.phase === 'done' && !flags.force && (await readSubscription(src, names.backSubscription)))
@@ -46,12 +46,9 @@ async function removeReplication(
           },
         );
       return await teardown(src, tgt, names);
-    } finally {
-      await tgt.end().catch(() => undefined);
-    }
-  } finally {
-    await src.end().catch(() => undefined);
-  }
+    },
+    { applicationName: 'pgconvoy teardown' },
+  );
 }
 
 function describe(r: RemovedObject): string {

@@ -7,7 +7,7 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
 import { PgconvoyError } from '../../errors.js';
-import { openClient } from '../../connect/open-client.js';
+import { withClient } from '../../connect/session.js';
 import { readServerInfo } from '../../inventory/server-info.js';
 import { ledgerExists } from '../../ledger/ledger-schema.js';
 import { JobLedger } from '../../ledger/jobs.js';
@@ -60,28 +60,28 @@ Each worker reads its own snapshot of the source: stop writes to the source firs
       const config = loadConfig(flags.config);
       const source = connectionFor('source', flags, config)!;
       const target = connectionFor('target', flags, config)!;
-      const client = await openClient(target, { applicationName: 'pgconvoy worker' });
       const ledger = new JobLedger(flags.ledgerSchema);
-      let replicationRole: boolean;
-      try {
-        if (!(await ledgerExists(client, flags.ledgerSchema))) {
-          throw new PgconvoyError(`the target has no pgconvoy plan (schema "${flags.ledgerSchema}")`, {
-            code: 'NO_PLAN',
-            exitCode: EXIT.target,
-            hint: 'write one first: pgconvoy clone --source ... --target ... --plan-only',
-          });
-        }
-        const online = await readOnlineState(client, flags.ledgerSchema);
-        if (online?.phase === 'copying')
-          throw new PgconvoyError('this target is being filled by an online start', {
-            code: 'ONLINE_COPY',
-            exitCode: EXIT.usage,
-            hint: "an online start copies in its replication slot's snapshot, which a separate worker cannot join (its rows would come from another point in time and replication would apply changes twice or miss them); let pgconvoy start finish its copy",
-          });
-        replicationRole = (await readServerInfo(client)).role.canSetReplicationRole;
-      } finally {
-        await client.end();
-      }
+      const replicationRole = await withClient(
+        target,
+        async (client) => {
+          if (!(await ledgerExists(client, flags.ledgerSchema))) {
+            throw new PgconvoyError(`the target has no pgconvoy plan (schema "${flags.ledgerSchema}")`, {
+              code: 'NO_PLAN',
+              exitCode: EXIT.target,
+              hint: 'write one first: pgconvoy clone --source ... --target ... --plan-only',
+            });
+          }
+          const online = await readOnlineState(client, flags.ledgerSchema);
+          if (online?.phase === 'copying')
+            throw new PgconvoyError('this target is being filled by an online start', {
+              code: 'ONLINE_COPY',
+              exitCode: EXIT.usage,
+              hint: "an online start copies in its replication slot's snapshot, which a separate worker cannot join (its rows would come from another point in time and replication would apply changes twice or miss them); let pgconvoy start finish its copy",
+            });
+          return (await readServerInfo(client)).role.canSetReplicationRole;
+        },
+        { applicationName: 'pgconvoy worker' },
+      );
       const controller = new AbortController();
       process.once('SIGINT', () => controller.abort());
       process.once('SIGTERM', () => controller.abort());
