@@ -49,6 +49,7 @@ import {
 } from '../replicate/online-state.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
 import { sleep } from '../util/wait.js';
+import { serverMajor } from '../inventory/server-info.js';
 
 export interface FreezeOptions {
   /** pgconvoy's session on the source database. */
@@ -354,10 +355,7 @@ export async function confirmFreeze(
   }
   // 15+ keeps statistics in shared memory, flushed as a backend exits; before 15 they travel
   // to the collector by UDP: give them the collector's interval.
-  const major = Number(
-    (await source.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]?.v ?? 0,
-  );
-  if (others.length > 0 && major < 150000) await sleep(600);
+  if (others.length > 0 && (await serverMajor(source)) < 15) await sleep(600);
   const writes = await countWrites(source);
   if (writes !== record.provenWrites)
     throw new PgconvoyError(
