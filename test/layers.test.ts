@@ -21,6 +21,7 @@ const STAGES = [
   'verify',
   'replicate',
   'fdw',
+  'finish',
   'clone',
   'relay',
   'online',

@@ -20,8 +20,8 @@ import { resolveQueueFile, type QueuePlan } from '../plan/queue-plan.js';
 import { exportSnapshot, type SnapshotHandle } from '../copy/source-snapshot.js';
 import { tableKey } from '../copy/table-columns.js';
 import { displayName, qualifiedName, quoteIdent } from '../util/sql.js';
-import type { CloneEvent, CloneOptions } from './clone-types.js';
-import type { Phases } from './phases.js';
+import type { CloneEvent, CloneOptions, PhaseName } from './clone-types.js';
+import type { StepTimer } from '../util/step-timer.js';
 import type { RunFiles } from './run-files.js';
 import { FdwClone } from './via-fdw.js';
 import { prepareTarget } from './prepare-target.js';
@@ -34,7 +34,7 @@ export interface CloneRun {
   readonly warnings: string[];
   /** Tells o.onEvent, logs to the run directory, collects warnings. */
   readonly emit: (e: CloneEvent) => void;
-  readonly phases: Phases;
+  readonly phases: StepTimer<PhaseName>;
   readonly source: pg.Client;
   readonly sourceInfo: ServerInfo;
   /** A new session when the target restarted during the copy (copy-phase.ts). */

@@ -40,7 +40,7 @@ export function summarize(
     source: describeConnection(o.source),
     target: describeConnection(o.target),
     seconds: (Date.now() - run.started) / 1000,
-    phases: run.phases.list,
+    phases: run.phases.times.map((t) => ({ phase: t.name, seconds: t.ms / 1000, state: t.state })),
     tables,
     rows: tables.reduce((s, t) => s + t.rows, 0),
     bytes: tables.reduce((s, t) => s + t.bytes, 0),

@@ -9,14 +9,10 @@ import { tableKey } from '../copy/table-columns.js';
 import { copyExtensionConfigData, readExtensionConfigTables } from '../schema/extensions.js';
 import type { CloneRun } from './clone-run.js';
 import type { CopyResult } from './copy-phase.js';
-import { analyzeTables } from './analyze-tables.js';
-import {
-  analyzeTargets,
-  copyLargeObjects,
-  populatedMatviews,
-  refreshMatviews,
-  syncSequences,
-} from './finish-steps.js';
+import { analyzeTables } from '../finish/analyze.js';
+import { copyLargeObjects } from '../finish/large-objects.js';
+import { setSequences } from '../finish/sequences.js';
+import { analyzeTargets, populatedMatviews, refreshMatviews } from './finish-steps.js';
 import type { ClonedSchema } from './schema-phase.js';
 
 /** Sequences and large objects, then closes the copy's snapshot. */
@@ -25,14 +21,19 @@ export async function runSnapshotSteps(run: CloneRun): Promise<void> {
   // Sequences and large objects are read in the copy's snapshot.
   const sourceSession = run.snapshot?.client ?? run.source;
   await run.phases.run('sequences', done.has('sequences'), async () => {
-    const n = await syncSequences(sourceSession, run.target, inventory, steps);
-    emit({ type: 'info', message: `${n} sequence(s) set to the source's values` });
+    const set = await setSequences(sourceSession, run.target, inventory.sequences, {
+      beforeCommit: (target) => steps.markDone(target, 'sequences', { count: inventory.sequences.length }),
+    });
+    emit({ type: 'info', message: `${set.length} sequence(s) set to the source's values` });
   });
   await run.phases.run(
     'large-objects',
     done.has('large-objects') || inventory.largeObjects === 0,
     async () => {
-      const r = await copyLargeObjects(sourceSession, run.target, steps);
+      const r = await copyLargeObjects(sourceSession, run.target, {
+        replace: false,
+        beforeCommit: (target, copied) => steps.markDone(target, 'large-objects', { ...copied }),
+      });
       emit({ type: 'info', message: `${r.count} large object(s), ${r.bytes} bytes` });
     },
     inventory.largeObjects === 0 ? 'none on the source' : 'already done',

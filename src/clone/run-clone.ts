@@ -16,11 +16,11 @@ import { closeQuietly } from '../connect/session.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { connectRun, type CloneRun, type RunBasics } from './clone-run.js';
-import type { CloneEvent, CloneOptions, CloneSummary } from './clone-types.js';
+import type { CloneEvent, CloneOptions, CloneSummary, PhaseName } from './clone-types.js';
 import { summarize } from './clone-summary.js';
 import { runCopyPhase } from './copy-phase.js';
 import { drainIndexes, runFinishPhases, runSnapshotSteps } from './finish-phase.js';
-import { Phases } from './phases.js';
+import { StepTimer } from '../util/step-timer.js';
 import { runPlanPhase } from './plan-phase.js';
 import { RunFiles } from './run-files.js';
 import { runSchemaPhase } from './schema-phase.js';
@@ -49,7 +49,15 @@ export async function runClone(o: CloneOptions): Promise<CloneSummary> {
     files,
     warnings,
     emit,
-    phases: new Phases(emit),
+    phases: new StepTimer<PhaseName>((e) =>
+      emit({
+        type: 'phase',
+        phase: e.name,
+        state: e.state,
+        ...(e.ms === undefined ? {} : { seconds: e.ms / 1000 }),
+        ...(e.detail === undefined ? {} : { detail: e.detail }),
+      }),
+    ),
   };
   const source = await openClient(o.source, { applicationName: 'pgconvoy clone' });
   let run: CloneRun | undefined;

@@ -17,8 +17,9 @@
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
-import type { TableRef } from '../plan/chunk.js';
+import { tableKey, type TableRef } from '../plan/chunk.js';
 import { displayIdent, displayName, splitIdentifiers } from '../util/sql.js';
+import { userSchemas } from '../util/catalog-sql.js';
 
 export interface ColumnInfo {
   name: string;
@@ -81,12 +82,12 @@ JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+  AND ${userSchemas()}
 ORDER BY n.nspname, c.relname, a.attnum`;
 
 export type ColumnCatalog = Map<string, ColumnInfo[]>;
 
-export const tableKey = (t: TableRef): string => JSON.stringify([t.schema, t.name]);
+export { tableKey } from '../plan/chunk.js';
 
 export async function readColumnCatalog(client: pg.Client): Promise<ColumnCatalog> {
   const res = await client.query<{

@@ -18,6 +18,7 @@
  */
 import type pg from 'pg';
 import { withClients } from '../connect/session.js';
+import { StepTimer } from '../util/step-timer.js';
 import { formatConninfo } from '../connect/conninfo.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
@@ -36,15 +37,16 @@ import {
 import { verifyDatabases } from '../verify/verify-databases.js';
 import type { VerifyReport } from '../verify/types.js';
 import { createBackReplication } from './back-replication.js';
-import { analyzeStale } from './analyze-target.js';
-import { replaceLargeObjects } from './large-objects.js';
+import { analyzeStale } from '../finish/analyze.js';
+import { copyLargeObjects } from '../finish/large-objects.js';
 import { copyWholeTables, unpublishedTables, type CopiedTable } from './copy-tables.js';
 import { checkReady, checkRelayReady, mismatchError, verifyOk } from './cutover-checks.js';
 import { relayStatus, waitForRelayCatchUp } from '../relay/relay-status.js';
-import { copySequenceValues, type SequenceValue } from './sequences.js';
+import { copySequenceValues, type SequenceValue } from '../finish/sequences.js';
 import { refreshTargetMatviews, type RefreshedViews } from './refresh-matviews.js';
 import { confirmFreeze, freezeWrites, type KeptRole } from './write-freeze.js';
 import type { CutoverOptions } from './cutover-types.js';
+import { serverMajor } from '../inventory/server-info.js';
 
 export type { CutoverEvent, CutoverOptions } from './cutover-types.js';
 
@@ -72,16 +74,13 @@ export interface CutoverResult {
 }
 
 export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
-  const steps: CutoverResult['steps'] = [];
+  const timer = new StepTimer((e) => {
+    if (e.state !== 'skipped')
+      o.onEvent({ type: 'step', step: e.name, state: e.state, ...(e.ms === undefined ? {} : { ms: e.ms }) });
+  });
+  const steps = (): CutoverResult['steps'] => timer.times.map((t) => ({ step: t.name, ms: t.ms }));
   const notes: string[] = [];
-  const step = async <T>(name: string, work: () => Promise<T>): Promise<T> => {
-    const t = Date.now();
-    o.onEvent({ type: 'step', step: name, state: 'start' });
-    const r = await work();
-    steps.push({ step: name, ms: Date.now() - t });
-    o.onEvent({ type: 'step', step: name, state: 'done', ms: Date.now() - t });
-    return r;
-  };
+  const step = <T>(name: string, work: () => Promise<T>): Promise<T> => timer.time(name, work);
   return withClients(
     o.source,
     o.target,
@@ -185,7 +184,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
       const sequences = await step('sequences', () =>
         copySequenceValues(src, tgt, o.ledgerSchema, o.sequenceMargin, scope),
       );
-      const largeObjects = await step('large objects', () => replaceLargeObjects(src, tgt));
+      const largeObjects = await step('large objects', () => copyLargeObjects(src, tgt, { replace: true }));
       const unpublished = await unpublishedTables(src, state.published, scope);
       const copiedTables = await step('tables without replica identity', () =>
         copyWholeTables(o.source, o.target, unpublished, 'pgconvoy cutover copy'),
@@ -229,12 +228,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
       let backReplication: CutoverResult['backReplication'];
       if (state.back) {
         const back = state.back;
-        const major = Math.floor(
-          Number(
-            (await src.query<{ v: string }>("SELECT pg_catalog.current_setting('server_version_num') AS v"))
-              .rows[0]?.v ?? 0,
-          ) / 10000,
-        );
+        const major = await serverMajor(src);
         backReplication = await step('back-replication', () =>
           createBackReplication(
             src,
@@ -268,7 +262,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         verify,
         backReplication,
         targetConninfo: formatConninfo(o.target.conninfo),
-        steps,
+        steps: steps(),
         notes,
       };
     },

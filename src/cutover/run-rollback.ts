@@ -29,8 +29,8 @@ import {
 import { readSubscription } from '../replicate/subscription.js';
 import { dropBackReplication, waitForBackCatchUp } from './back-replication.js';
 import { copyWholeTables, unpublishedTables, type CopiedTable } from './copy-tables.js';
-import { replaceLargeObjects } from './large-objects.js';
-import { copySequenceValues, type SequenceValue } from './sequences.js';
+import { copyLargeObjects } from '../finish/large-objects.js';
+import { copySequenceValues, type SequenceValue } from '../finish/sequences.js';
 import { releaseFreeze } from './write-freeze.js';
 
 export interface RollbackOptions {
@@ -143,7 +143,7 @@ export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
         // Everything that can still fail runs before back-replication is dropped.
         const scope = migrationScope(state, o.ledgerSchema);
         result.sequences = await copySequenceValues(tgt, src, o.ledgerSchema, o.sequenceMargin, scope);
-        result.largeObjects = await replaceLargeObjects(tgt, src);
+        result.largeObjects = await copyLargeObjects(tgt, src, { replace: true });
         const tables = await unpublishedTables(src, state.published, scope);
         result.copiedTables = await copyWholeTables(o.target, o.source, tables, 'pgconvoy rollback copy');
         result.removed = await dropBackReplication(src, tgt, state.names);

@@ -40,15 +40,19 @@ import type pg from 'pg';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import {
-  markFreezeReleased,
   readFreeze,
   recordFreezeGrants,
   recordFreezePlan,
   recordFreezeProof,
   type ConnectGrant,
 } from '../replicate/online-state.js';
-import { quoteIdent, quoteLiteral } from '../util/sql.js';
+import { quoteIdent } from '../util/sql.js';
+import { CONNECT_HOLDERS_SQL, DATABASE_READ_ONLY_SQL, releaseFreeze } from './database-gate.js';
+import { countWrites, describeSession, sessions, terminate, type Session } from './source-sessions.js';
+
+export { releaseFreeze } from './database-gate.js';
 import { sleep } from '../util/wait.js';
+import { serverMajor } from '../inventory/server-info.js';
 
 export interface FreezeOptions {
   /** pgconvoy's session on the source database. */
@@ -88,82 +92,6 @@ export interface FreezeResult {
   notes: string[];
 }
 
-interface Session {
-  pid: number;
-  usename: string | null;
-  application_name: string | null;
-  backend_type: string | null;
-  state: string | null;
-  writing: boolean;
-  /** Started before the gate closed: may still write without asking to. */
-  before_gate: boolean;
-}
-
-// Every backend in this database that could write: not walsenders (they stream, the forward
-// subscription's among them), not autovacuum, not parallel workers (their leader is ended).
-const SESSIONS_SQL = `
-SELECT a.pid, a.usename, a.application_name, a.backend_type, a.state,
-       a.backend_xid IS NOT NULL AS writing,
-       a.backend_start <= $2::timestamptz AS before_gate
-FROM pg_catalog.pg_stat_activity a
-WHERE a.datname = pg_catalog.current_database()
-  AND a.backend_type NOT IN ('walsender', 'autovacuum worker', 'parallel worker')
-  AND a.pid <> ALL ($1::int[])
-ORDER BY a.pid`;
-
-const CONNECT_HOLDERS_SQL = `
-SELECT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE r.rolname END AS grantee, x.is_grantable AS grantable
-FROM pg_catalog.pg_database d,
-     LATERAL pg_catalog.aclexplode(COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) x
-     LEFT JOIN pg_catalog.pg_roles r ON r.oid = x.grantee
-WHERE d.datname = pg_catalog.current_database() AND x.privilege_type = 'CONNECT'
-  AND (x.grantee = 0 OR r.rolname IS NOT NULL)
-ORDER BY 1`;
-
-const DATABASE_READ_ONLY_SQL = `
-SELECT (SELECT pg_catalog.substr(c, pg_catalog.length('default_transaction_read_only=') + 1)
-        FROM pg_catalog.unnest(s.setconfig) c WHERE c LIKE 'default\\_transaction\\_read\\_only=%') AS value
-FROM pg_catalog.pg_db_role_setting s
-JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
-WHERE d.datname = pg_catalog.current_database() AND s.setrole = 0`;
-
-// Rows written to user tables by committed (and aborted) transactions: pgconvoy's sessions
-// on the source only read, and catalog writes (autovacuum's ANALYZE, say) are not counted.
-const WRITES_SQL = `
-SELECT COALESCE(pg_catalog.sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::text AS writes
-FROM pg_catalog.pg_stat_user_tables`;
-
-async function countWrites(source: pg.Client): Promise<string> {
-  await source.query('SELECT pg_catalog.pg_stat_clear_snapshot()');
-  const res = await source.query<{ writes: string }>(WRITES_SQL);
-  return res.rows[0]?.writes ?? '0';
-}
-
-async function sessions(source: pg.Client, ownPids: number[], gateAt: string): Promise<Session[]> {
-  return (await source.query<Session>(SESSIONS_SQL, [ownPids, gateAt])).rows;
-}
-
-const describeSession = (s: Session) =>
-  `pid ${s.pid} ${s.backend_type ?? ''} role "${s.usename ?? '?'}" application "${s.application_name ?? ''}" ${s.state ?? ''}${s.writing ? ' (in a writing transaction)' : ''}`;
-
-/** Terminates the sessions; returns how many were signalled and which were refused. */
-async function terminate(source: pg.Client, list: Session[]): Promise<{ ended: number; refused: Session[] }> {
-  let ended = 0;
-  const refused: Session[] = [];
-  for (const s of list) {
-    try {
-      const res = await source.query<{ ok: boolean }>('SELECT pg_catalog.pg_terminate_backend($1) AS ok', [
-        s.pid,
-      ]);
-      if (res.rows[0]?.ok) ended++;
-    } catch (err) {
-      if (serverErrorFields(err)?.code !== '42501') throw err;
-      refused.push(s);
-    }
-  }
-  return { ended, refused };
-}
-
 function gateError(what: string, err: unknown): PgconvoyError {
   const fields = serverErrorFields(err);
   return new PgconvoyError(`could not ${what} on the source: ${errorMessage(err)}`, {
@@ -179,6 +107,24 @@ function gateError(what: string, err: unknown): PgconvoyError {
 
 /** Closes the gate, ends the other sessions, proves that writes stopped. See the module comment. */
 export async function freezeWrites(o: FreezeOptions): Promise<FreezeResult> {
+  return proveFrozen(o, await closeGate(o));
+}
+
+/** The gate as closed: what the proof needs and the result reports. */
+interface ClosedGate {
+  db: string;
+  qdb: string;
+  keep: Map<string, string>;
+  toRevoke: string[];
+  startedAt: number;
+  gateAt: string;
+  /** An earlier run's freeze was still in place. */
+  resumed: boolean;
+  notes: string[];
+}
+
+/** Steps 1–3 of the module comment: the state before recorded, then read-only and CONNECT revoked. */
+async function closeGate(o: FreezeOptions): Promise<ClosedGate> {
   const { source } = o;
   const me = await source.query<{ cur: string; ses: string; db: string; superuser: boolean }>(
     `SELECT current_user AS cur, session_user AS ses, pg_catalog.current_database() AS db,
@@ -247,7 +193,13 @@ export async function freezeWrites(o: FreezeOptions): Promise<FreezeResult> {
     notes.push(
       `still holding CONNECT (granted by another role): ${stillHolding.map((h) => h.grantee).join(', ')}; their new sessions are read-only`,
     );
+  return { db, qdb, keep, toRevoke, startedAt, gateAt, resumed, notes };
+}
 
+/** Step 4 and the proof: ends the other sessions until none from before the gate is left and writes stand still. */
+async function proveFrozen(o: FreezeOptions, gate: ClosedGate): Promise<FreezeResult> {
+  const { source } = o;
+  const { db, qdb, keep, toRevoke, startedAt, gateAt, resumed, notes } = gate;
   let terminated = 0;
   const deadline = Date.now() + o.timeoutMs;
   const settleMs = Math.max(o.intervalMs, 200);
@@ -354,10 +306,7 @@ export async function confirmFreeze(
   }
   // 15+ keeps statistics in shared memory, flushed as a backend exits; before 15 they travel
   // to the collector by UDP: give them the collector's interval.
-  const major = Number(
-    (await source.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]?.v ?? 0,
-  );
-  if (others.length > 0 && major < 150000) await sleep(600);
+  if (others.length > 0 && (await serverMajor(source)) < 15) await sleep(600);
   const writes = await countWrites(source);
   if (writes !== record.provenWrites)
     throw new PgconvoyError(
@@ -368,48 +317,4 @@ export async function confirmFreeze(
         hint: 'a session turned default_transaction_read_only off (or a subscription applies into the source database); forward replication was kept: stop that writer and run cutover again, which freezes, proves and catches up again',
       },
     );
-}
-
-/**
- * Opens the source database again exactly as the ledger says it was before the freeze:
- * CONNECT given back to whoever lost it (with grant option where they had it), CONNECT taken
- * from the roles pgconvoy granted it to, the database's read-only default as it was.
- * Returns the grantees given back. Idempotent; a no-op when nothing is frozen.
- */
-export async function releaseFreeze(
-  source: pg.Client,
-  target: pg.Client,
-  ledgerSchema: string,
-): Promise<string[]> {
-  const record = await readFreeze(target, ledgerSchema);
-  if (!record || record.releasedAt) return [];
-  const qdb = quoteIdent(record.database);
-  const now = (await source.query<ConnectGrant>(CONNECT_HOLDERS_SQL)).rows;
-  const holding = new Map(now.map((h) => [h.grantee, h.grantable]));
-  const roles = new Set(
-    (await source.query<{ rolname: string }>('SELECT rolname FROM pg_catalog.pg_roles')).rows.map(
-      (r) => r.rolname,
-    ),
-  );
-  const given: string[] = [];
-  for (const g of record.priorConnect) {
-    if (holding.get(g.grantee) === g.grantable) continue;
-    if (g.grantee !== 'PUBLIC' && !roles.has(g.grantee)) continue; // dropped since: nothing to give back
-    const who = g.grantee === 'PUBLIC' ? 'PUBLIC' : quoteIdent(g.grantee);
-    await source.query(
-      `GRANT CONNECT ON DATABASE ${qdb} TO ${who}${g.grantable ? ' WITH GRANT OPTION' : ''}`,
-    );
-    given.push(g.grantee);
-  }
-  const prior = new Set(record.priorConnect.map((g) => g.grantee));
-  for (const role of record.granted)
-    if (!prior.has(role) && roles.has(role))
-      await source.query(`REVOKE CONNECT ON DATABASE ${qdb} FROM ${quoteIdent(role)}`);
-  await source.query(
-    record.priorReadOnly === null
-      ? `ALTER DATABASE ${qdb} RESET default_transaction_read_only`
-      : `ALTER DATABASE ${qdb} SET default_transaction_read_only = ${quoteLiteral(record.priorReadOnly)}`,
-  );
-  await markFreezeReleased(target, ledgerSchema);
-  return given;
 }

@@ -29,77 +29,24 @@
  * Checked with PostgreSQL 13, 15 and 17 as the target.
  */
 import type pg from 'pg';
-import { parseConninfo, type Conninfo } from '../connect/conninfo.js';
-import type { ConnectionSpec } from '../connect/resolve.js';
-import { EXIT } from '../defaults.js';
-import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
+import { errorMessage, serverErrorFields } from '../errors.js';
 import { withoutStatementLogging } from '../util/quiet-logging.js';
-import { subscriptionConninfo } from '../replicate/subscription.js';
 import { SQLSTATE } from '../sqlstate.js';
-import { redact, registerSecret } from '../util/redact.js';
+import { redact } from '../util/redact.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
+import type { RemoteSourceAddress } from './remote-address.js';
+import {
+  OWNED_MARK,
+  REMOTE_EXTENSION_SCHEMA,
+  fdwError,
+  readExisting,
+  type ExistingObjects,
+  type RemoteServerNames,
+} from './remote-objects.js';
 
-/** The schema pgconvoy creates the postgres_fdw extension in (and so knows it created it). */
-export const REMOTE_EXTENSION_SCHEMA = 'pgconvoy_postgres_fdw';
-
-/** Comments on the server and the schema: what they are, and that pgconvoy drops them. */
-const OWNED_MARK = 'pgconvoy:';
-
-export interface RemoteServerNames {
-  /** The foreign server on the target that points at the source, e.g. `pgconvoy_source`. */
-  server: string;
-  /** pgconvoy's private schema for the foreign tables, e.g. `pgconvoy_source_tables`. */
-  schema: string;
-}
-
-/** Where the TARGET server finds the source: libpq options for the server, login for the mapping. */
-export interface RemoteSourceAddress {
-  serverOptions: Record<string, string>;
-  user: string;
-  password: string | undefined;
-}
-
-/** libpq keywords the foreign server takes from the address (the rest are pgconvoy-local). */
-const SERVER_KEYWORDS = [
-  'host',
-  'hostaddr',
-  'port',
-  'dbname',
-  'sslmode',
-  'sslrootcert',
-  'connect_timeout',
-  'keepalives',
-  'keepalives_idle',
-  'target_session_attrs',
-  'gssencmode',
-  'channel_binding',
-] as const;
-
-/**
- * Settings of every remote session: no timeout cuts a long read short, and row-level
- * security makes a read fail rather than return fewer rows (prepareSourceSession's settings).
- */
-const REMOTE_SESSION_OPTIONS =
-  '-c row_security=off -c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0';
-
-/**
- * The address of the source as the target server sees it: `override` (the
- * `--source-from-target` conninfo) when given, else the source's own host, port, database,
- * user and sslmode; the password of `source` when the override has none (as the online
- * subscription does: replicate/subscription.ts).
- */
-export function remoteSourceAddress(source: ConnectionSpec, override?: string): RemoteSourceAddress {
-  const info: Conninfo = parseConninfo(subscriptionConninfo(source, override));
-  registerSecret(info.password);
-  const serverOptions: Record<string, string> = {};
-  for (const key of SERVER_KEYWORDS) {
-    const value = info[key];
-    if (value !== undefined && value !== '') serverOptions[key] = value;
-  }
-  serverOptions.application_name = 'pgconvoy fdw';
-  serverOptions.options = [info.options, REMOTE_SESSION_OPTIONS].filter(Boolean).join(' ');
-  return { serverOptions, user: info.user ?? source.user, password: info.password };
-}
+export { remoteSourceAddress, type RemoteSourceAddress } from './remote-address.js';
+export { REMOTE_EXTENSION_SCHEMA, type RemoteServerNames } from './remote-objects.js';
+export { removeRemoteServer, type RemoteServerRemoval } from './remove-remote-server.js';
 
 export interface RemoteServerSetup {
   /** pgconvoy created the extension (now or on an earlier run): `removeRemoteServer` drops it. */
@@ -109,23 +56,6 @@ export interface RemoteServerSetup {
    * password as a parameter (e.g. `log_statement = all`): the caller warns about them.
    */
   loggedBy: string[];
-}
-
-function fdwError(
-  message: string,
-  hint: string,
-  code: 'FDW_UNAVAILABLE' | 'FDW_DENIED' | 'FDW_NAME_IN_USE' | 'FDW_SETUP_FAILED',
-  cause?: unknown,
-): PgconvoyError {
-  const fields = serverErrorFields(cause);
-  const server = cause === undefined ? '' : `: ${redact(errorMessage(cause))}`;
-  return new PgconvoyError(`${message}${server}${fields?.code ? ` (SQLSTATE ${fields.code})` : ''}`, {
-    code,
-    hint,
-    exitCode: EXIT.target,
-    ...(cause !== undefined ? { cause } : {}),
-    ...(fields?.detail ? { details: { detail: redact(fields.detail) } } : {}),
-  });
 }
 
 /** Adds `options` to an ALTER SERVER / CREATE SERVER option list, against what `current` holds. */
@@ -146,49 +76,6 @@ function parseOptions(options: string[] | null): Record<string, string> {
     out[option.slice(0, eq)] = option.slice(eq + 1);
   }
   return out;
-}
-
-interface ExistingObjects {
-  extensionSchema: string | null;
-  extensionAvailable: boolean;
-  server: { wrapper: string; options: string[] | null; comment: string | null } | null;
-  schemaComment: string | null | undefined;
-}
-
-async function readExisting(target: pg.Client, names: RemoteServerNames): Promise<ExistingObjects> {
-  const res = await target.query<{
-    extension_schema: string | null;
-    extension_available: boolean;
-    server_wrapper: string | null;
-    server_options: string[] | null;
-    server_comment: string | null;
-    schema_exists: boolean;
-    schema_comment: string | null;
-  }>(
-    `SELECT (SELECT n.nspname FROM pg_catalog.pg_extension e
-               JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
-              WHERE e.extname = 'postgres_fdw') AS extension_schema,
-            EXISTS (SELECT FROM pg_catalog.pg_available_extensions
-                     WHERE name = 'postgres_fdw') AS extension_available,
-            w.fdwname AS server_wrapper, s.srvoptions AS server_options,
-            pg_catalog.obj_description(s.oid, 'pg_foreign_server') AS server_comment,
-            n.oid IS NOT NULL AS schema_exists,
-            pg_catalog.obj_description(n.oid, 'pg_namespace') AS schema_comment
-       FROM (SELECT) AS one
-       LEFT JOIN pg_catalog.pg_foreign_server s ON s.srvname = $1
-       LEFT JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
-       LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = $2`, // 13+
-    [names.server, names.schema],
-  );
-  const row = res.rows[0]!;
-  return {
-    extensionSchema: row.extension_schema,
-    extensionAvailable: row.extension_available,
-    server: row.server_wrapper
-      ? { wrapper: row.server_wrapper, options: row.server_options, comment: row.server_comment }
-      : null,
-    schemaComment: row.schema_exists ? row.schema_comment : undefined,
-  };
 }
 
 /**
@@ -421,78 +308,4 @@ export async function probeRemoteServer(
   } finally {
     await target.query('ROLLBACK').catch(() => undefined);
   }
-}
-
-/** What `removeRemoteServer` did with the extension. */
-export interface RemoteServerRemoval {
-  extension: 'dropped' | 'not ours' | 'absent' | 'still used';
-  /** Foreign servers that still use the extension (so it was kept). */
-  otherServers: string[];
-}
-
-/**
- * Drops the private schema with its foreign tables, the user mapping, the server, and the
- * extension if pgconvoy created it and no other foreign server uses it. Idempotent: what is
- * already gone is skipped. Refuses to drop a server or schema pgconvoy did not create.
- */
-export async function removeRemoteServer(
-  target: pg.Client,
-  names: RemoteServerNames,
-): Promise<RemoteServerRemoval> {
-  await target.query('BEGIN');
-  try {
-    await target.query('SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1))', [
-      `pgconvoy fdw ${names.server}`,
-    ]);
-    const existing = await readExisting(target, names);
-    if (existing.schemaComment !== undefined) {
-      if (!existing.schemaComment?.startsWith(OWNED_MARK))
-        throw fdwError(
-          `the schema "${names.schema}" on the target was not created by pgconvoy; it is left alone`,
-          'drop it yourself if it is not wanted',
-          'FDW_NAME_IN_USE',
-        );
-      await target.query(`DROP SCHEMA ${quoteIdent(names.schema)} CASCADE`);
-    }
-    if (existing.server) {
-      if (!existing.server.comment?.startsWith(OWNED_MARK))
-        throw fdwError(
-          `the foreign server "${names.server}" on the target was not created by pgconvoy; it is left alone`,
-          'drop it yourself if it is not wanted',
-          'FDW_NAME_IN_USE',
-        );
-      // CASCADE: the user mappings of every role (another role may have run pgconvoy too).
-      await target.query(`DROP SERVER ${quoteIdent(names.server)} CASCADE`);
-    }
-    const removal = await dropOwnExtension(target, existing.extensionSchema);
-    await target.query('COMMIT');
-    return removal;
-  } catch (err) {
-    await target.query('ROLLBACK').catch(() => undefined);
-    if (err instanceof PgconvoyError) throw err;
-    throw fdwError(
-      `could not remove the foreign server "${names.server}" from the target`,
-      'see the server message',
-      'FDW_SETUP_FAILED',
-      err,
-    );
-  }
-}
-
-async function dropOwnExtension(
-  target: pg.Client,
-  extensionSchema: string | null,
-): Promise<RemoteServerRemoval> {
-  if (extensionSchema === null) return { extension: 'absent', otherServers: [] };
-  if (extensionSchema !== REMOTE_EXTENSION_SCHEMA) return { extension: 'not ours', otherServers: [] };
-  const others = await target.query<{ srvname: string }>(
-    `SELECT s.srvname FROM pg_catalog.pg_foreign_server s
-       JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
-      WHERE w.fdwname = 'postgres_fdw' ORDER BY 1`,
-  );
-  if (others.rows.length > 0)
-    return { extension: 'still used', otherServers: others.rows.map((r) => r.srvname) };
-  await target.query('DROP EXTENSION postgres_fdw');
-  await target.query(`DROP SCHEMA ${quoteIdent(REMOTE_EXTENSION_SCHEMA)}`);
-  return { extension: 'dropped', otherServers: [] };
 }

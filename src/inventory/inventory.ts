@@ -7,6 +7,7 @@ import { DEFAULTS, EXIT } from '../defaults.js';
 import { PgconvoyError, serverErrorFields } from '../errors.js';
 import { SQLSTATE } from '../sqlstate.js';
 import { lockHolders, lockHoldersHint } from './lock-holders.js';
+import { notExtensionMember, userSchemas } from '../util/catalog-sql.js';
 
 export type TableKind = 'table' | 'partitioned' | 'foreign' | 'materialized-view';
 
@@ -48,13 +49,6 @@ export interface Inventory {
   totalBytes: number;
 }
 
-/** Schemas that are never user data. The ledger schema is excluded too. */
-const SYSTEM_SCHEMAS = `n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'`;
-/** Objects that belong to an extension are created by CREATE EXTENSION, not copied. */
-const NOT_EXTENSION_MEMBER = (classOid: string, objOid: string) => `NOT EXISTS (
-    SELECT 1 FROM pg_catalog.pg_depend d
-    WHERE d.classid = '${classOid}'::pg_catalog.regclass AND d.objid = ${objOid} AND d.deptype = 'e')`;
-
 const TABLES_SQL = `
 SELECT c.oid::int8 AS oid,
        n.nspname AS schema,
@@ -88,9 +82,9 @@ SELECT c.oid::int8 AS oid,
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'f', 'm')
-  AND ${SYSTEM_SCHEMAS}
+  AND ${userSchemas()}
   AND n.nspname <> $1
-  AND ${NOT_EXTENSION_MEMBER('pg_catalog.pg_class', 'c.oid')}
+  AND ${notExtensionMember('pg_catalog.pg_class', 'c.oid')}
 ORDER BY bytes DESC, n.nspname, c.relname`;
 
 const SEQUENCES_SQL = `
@@ -109,16 +103,16 @@ FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_sequences s ON s.schemaname = n.nspname AND s.sequencename = c.relname
 WHERE c.relkind = 'S'
-  AND ${SYSTEM_SCHEMAS}
+  AND ${userSchemas()}
   AND n.nspname <> $1
-  AND ${NOT_EXTENSION_MEMBER('pg_catalog.pg_class', 'c.oid')}
+  AND ${notExtensionMember('pg_catalog.pg_class', 'c.oid')}
 ORDER BY n.nspname, c.relname`;
 
 const SCHEMAS_SQL = `
 SELECT n.nspname AS name
 FROM pg_catalog.pg_namespace n
-WHERE ${SYSTEM_SCHEMAS} AND n.nspname <> $1
-  AND ${NOT_EXTENSION_MEMBER('pg_catalog.pg_namespace', 'n.oid')}
+WHERE ${userSchemas()} AND n.nspname <> $1
+  AND ${notExtensionMember('pg_catalog.pg_namespace', 'n.oid')}
 ORDER BY n.nspname`;
 
 const EXTENSIONS_SQL = `

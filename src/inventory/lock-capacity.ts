@@ -10,6 +10,7 @@
 import type pg from 'pg';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
+import { userSchemas } from '../util/catalog-sql.js';
 
 export interface LockCapacity {
   maxLocksPerTransaction: number;
@@ -95,7 +96,7 @@ export async function readSourceLockNeeds(client: pg.Client, ledgerSchema: strin
     `SELECT count(*) FILTER (WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')) AS dumped,
             count(*) FILTER (WHERE c.relkind = 'S') AS sequences
      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', $1) AND n.nspname !~ '^pg_(toast|temp_)'`,
+     WHERE ${userSchemas()} AND n.nspname <> $1`,
     [ledgerSchema],
   );
   return { dumped: Number(res.rows[0]?.dumped ?? 0), sequences: Number(res.rows[0]?.sequences ?? 0) };

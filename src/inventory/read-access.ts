@@ -16,6 +16,7 @@
  */
 import type pg from 'pg';
 import { displayName } from '../util/sql.js';
+import { notExtensionMember, userSchemas } from '../util/catalog-sql.js';
 
 export interface RowSecurityTable {
   schema: string;
@@ -40,10 +41,9 @@ const USER_TABLES = `
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r'
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
+  AND ${userSchemas()}
   AND n.nspname <> $1
-  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                  WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')`;
+  AND ${notExtensionMember('pg_catalog.pg_class', 'c.oid')}`;
 
 const ROLE_SQL = `
 SELECT r.rolname AS name, r.rolsuper AS superuser, r.rolbypassrls AS bypass

@@ -127,10 +127,15 @@ export async function readServerInfo(client: pg.Client): Promise<ServerInfo> {
   };
 }
 
-/** The server's major version (13, 14, …, 18), in one round trip. */
-export async function serverMajor(client: pg.Client): Promise<number> {
+/** The server's version as a number (170002 for 17.2), in one round trip. */
+export async function serverVersionNum(client: pg.Client): Promise<number> {
   const res = await client.query<{ v: string }>(
     "SELECT pg_catalog.current_setting('server_version_num') AS v",
   );
-  return Math.floor(Number(res.rows[0]!.v) / 10000);
+  return Number(res.rows[0]!.v);
+}
+
+/** The server's major version (13, 14, …, 18), in one round trip. */
+export async function serverMajor(client: pg.Client): Promise<number> {
+  return Math.floor((await serverVersionNum(client)) / 10000);
 }

@@ -355,9 +355,7 @@ async function mergedParents(
   const leaves = new Set(tables.map(tableKey).filter((k) => parentOf.has(k)));
   const parents = new Map([...leaves].map((k) => [tableKey(parentOf.get(k)!), parentOf.get(k)!]));
   if (parents.size > 0) {
-    const major = Math.floor(
-      Number((await source.query<{ v: string }>('SHOW server_version_num')).rows[0]?.v) / 10000,
-    );
+    const major = await serverMajor(source);
     if (major < 13) {
       const first = [...parents.values()][0]!;
       throw new PgconvoyError(

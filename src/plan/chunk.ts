@@ -33,6 +33,9 @@ export interface TableRef {
   name: string;
 }
 
+/** A table's key in a Map or Set: no separator can be confused with a name's characters. */
+export const tableKey = (t: TableRef): string => JSON.stringify([t.schema, t.name]);
+
 /**
  * The WHERE condition selecting a chunk's rows, as SQL with every value a quoted literal cast
  * to the column's type (COPY cannot take bind parameters). Empty string for the whole table.

@@ -10,6 +10,7 @@
  */
 import type pg from 'pg';
 import type { TableRef } from '../plan/chunk.js';
+import { notExtensionMember, userSchemas } from '../util/catalog-sql.js';
 
 export type ReplicaIdentity = 'primary-key' | 'index' | 'full' | 'none';
 
@@ -43,10 +44,9 @@ SELECT n.nspname AS schema,
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
+  AND ${userSchemas()}
   AND ($1::text IS NULL OR n.nspname <> $1)
-  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                  WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')
+  AND ${notExtensionMember('pg_catalog.pg_class', 'c.oid')}
 ORDER BY n.nspname, c.relname`;
 
 interface Row {

@@ -12,6 +12,7 @@ import { PgconvoyError } from '../errors.js';
 import { formatBytes } from '../util/format.js';
 import { sleep } from '../util/wait.js';
 import { DEFAULTS } from '../defaults.js';
+import { serverMajor } from '../inventory/server-info.js';
 
 export interface SlotStatus {
   name: string;
@@ -133,13 +134,6 @@ interface SlotRow {
 
 const num = (v: string | null): number | undefined => (v === null ? undefined : Number(v));
 
-async function serverVersion(client: pg.Client): Promise<number> {
-  const res = await client.query<{ v: string }>(
-    "SELECT pg_catalog.current_setting('server_version_num') AS v",
-  );
-  return Number(res.rows[0]?.v ?? 0);
-}
-
 /**
  * Status of the replication from `publisher` (slot `names.slot`) to `subscriber`
  * (subscription `names.subscription`, in the subscriber's connected database). For
@@ -151,7 +145,7 @@ export async function replicationStatus(
   names: StatusNames,
 ): Promise<ReplicationStatus> {
   // The subscriber first: its positions are then never ahead of the source's current LSN.
-  const withStats = (await serverVersion(subscriber)) >= 150000;
+  const withStats = (await serverMajor(subscriber)) >= 15;
   const subRes = await subscriber.query<SubscriptionRow>(SUBSCRIPTION_SQL(withStats), [names.subscription]);
   const sub = subRes.rows[0];
   const slotRes = await publisher.query<SlotRow>(SLOT_SQL, [names.slot, sub?.latest_end_lsn ?? null]);

@@ -9,6 +9,7 @@
  */
 import type pg from 'pg';
 import { displayIdent, displayName } from '../util/sql.js';
+import { notExtensionMember, userSchemas } from '../util/catalog-sql.js';
 
 export interface TableShape {
   schema: string;
@@ -33,10 +34,9 @@ FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 WHERE c.relkind IN ('r', 'p')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
+  AND ${userSchemas()}
   AND n.nspname <> $1
-  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                  WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')
+  AND ${notExtensionMember('pg_catalog.pg_class', 'c.oid')}
 GROUP BY n.nspname, c.relname, c.relkind
 ORDER BY n.nspname, c.relname`;
 

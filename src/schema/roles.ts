@@ -26,6 +26,7 @@ import { withoutStatementLogging } from '../util/quiet-logging.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
 import { settingClause } from './database-create.js';
 import { SQLSTATE } from '../sqlstate.js';
+import { userSchemas } from '../util/catalog-sql.js';
 
 /** Why the database needs a role: it owns objects, holds privileges, or a policy names it. */
 export type RoleUse = 'owner' | 'privileges' | 'policy' | 'database';
@@ -51,7 +52,7 @@ uses AS (
   -- The bootstrap superuser is pinned: pg_shdepend never names it.
   UNION SELECT 10, 'owner' WHERE EXISTS (
     SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relowner = 10 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+    WHERE c.relowner = 10 AND ${userSchemas()}
       AND n.nspname <> ALL ($1::text[]))
 )
 SELECT r.rolname AS name, pg_catalog.array_agg(DISTINCT u.use ORDER BY u.use) AS uses

@@ -18,6 +18,7 @@ import type pg from 'pg';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { quoteIdent, splitIdentifiers } from '../util/sql.js';
+import { userSchemas } from '../util/catalog-sql.js';
 
 export type TablespaceMap = ReadonlyMap<string, string>;
 
@@ -74,7 +75,7 @@ export async function readSchemaTablespaces(client: pg.Client, excludeSchemas: s
      JOIN pg_catalog.pg_tablespace t ON t.oid = c.reltablespace
      WHERE c.reltablespace <> 0
        AND c.relkind IN ('r', 'p', 'i', 'I', 'm')
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+       AND ${userSchemas()}
        AND n.nspname <> ALL ($1::text[])
      ORDER BY 1`,
     [excludeSchemas],

@@ -21,7 +21,7 @@ import type pg from 'pg';
 import { applySqlAtomically } from '../clone/apply-sql.js';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { inDiscardedTransaction, inTransaction } from '../connect/session.js';
-import { copySequenceValues, type SequenceValue } from '../cutover/sequences.js';
+import { copySequenceValues, type SequenceValue } from '../finish/sequences.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { foreignTableName } from '../fdw/foreign-tables.js';

@@ -6,6 +6,7 @@
  * Checked on PostgreSQL 13, 15 and 17.
  */
 import type pg from 'pg';
+import { notExtensionMember, userSchemas } from '../util/catalog-sql.js';
 
 export interface UniqueIndexInfo {
   name: string;
@@ -57,10 +58,9 @@ SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
+  AND ${userSchemas()}
   AND n.nspname <> $1
-  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                  WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')
+  AND ${notExtensionMember('pg_catalog.pg_class', 'c.oid')}
 ORDER BY pg_catalog.pg_table_size(c.oid) DESC, 2, 3`;
 
 // Unique indexes (primary keys included), valid, plain columns only for `columns`; whether

@@ -6,19 +6,15 @@
  * attgenerated).
  */
 import type pg from 'pg';
+import { notExtensionMember, userSchemas } from '../util/catalog-sql.js';
 
 /** Schemas that are never user data, and pgconvoy's ledger ($1). */
-const USER_SCHEMA = (ns: string) =>
-  `${ns}.nspname NOT IN ('pg_catalog', 'information_schema') AND ${ns}.nspname !~ '^pg_(toast|temp_)' AND ${ns}.nspname <> $1`;
-/** Created by CREATE EXTENSION, not by the user's schema. */
-const NOT_EXTENSION_MEMBER = (classOid: string, objOid: string) => `NOT EXISTS (
-    SELECT 1 FROM pg_catalog.pg_depend d
-    WHERE d.classid = '${classOid}'::pg_catalog.regclass AND d.objid = ${objOid} AND d.deptype = 'e')`;
+const USER_SCHEMA = (ns: string) => `${userSchemas(ns)} AND ${ns}.nspname <> $1`;
 
 const SCHEMAS_SQL = `
 SELECT n.nspname AS name
 FROM pg_catalog.pg_namespace n
-WHERE ${USER_SCHEMA('n')} AND ${NOT_EXTENSION_MEMBER('pg_catalog.pg_namespace', 'n.oid')}
+WHERE ${USER_SCHEMA('n')} AND ${notExtensionMember('pg_catalog.pg_namespace', 'n.oid')}
 ORDER BY 1`;
 
 const TABLES_SQL = `
@@ -51,7 +47,7 @@ LEFT JOIN pg_catalog.pg_class pc ON pc.oid = h.inhparent
 LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
 WHERE c.relkind IN ('r', 'p', 'f', 'm', 'v')
   AND ${USER_SCHEMA('n')}
-  AND ${NOT_EXTENSION_MEMBER('pg_catalog.pg_class', 'c.oid')}
+  AND ${notExtensionMember('pg_catalog.pg_class', 'c.oid')}
 ORDER BY 1, 2`;
 
 const INDEXES_SQL = `
@@ -63,7 +59,7 @@ JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
 WHERE t.relkind IN ('r', 'p', 'm')
   AND ${USER_SCHEMA('n')}
-  AND ${NOT_EXTENSION_MEMBER('pg_catalog.pg_class', 't.oid')}
+  AND ${notExtensionMember('pg_catalog.pg_class', 't.oid')}
 ORDER BY 1, 2, 3`;
 
 // contype n (NOT NULL, 18+) is left out: the columns' NOT NULL is compared with the columns.
@@ -75,7 +71,7 @@ JOIN pg_catalog.pg_class t ON t.oid = k.conrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
 WHERE k.contype IN ('p', 'u', 'f', 'c', 'x')
   AND ${USER_SCHEMA('n')}
-  AND ${NOT_EXTENSION_MEMBER('pg_catalog.pg_class', 't.oid')}
+  AND ${notExtensionMember('pg_catalog.pg_class', 't.oid')}
 ORDER BY 1, 2, 3`;
 
 const TRIGGERS_SQL = `
@@ -86,7 +82,7 @@ JOIN pg_catalog.pg_class t ON t.oid = g.tgrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
 WHERE NOT g.tgisinternal
   AND ${USER_SCHEMA('n')}
-  AND ${NOT_EXTENSION_MEMBER('pg_catalog.pg_class', 't.oid')}
+  AND ${notExtensionMember('pg_catalog.pg_class', 't.oid')}
 ORDER BY 1, 2, 3`;
 
 const SEQUENCES_SQL = `
@@ -104,7 +100,7 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
 WHERE c.relkind = 'S'
   AND ${USER_SCHEMA('n')}
-  AND ${NOT_EXTENSION_MEMBER('pg_catalog.pg_class', 'c.oid')}
+  AND ${notExtensionMember('pg_catalog.pg_class', 'c.oid')}
 ORDER BY 1, 2`;
 
 const EXTENSIONS_SQL = `

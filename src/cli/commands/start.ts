@@ -21,7 +21,7 @@ import {
   ROLES_OPTION,
   SCHEMA_MODES,
   TABLESPACE_MAP_OPTION,
-} from './clone.js';
+} from './clone-options.js';
 import { addFilterOptions, FILTER_HELP } from '../filter-options.js';
 
 import { PgconvoyError } from '../../errors.js';

@@ -18,7 +18,7 @@ import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { err, out, outJson } from '../output.js';
 import { positiveInt } from '../parse-options.js';
 import { parseExcludedColumn } from '../../copy/table-columns.js';
-import { EXCLUDE_COLUMN_OPTION } from './clone.js';
+import { EXCLUDE_COLUMN_OPTION } from './clone-options.js';
 
 interface VerifyFlags extends ConnectionFlags, HttpFlags, FilterFlags {
   jobs: number;

@@ -20,7 +20,7 @@ import { connectionFor, type ConnectionFlags } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 import { positiveInt } from '../parse-options.js';
 import { parseExcludedColumn } from '../../copy/table-columns.js';
-import { EXCLUDE_COLUMN_OPTION } from './clone.js';
+import { EXCLUDE_COLUMN_OPTION } from './clone-options.js';
 import { openDashboard, type HttpFlags } from '../http-option.js';
 
 interface WorkerFlags extends ConnectionFlags, HttpFlags {
