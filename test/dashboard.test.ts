@@ -263,16 +263,16 @@ describe('dashboard and /metrics (--http, serve)', () => {
       db,
     );
     const conn = ['--source', source.url(db), '--target', target.url(db)];
-    const ledger = async () =>
-      (
-        await target
-          .sql<{ lsn: string; changes: string; transactions: string; pid: number | null }>(
-            `SELECT applied_lsn AS lsn, changes, transactions, pid FROM pgconvoy.relay_progress`,
-            db,
-          )
-          .catch(() => [])
-      ) // not there before start's copy ends
-      [0];
+    type RelayRow = { lsn: string; changes: string; transactions: string; pid: number | null };
+    const ledger = async (): Promise<RelayRow | undefined> => {
+      const rows = await target
+        .sql<RelayRow>(
+          'SELECT applied_lsn AS lsn, changes, transactions, pid FROM pgconvoy.relay_progress',
+          db,
+        )
+        .catch(() => []); // not there before start's copy ends
+      return rows[0];
+    };
     const until = async (what: string, check: () => Promise<boolean>) => {
       const deadline = Date.now() + 60_000;
       while (!(await check())) {
