@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import pg from 'pg';
 import type { LocalServer } from '../src/sandbox/local-server.js';
 import {
   NEW_MAJOR,
@@ -204,6 +205,65 @@ describe('the dashboard page in headless Chromium', async () => {
       assert.equal(serve.code, 0);
       const teardown = await runCli(['teardown', ...args, '--run-dir', tempDir('pgconvoy-run-')]);
       assert.equal(teardown.code, 0, teardown.stderr);
+    },
+  );
+
+  test(
+    'worker --http: Workers now lists the job another process copies (its COPY held by a lock on the target)',
+    { skip },
+    async () => {
+      const b = browser as Browser;
+      const db = await createDatabase(source, uniqueName('dash_held'));
+      await createDatabase(target, db);
+      await source.sql(
+        'CREATE TABLE public.held (id int PRIMARY KEY); INSERT INTO public.held SELECT generate_series(1, 1000)',
+        db,
+      );
+      await target.sql('CREATE TABLE public.held (id int PRIMARY KEY)', db);
+      const holder = new pg.Client({ connectionString: target.url(db) });
+      await holder.connect();
+      await holder.query('BEGIN; LOCK TABLE public.held IN SHARE MODE');
+      const conn = ['--source', source.url(db), '--target', target.url(db)];
+      const clone = runCli([
+        'clone',
+        ...conn,
+        '--schema',
+        'skip',
+        '--jobs',
+        '1',
+        '--run-dir',
+        tempDir('pgconvoy-run-'),
+      ]);
+      try {
+        // The clone's worker has claimed the only job: its COPY waits for the lock.
+        const deadline = Date.now() + 60_000;
+        while (
+          (await target.sql("SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory'", db)).length === 0
+        ) {
+          assert.ok(Date.now() < deadline, 'the clone claimed its job');
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        const page = await b.newPage({ bypassCSP: true });
+        // Another process' dashboard: its own worker has nothing to claim and waits.
+        const worker = await withDashboard(['worker', ...conn, '--jobs', '1'], async (url) => {
+          await page.goto(url);
+          await page
+            .waitForFunction(
+              "(document.querySelector('[data-testid=workers]')?.textContent ?? '').includes('public.held whole table')",
+              undefined,
+              { timeout: 30_000 },
+            )
+            .catch(async (err: Error) => {
+              throw new Error(`${err.message}: ${await page.textContent('[data-testid=workers]')}`);
+            });
+          await holder.query('COMMIT');
+        });
+        assert.equal(worker.code, 0, worker.stderr);
+      } finally {
+        await holder.end();
+      }
+      const done = await clone;
+      assert.equal(done.code, 0, done.stderr);
     },
   );
 

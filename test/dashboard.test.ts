@@ -23,6 +23,7 @@ import {
   type CliResult,
 } from './helpers/servers.js';
 import { parsePrometheusText, sampleValue } from './helpers/prom-parse.js';
+import { parseLsn } from '../src/relay/lsn.js';
 
 const USER = 'dash_owner';
 const PASSWORD = 'Dash-pw-7c1e9';
@@ -110,6 +111,11 @@ test('the Grafana dashboard queries only metrics pgconvoy writes', () => {
   const used = new Set([...json.matchAll(/pgconvoy_\w+/g)].map((m) => m[0].replace(/_bucket$/, '')));
   assert.ok(used.size > 10);
   for (const name of used) assert.ok(written.has(name), `${name} is not a pgconvoy metric`);
+  for (const relay of [...written].filter((n) => n.startsWith('pgconvoy_relay_')))
+    assert.ok(
+      used.has(relay) || relay.endsWith('_per_second') || relay.endsWith('_position_bytes'),
+      `a panel shows ${relay}`,
+    );
 });
 
 describe('dashboard and /metrics (--http, serve)', () => {
@@ -246,6 +252,106 @@ describe('dashboard and /metrics (--http, serve)', () => {
       late.child().kill('SIGTERM');
     }
     assert.equal((await late.done).code, 0);
+  });
+
+  test('a relay with --http (start --via relay, replicate) and serve: its metrics equal the ledger', async () => {
+    const db = await createDatabase(source, uniqueName('dash_relay'));
+    await createDatabase(target, db);
+    await source.sql(
+      `CREATE TABLE public.r (id int PRIMARY KEY, v text);
+       INSERT INTO public.r SELECT g, 'v' || g FROM generate_series(1, 100) g;`,
+      db,
+    );
+    const conn = ['--source', source.url(db), '--target', target.url(db)];
+    type RelayRow = { lsn: string; changes: string; transactions: string; pid: number | null };
+    const ledger = async (): Promise<RelayRow | undefined> => {
+      const rows = await target
+        .sql<RelayRow>(
+          'SELECT applied_lsn AS lsn, changes, transactions, pid FROM pgconvoy.relay_progress',
+          db,
+        )
+        .catch(() => []); // not there before start's copy ends
+      return rows[0];
+    };
+    const until = async (what: string, check: () => Promise<boolean>) => {
+      const deadline = Date.now() + 60_000;
+      while (!(await check())) {
+        assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    const metricsOf = async (url: string) =>
+      parsePrometheusText((await get(`${new URL(url).origin}/metrics`)).text);
+    const relay = (families: ReturnType<typeof parsePrometheusText>, name: string) =>
+      sampleValue(families, `pgconvoy_relay_${name}`, { database: db });
+
+    // start --via relay: the copy, then the relay in the foreground, with the dashboard on throughout.
+    const start = withDashboard([
+      'start',
+      ...conn,
+      '--via',
+      'relay',
+      '--run-dir',
+      tempDir('pgconvoy-run-'),
+      '--http',
+      '0',
+    ]);
+    const startUrl = await start.url;
+    await until('the relay to run', async () => (await ledger())?.pid != null);
+    await source.sql(
+      `INSERT INTO public.r SELECT g, 'w' || g FROM generate_series(101, 300) g;
+       UPDATE public.r SET v = v || '!' WHERE id <= 50;`,
+      db,
+    );
+    await until('the ledger to count 250 changes', async () => Number((await ledger())?.changes) === 250);
+    await until(
+      '/metrics to count them',
+      async () => relay(await metricsOf(startUrl), 'changes_applied_total') === 250,
+    );
+    const during = await metricsOf(startUrl);
+    assert.equal(relay(during, 'transactions_applied_total'), Number((await ledger())!.transactions));
+    assert.ok(relay(during, 'lag_bytes')! >= 0 && relay(during, 'lag_seconds')! >= 0);
+    assert.ok(relay(during, 'apply_rate_changes_per_second')! >= 0);
+    assert.equal(relay(during, 'running'), 1);
+    const status = JSON.parse((await get(`${new URL(startUrl).origin}/api/status`)).text) as {
+      databases: { snapshot: { relay: { changes: number } }; history: { lagBytes?: number }[] }[];
+    };
+    assert.equal(status.databases[0]!.snapshot.relay.changes, 250);
+    assert.ok(
+      status.databases[0]!.history.some((p) => p.lagBytes !== undefined),
+      'the lag chart has relay lag',
+    );
+    start.child().kill('SIGTERM');
+    assert.equal((await start.done).code, 0);
+
+    // The relay stopped: the ledger stands still, and serve (the ledger alone) reports exactly it.
+    const stopped = (await ledger())!;
+    const served = withDashboard(['serve', '--target', target.url(db), '--http', '0']);
+    try {
+      const families = await metricsOf(await served.url);
+      assert.equal(relay(families, 'changes_applied_total'), Number(stopped.changes));
+      assert.equal(relay(families, 'transactions_applied_total'), Number(stopped.transactions));
+      assert.equal(relay(families, 'applied_position_bytes'), Number(parseLsn(stopped.lsn)));
+      assert.equal(relay(families, 'running'), undefined, 'unknown without the source');
+    } finally {
+      served.child().kill('SIGTERM');
+    }
+    assert.equal((await served.done).code, 0);
+
+    // replicate --http resumes: the counters go on from the ledger's.
+    const again = withDashboard(['replicate', ...conn, '--http', '0']);
+    const againUrl = await again.url;
+    await until('the relay to run again', async () => relay(await metricsOf(againUrl), 'running') === 1);
+    await source.sql("UPDATE public.r SET v = 'again' WHERE id <= 10", db);
+    await until(
+      'replicate --http to count 260 changes',
+      async () => relay(await metricsOf(againUrl), 'changes_applied_total') === 260,
+    );
+    again.child().kill('SIGTERM');
+    assert.equal((await again.done).code, 0);
+    assert.equal(Number((await ledger())!.changes), 260);
+    const teardown = await runCli(['teardown', ...conn, '--run-dir', tempDir('pgconvoy-run-')]);
+    assert.equal(teardown.code, 0, teardown.stderr);
   });
 
   test('serve off loopback needs its token (401 without); a failed job shows its error, hint and next step', async () => {

@@ -15,7 +15,7 @@ import { Monitor } from '../observe/monitor.js';
 import { err } from './output.js';
 
 /** The long-running commands that take --http (serve has its own). */
-export const HTTP_COMMANDS = ['clone', 'worker', 'start', 'cutover', 'verify'];
+export const HTTP_COMMANDS = ['clone', 'worker', 'start', 'replicate', 'cutover', 'verify'];
 
 export const HTTP_TOKEN_ENV = 'PGCONVOY_HTTP_TOKEN';
 /** How often the ledger is read for the page and the charts. */
@@ -122,16 +122,18 @@ export async function startHttp(
   };
 }
 
-/** A command's dashboard: `live` takes its events; `settle` waits for its work, then stops the server. */
+/**
+ * A command's dashboard: `live` takes its events; `watch` shows the error a step of the work
+ * ends with; `settle` waits for the whole work, then stops the server (as `close` does).
+ */
 export interface Dashboard {
   live: LiveRecorder | undefined;
+  watch<T>(work: Promise<T>): Promise<T>;
   settle<T>(work: Promise<T>): Promise<T>;
+  close(): Promise<void>;
 }
 
-/**
- * The dashboard of a command that works on one target (a no-op without --http): the error
- * that ends the work is shown too, and the server stops when the work ends.
- */
+/** The dashboard of a command that works on one target (a no-op without --http). */
 export async function openDashboard(
   flags: HttpFlags,
   command: string,
@@ -140,16 +142,24 @@ export async function openDashboard(
   ledgerSchema: string,
 ): Promise<Dashboard> {
   const http = await startHttp(flags, command, [target], () => source, ledgerSchema);
+  const watch = async <T>(work: Promise<T>): Promise<T> => {
+    try {
+      return await work;
+    } catch (error) {
+      http?.live.failure(error);
+      throw error;
+    }
+  };
+  const close = async () => http?.close();
   return {
     live: http?.live,
+    watch,
+    close,
     settle: async (work) => {
       try {
-        return await work;
-      } catch (error) {
-        http?.live.failure(error);
-        throw error;
+        return await watch(work);
       } finally {
-        await http?.close();
+        await close();
       }
     },
   };

@@ -8,6 +8,7 @@
  */
 import type { CloneEvent } from '../clone/run-clone.js';
 import type { CutoverEvent } from '../cutover/run-cutover.js';
+import type { RelayEvent, RelayProgressEvent } from '../relay/run-relay.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
 import type { VerifyEvent } from '../verify/types.js';
 import { displayName } from '../util/sql.js';
@@ -48,6 +49,8 @@ export interface LiveView {
   indexBuilds: { table: string; items: number; seconds: number }[];
   cutoverSteps: { step: string; state: 'start' | 'done'; ms: number | undefined }[];
   verify: VerifyProgress | undefined;
+  /** The latest progress of the relay this process runs (its own lag: WAL received, not yet committed). */
+  relay: (Omit<RelayProgressEvent, 'type'> & { at: string }) | undefined;
   errors: ErrorEntry[];
   errorsByCode: Record<string, number>;
   events: LogEntry[];
@@ -65,6 +68,7 @@ export class LiveRecorder {
   private readonly indexBuilds: LiveView['indexBuilds'] = [];
   private readonly cutoverSteps: LiveView['cutoverSteps'] = [];
   private verifyProgress: VerifyProgress | undefined;
+  private relayProgress: LiveView['relay'];
   private readonly errors: ErrorEntry[] = [];
   private readonly errorsByCode = new Map<string, number>();
   private readonly events: LogEntry[] = [];
@@ -179,6 +183,13 @@ export class LiveRecorder {
     }
   }
 
+  relay(e: RelayEvent): void {
+    if (e.type !== 'progress') return this.log(e.type, e.message);
+    const { type: _type, ...progress } = e;
+    this.phase = 'relay';
+    this.relayProgress = { ...progress, at: new Date().toISOString() };
+  }
+
   view(): LiveView {
     return {
       command: this.command,
@@ -189,6 +200,7 @@ export class LiveRecorder {
       indexBuilds: [...this.indexBuilds],
       cutoverSteps: [...this.cutoverSteps],
       verify: this.verifyProgress ? { ...this.verifyProgress } : undefined,
+      relay: this.relayProgress,
       errors: [...this.errors],
       errorsByCode: Object.fromEntries(this.errorsByCode),
       events: [...this.events],

@@ -100,6 +100,46 @@ function plainFamilies() {
       'Chunks verification found different (this process).',
     ),
     errors: family('pgconvoy_errors_total', 'counter', 'Errors this process reported, by code.'),
+    relayPosition: family(
+      'pgconvoy_relay_applied_position_bytes',
+      'gauge',
+      "The relay's applied source LSN (ledger), as a byte position in the source's WAL.",
+    ),
+    relayLagBytes: family(
+      'pgconvoy_relay_lag_bytes',
+      'gauge',
+      "Source WAL after the relay's applied position (needs the source).",
+    ),
+    relayLagSeconds: family(
+      'pgconvoy_relay_lag_seconds',
+      'gauge',
+      'Age of the oldest source commit the relay has not committed on the target (the relay process; else the walsender replay lag).',
+    ),
+    relayChanges: family(
+      'pgconvoy_relay_changes_applied_total',
+      'counter',
+      'Row changes the relay applied to the target since start (ledger).',
+    ),
+    relayTransactions: family(
+      'pgconvoy_relay_transactions_applied_total',
+      'counter',
+      'Source transactions the relay applied to the target since start (ledger).',
+    ),
+    relayRate: family(
+      'pgconvoy_relay_apply_rate_changes_per_second',
+      'gauge',
+      'Row changes the relay applied per second over the last 30 seconds.',
+    ),
+    relayApplied: family(
+      'pgconvoy_relay_last_applied_timestamp_seconds',
+      'gauge',
+      'When the relay last committed on the target or confirmed it had caught up (Unix time).',
+    ),
+    relayRunning: family(
+      'pgconvoy_relay_running',
+      'gauge',
+      'Whether a relay streams the slot (1) or not (0) (needs the source).',
+    ),
     failedJobs: family(
       'pgconvoy_failed_jobs',
       'gauge',
@@ -152,6 +192,18 @@ export function metricFamilies(views: readonly DatabaseView[]): MetricFamily[] {
         add(f.frozen, Number(o.frozen));
         add(f.blocked, o.writesBlockedSeconds);
       }
+    }
+    const r = s?.relay;
+    if (r) {
+      const ownLag = v.live?.relay?.lagSeconds;
+      add(f.relayPosition, r.appliedPosition);
+      add(f.relayLagBytes, r.lagBytes ?? v.live?.relay?.lagBytes);
+      add(f.relayLagSeconds, ownLag ?? s?.online?.lagSeconds);
+      add(f.relayChanges, r.changes);
+      add(f.relayTransactions, r.transactions);
+      add(f.relayRate, v.relayChangesPerSecond);
+      add(f.relayApplied, Date.parse(r.appliedAt) / 1000);
+      add(f.relayRunning, r.running === undefined ? undefined : Number(r.running));
     }
     add(f.throughput, v.throughputBytesPerSecond);
     add(f.eta, v.etaSeconds);

@@ -25,6 +25,17 @@ export interface HistoryPoint {
   rows: number;
   lagBytes: number | undefined;
   lagSeconds: number | undefined;
+  /** Changes the relay has applied (ledger counter); undefined where no relay runs. */
+  relayChanges: number | undefined;
+}
+
+/** A job being copied now, by whichever process or machine. */
+export interface WorkerNow {
+  worker: string;
+  /** `table chunk`. */
+  what: string;
+  /** When it started, where this process runs the worker (others' start is not recorded). */
+  since: string | undefined;
 }
 
 export interface DatabaseView {
@@ -37,6 +48,10 @@ export interface DatabaseView {
   history: HistoryPoint[];
   throughputBytesPerSecond: number | undefined;
   etaSeconds: number | undefined;
+  /** What every worker copies now: the ledger's running jobs, and this process' newer ones. */
+  workers: WorkerNow[];
+  /** The relay's apply rate over the latest history. */
+  relayChangesPerSecond: number | undefined;
   /** Share of the estimated bytes that are copied, 0..1. */
   progress: number | undefined;
   live: LiveView | undefined;
@@ -55,6 +70,23 @@ async function openReadOnly(spec: ConnectionSpec): Promise<pg.Client> {
   // The dashboard only reads: say so to the server too.
   await client.query('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY');
   return client;
+}
+
+/**
+ * What every worker copies now: the ledger's running jobs (every worker, on every machine:
+ * what the summary counts), where this process' own workers are told by their events
+ * instead (newer than the last look). This process' events alone would miss the workers of
+ * other processes, and show none whenever its own are between chunks.
+ */
+function workersNow(s: Snapshot | undefined, live: LiveView | undefined): WorkerNow[] {
+  const mine = live?.workers ?? [];
+  const isMine = (ledgerName: string) =>
+    mine.some((w) => ledgerName === w.worker || ledgerName.startsWith(`${w.worker} from `));
+  const out: WorkerNow[] = (s?.workers ?? [])
+    .filter((w) => !isMine(w.worker))
+    .map((w) => ({ worker: w.worker, what: `${w.table} ${w.chunk}`, since: undefined }));
+  for (const w of mine) out.push({ worker: w.worker, what: w.what, since: w.since });
+  return out.sort((a, b) => a.worker.localeCompare(b.worker) || a.what.localeCompare(b.what));
 }
 
 export class Monitor {
@@ -142,21 +174,26 @@ export class Monitor {
       rows: s.rowsDone,
       lagBytes: s.online?.lagBytes,
       lagSeconds: s.online?.lagSeconds,
+      relayChanges: s.relay?.changes,
     });
     if (this.history.length > KEEP_POINTS) this.history = this.history.filter((_, i) => i % 2 === 1);
   }
 
-  private throughput(): number | undefined {
+  /** Growth per second of one figure of the history over the latest RATE_WINDOW_MS. */
+  private rate(figure: (p: HistoryPoint) => number | undefined): number | undefined {
     const last = this.history.at(-1);
-    if (!last) return undefined;
-    const first = this.history.find((p) => p.t >= last.t - RATE_WINDOW_MS);
-    if (!first || first.t === last.t) return undefined;
-    return Math.max(0, ((last.bytes - first.bytes) * 1000) / (last.t - first.t));
+    const to = last && figure(last);
+    if (!last || to === undefined) return undefined;
+    const first = this.history.find((p) => p.t >= last.t - RATE_WINDOW_MS && figure(p) !== undefined);
+    const from = first && figure(first);
+    if (!first || from === undefined || first.t === last.t) return undefined;
+    return Math.max(0, ((to - from) * 1000) / (last.t - first.t));
   }
 
   view(): DatabaseView {
     const s = this.snapshot;
-    const rate = this.throughput();
+    const rate = this.rate((p) => p.bytes);
+    const live = this.o.live?.view();
     const progress =
       s && s.bytesEstimated > 0 ? Math.min(1, s.estimatedBytesDone / s.bytesEstimated) : undefined;
     // Estimates are relation sizes and the copy counts COPY bytes: convert by the ratio seen so far.
@@ -171,7 +208,9 @@ export class Monitor {
       throughputBytesPerSecond: rate,
       etaSeconds: rate && left > 0 ? left / rate : left <= 0 && s?.ledger ? 0 : undefined,
       progress,
-      live: this.o.live?.view(),
+      workers: workersNow(s, live),
+      relayChangesPerSecond: this.rate((p) => p.relayChanges),
+      live,
     };
   }
 

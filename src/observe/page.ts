@@ -110,6 +110,15 @@ a{color:#1d5fa8}
     return out;
   }
 
+  function relayRates(h) {
+    var out = [];
+    for (var i = 1; i < h.length; i++) {
+      var dt = (h[i].t - h[i - 1].t) / 1000, a = h[i - 1].relayChanges, b = h[i].relayChanges;
+      if (dt > 0 && a !== undefined && a !== null && b !== undefined && b !== null) out.push([h[i].t, Math.max(0, (b - a) / dt)]);
+    }
+    return out;
+  }
+
   function overview(doc) {
     var rows = doc.databases.map(function (d) {
       var s = d.snapshot || {};
@@ -162,8 +171,7 @@ a{color:#1d5fa8}
         return { attrs: { 'data-table': t.display, 'data-state': t.state }, classes: ['', '', '', '', 'state-' + t.state],
           cells: [t.display, count(t.rows), bytes(t.bytes), t.jobs.done + '/' + total, t.state, t.seconds.toFixed(1), t.indexed ? 'built' : ''] };
       }), [0, 1, 1, 1, 0, 1, 0])]));
-    var workers = live ? live.workers.map(function (w) { return { cells: [w.worker, w.what, new Date(w.since).toLocaleTimeString()] }; })
-      : s.workers.map(function (w) { return { cells: [w.worker, w.table + ' ' + w.chunk, ''] }; });
+    var workers = (d.workers || []).map(function (w) { return { cells: [w.worker, w.what, w.since ? new Date(w.since).toLocaleTimeString() : ''] }; });
     out.push(section('Workers now', 'workers', false, [workers.length ? grid(['WORKER', 'COPYING', 'SINCE'], workers, [0, 0, 0]) : el('p', { class: 'muted', text: 'no job running' })]));
     out.push(section('Throughput', 'throughput', false, [chart('throughput-chart', throughputPoints(d.history), 'bytes per second', function (v) { return bytes(v) + '/s'; })]));
     var o = s.online;
@@ -173,6 +181,18 @@ a{color:#1d5fa8}
         el('p', { 'data-testid': 'lag', text: 'lag ' + bytes(o.lagBytes) + ', ' + secs(o.lagSeconds) + '; WAL kept by the slot ' + bytes(o.retainedWalBytes) }),
         o.writesBlockedSeconds === undefined ? null : el('p', { text: (o.frozen ? 'source frozen: writes blocked for ' : 'writes were blocked for ') + secs(o.writesBlockedSeconds) }),
         chart('lag-chart', d.history.filter(function (p) { return p.lagBytes !== undefined && p.lagBytes !== null; }).map(function (p) { return [p.t, p.lagBytes]; }), 'replication lag, bytes', bytes),
+      ]));
+    }
+    var r = s.relay;
+    if (r) {
+      var rl = live && live.relay;
+      out.push(section('Relay', 'relay', false, [
+        el('p', { 'data-testid': 'relay-applied', text: 'applied up to ' + r.appliedLsn + ' at ' + r.appliedAt.slice(11, 19) + '; ' + count(r.changes) + ' changes in ' + count(r.transactions) + ' transactions' }),
+        el('p', { 'data-testid': 'relay-rate', text: (d.relayChangesPerSecond === undefined ? '?' : count(Math.round(d.relayChangesPerSecond))) + ' changes/s' +
+          (rl ? '; received, not yet committed: ' + bytes(rl.lagBytes) + ', ' + secs(rl.lagSeconds) : '') +
+          (r.running === undefined ? '' : r.running ? '; streaming' : '; NOT RUNNING') + (r.by ? ' (' + r.by + ')' : '') }),
+        r.stopped ? el('div', { class: 'warn', text: 'stopped: ' + r.stopped }) : null,
+        chart('relay-chart', relayRates(d.history), 'changes applied per second', function (v) { return count(Math.round(v)) + '/s'; }),
       ]));
     }
     var built = live ? live.indexBuilds : [];

@@ -9,6 +9,8 @@ import type pg from 'pg';
 import { indexStepName } from '../clone/index-builder.js';
 import { readLedgerStatus, type LedgerStatus } from '../ledger/ledger-status.js';
 import { readOnlineStatus, type OnlineStatusReport } from '../online/online-status.js';
+import { parseLsn } from '../relay/lsn.js';
+import { readRelayProgress } from '../relay/relay-progress.js';
 import { displayName } from '../util/sql.js';
 import { ledgerPhase, nextStep } from './next-step.js';
 
@@ -47,6 +49,26 @@ export interface OnlineView {
   warnings: string[];
 }
 
+/** The relay of `start --via relay` / `replicate`, from the ledger (and the source when at hand). */
+export interface RelayView {
+  appliedLsn: string;
+  /** The applied LSN as a byte position in the source's WAL. */
+  appliedPosition: number;
+  /** When the relay last committed a group or confirmed it had caught up. */
+  appliedAt: string;
+  /** Changes (rows) and source transactions applied since start: ledger counters. */
+  changes: number;
+  transactions: number;
+  /** Whether a relay streams the slot now; undefined without a source session. */
+  running: boolean | undefined;
+  /** `host pid` of the relay that last wrote. */
+  by: string | undefined;
+  /** Why the last relay stopped (undefined while one runs). */
+  stopped: string | undefined;
+  /** Source WAL after the applied position; undefined without a source session. */
+  lagBytes: number | undefined;
+}
+
 export interface Snapshot {
   at: string;
   ledger: boolean;
@@ -65,6 +87,7 @@ export interface Snapshot {
   /** Copy seconds of every done job (the chunk-duration histogram). */
   chunkSeconds: number[];
   online: OnlineView | undefined;
+  relay: RelayView | undefined;
   next: string | undefined;
 }
 
@@ -122,7 +145,8 @@ function onlineView(o: OnlineStatusReport, now: number): OnlineView {
     since: since?.toISOString(),
     slot: s.names.slot,
     direction: o.direction,
-    lagBytes: r?.lagBytes,
+    // The relay's position is the ledger's (the slot's confirmed position trails it by a group).
+    lagBytes: o.relay?.lagBytes ?? r?.lagBytes,
     lagSeconds: r?.lagSeconds,
     retainedWalBytes: r?.slot?.retainedWalBytes ?? undefined,
     slotActive: r?.slot?.active,
@@ -136,6 +160,29 @@ function onlineView(o: OnlineStatusReport, now: number): OnlineView {
           : undefined,
     frozen,
     warnings: o.warnings,
+  };
+}
+
+/** The relay's figures: the ledger's position and counters, the source's view when it was read. */
+async function relayView(
+  target: pg.Client,
+  online: OnlineStatusReport | undefined,
+  ledgerSchema: string,
+): Promise<RelayView | undefined> {
+  if (online?.state.via !== 'relay') return undefined;
+  const status = online.relay;
+  const p = status?.progress ?? (await readRelayProgress(target, ledgerSchema));
+  if (!p) return undefined;
+  return {
+    appliedLsn: p.appliedLsn,
+    appliedPosition: Number(parseLsn(p.appliedLsn)),
+    appliedAt: p.appliedAt.toISOString(),
+    changes: p.changes,
+    transactions: p.transactions,
+    running: status?.running,
+    by: p.host !== null && p.pid !== null ? `${p.host} ${p.pid}` : undefined,
+    stopped: p.stopped ?? undefined,
+    lagBytes: status?.lagBytes,
   };
 }
 
@@ -176,6 +223,7 @@ export async function readSnapshot(
     steps: status.steps,
     chunkSeconds: status.jobs.filter((j) => j.state === 'done' && j.seconds !== null).map((j) => j.seconds!),
     online: online ? onlineView(online, now) : undefined,
+    relay: await relayView(target, online, ledgerSchema),
     next: nextStep(status, online?.state.phase),
   };
 }

@@ -9,9 +9,11 @@ import { runRelay, type RelayEvent, type RelayResult } from '../../relay/run-rel
 import { formatBytes, formatCount } from '../../util/format.js';
 import { loadConfig } from '../common-options.js';
 import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { openDashboard, type HttpFlags } from '../http-option.js';
+import type { LiveRecorder } from '../../observe/live.js';
 import { err, isTTY, out, outJson } from '../output.js';
 
-interface ReplicateFlags extends ConnectionFlags {
+interface ReplicateFlags extends ConnectionFlags, HttpFlags {
   ledgerSchema: string;
   json?: boolean;
   quiet?: boolean;
@@ -23,6 +25,8 @@ export async function relayInForeground(
   target: ConnectionSpec,
   ledgerSchema: string,
   flags: { json?: boolean; quiet?: boolean },
+  /** The --http dashboard's recorder, when there is one. */
+  dashboard?: LiveRecorder,
 ): Promise<RelayResult> {
   const controller = new AbortController();
   const onSignal = () => controller.abort();
@@ -31,6 +35,7 @@ export async function relayInForeground(
   const live = isTTY() && !flags.json;
   let lastPlain = 0;
   const onEvent = (e: RelayEvent) => {
+    dashboard?.relay(e);
     if (e.type !== 'progress') {
       if (live) process.stdout.write('\r\x1b[K');
       if (e.type === 'warning') err(`warning: ${e.message}`);
@@ -88,7 +93,8 @@ has committed it, so a relay that is killed or loses a server resumes with this 
 command, exactly where the target stands: no change is lost or applied twice.
 
 On a terminal one live line shows the applied position, the lag (bytes and seconds) and
-changes per second; otherwise a plain line every 10 s. Ctrl-C or SIGTERM stop it cleanly
+changes per second; otherwise a plain line every 10 s. --http [HOST:]PORT serves the same
+on a live page and as Prometheus metrics (pgconvoy_relay_*) while it runs. Ctrl-C or SIGTERM stop it cleanly
 after the current group commits. Keep it running through pgconvoy cutover, which waits
 until the relay has applied everything up to the write freeze; it stops by itself once
 cutover drops the slot.
@@ -106,7 +112,10 @@ Examples:
       const source = connectionFor('source', flags, config);
       const target = connectionFor('target', flags, config);
       if (!source || !target) return;
-      const result = await relayInForeground(source, target, flags.ledgerSchema, flags);
+      const dashboard = await openDashboard(flags, 'replicate', target, source, flags.ledgerSchema);
+      const result = await dashboard.settle(
+        relayInForeground(source, target, flags.ledgerSchema, flags, dashboard.live),
+      );
       printRelayResult(result, flags.json);
     });
 }

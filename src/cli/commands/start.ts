@@ -234,26 +234,36 @@ Examples:
                 via: flags.via,
               }),
           );
-          return dashboard.settle(work);
+          return dashboard.watch(work);
         });
+      } catch (error) {
+        await dashboard.close();
+        throw error;
       } finally {
         progress.finish();
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
       }
+      // With --via relay the dashboard stays on while the relay runs (its lag and apply rate).
       const relay = flags.via === 'relay' && result.mode !== 'offline';
+      if (!relay) await dashboard.close();
       if (flags.json && !relay)
         outJson({ ok: result.mode === 'offline' ? Boolean(result.clone?.ok) : true, ...result });
       else if (!flags.json) printResult(result);
       if (result.mode === 'offline' && !result.clone?.ok) process.exitCode = EXIT.failed;
       if (relay) {
-        if (result.state?.via !== 'relay')
-          throw new PgconvoyError('this online migration replicates through a subscription, not a relay', {
-            code: 'RELAY_WRONG_MODE',
-            exitCode: EXIT.usage,
-            hint: 'it was started without --via relay; pgconvoy status shows its lag',
-          });
-        const relayed = await relayInForeground(clone.source, clone.target, clone.ledgerSchema, flags);
+        const via = result.state?.via;
+        const relayed = await dashboard.settle(
+          via === 'relay'
+            ? relayInForeground(clone.source, clone.target, clone.ledgerSchema, flags, dashboard.live)
+            : Promise.reject(
+                new PgconvoyError('this online migration replicates through a subscription, not a relay', {
+                  code: 'RELAY_WRONG_MODE',
+                  exitCode: EXIT.usage,
+                  hint: 'it was started without --via relay; pgconvoy status shows its lag',
+                }),
+              ),
+        );
         if (flags.json) outJson({ ok: true, ...result, relay: relayed });
         else printRelayResult(relayed, false);
       }
