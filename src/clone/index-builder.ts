@@ -13,12 +13,13 @@
  * part of what is left after the last row. Each has its own mark (foreignKeyStepName); the
  * final post-data leaves them out (earlyForeignKey), and finish() adds those still missing.
  *
- * How much runs at once follows the copy: while copy workers run, `concurrency` builds, each
- * without parallel maintenance workers (the copy is what everything else waits for, and its
- * workers already use the cores); once the copy is over (copyDone), up to `tailConcurrency`
- * builds, each with the server's own max_parallel_maintenance_workers, on the cores the copy
- * workers gave back. Each build sets maintenance_work_mem, so up to `tailConcurrency` times
- * that much memory is in use on the target at the end.
+ * How much runs at once follows the copy: while copy workers run, `concurrency` builds; once
+ * the copy is over (copyDone), up to `tailConcurrency`, on the cores the copy workers gave
+ * back. Each build sets maintenance_work_mem, so up to `tailConcurrency` times that much
+ * memory is in use on the target at the end. Builds keep the server's
+ * max_parallel_maintenance_workers even during the copy: the build of the biggest table
+ * usually starts then and runs on into the tail, where a build without workers would leave
+ * cores idle (measured: its build 36 s instead of 22 s on the 1 GB bench).
  *
  * A table whose indexes are in is ANALYZEd here too (analyzeEarly), after every build and
  * foreign key waiting, so the statistics are not one more step after the last index. A table
@@ -320,11 +321,7 @@ export class IndexBuilder {
           target: this.o.target,
           sql,
           ledgerSql: marks.join('\n'),
-          // While the copy runs its workers have the cores: one process per build.
-          settings: {
-            maintenance_work_mem: this.o.maintenanceWorkMem,
-            ...(this.copying ? { max_parallel_maintenance_workers: '0' } : {}),
-          },
+          settings: { maintenance_work_mem: this.o.maintenanceWorkMem },
           what,
           applicationName: 'pgconvoy index',
           ...(this.o.signal ? { signal: this.o.signal } : {}),
