@@ -1,7 +1,8 @@
 /**
  * The copy phase of a clone: N workers from one snapshot (copy/copy-pool.ts), each table's
  * indexes built as soon as its rows are in (index-builder.ts). A table is complete when its
- * last job commits, whichever worker or machine ran it: a poller reads that from the ledger.
+ * last job commits, whichever worker or machine ran it: a poller reads that from the ledger,
+ * at once when a chunk of this run commits, else every COMPLETE_TABLES_POLL_MS (other machines).
  */
 import type pg from 'pg';
 import { openClient } from '../connect/open-client.js';
@@ -10,10 +11,11 @@ import { PgconvoyError } from '../errors.js';
 import { lockBudget } from '../inventory/lock-capacity.js';
 import { runCopyPool } from '../copy/copy-pool.js';
 import type { PullContext } from '../copy/copy-worker.js';
+import type { JobRow } from '../ledger/jobs.js';
 import { EXIT } from '../defaults.js';
 import { tableKey } from '../copy/table-columns.js';
 import { isTransient } from '../sqlstate.js';
-import { backoffMs, retry, sleep } from '../util/wait.js';
+import { backoffMs, retry } from '../util/wait.js';
 import { runSnapshot, type CloneRun } from './clone-run.js';
 import { IndexBuilder } from './index-builder.js';
 import type { ClonedSchema } from './schema-phase.js';
@@ -34,9 +36,10 @@ export async function runCopyPhase(run: CloneRun, schema: ClonedSchema | undefin
   const { o, emit, ledger } = run;
   const replicationRole = await checkTriggersOff(run);
   const snapshotName = await runSnapshot(run);
-  const pullTables = run.fdw ? tablesToPull(await ledger.list(run.target)) : [];
+  const jobs = await ledger.list(run.target);
+  const pullTables = run.fdw ? tablesToPull(jobs) : [];
   const pull = await pullContext(run, pullTables);
-  const indexBuilder = schema ? newIndexBuilder(run, schema) : undefined;
+  const indexBuilder = schema ? newIndexBuilder(run, schema, jobs) : undefined;
   await run.phases.run('copy', false, async () => {
     // Tables already complete from an earlier run get their indexes first.
     const markReady = async (client: pg.Client) => {
@@ -45,9 +48,10 @@ export async function runCopyPhase(run: CloneRun, schema: ClonedSchema | undefin
     await markReady(run.target);
     // Chunked tables are complete when their last chunk commits, whichever worker (or machine) did it.
     let copying = true;
+    const wake = new Wake();
     const poller = (async () => {
       while (copying) {
-        await sleep(COMPLETE_TABLES_POLL_MS);
+        await wake.sleep(COMPLETE_TABLES_POLL_MS);
         await markReady(run.target).catch(() => undefined);
       }
     })();
@@ -68,12 +72,16 @@ export async function runCopyPhase(run: CloneRun, schema: ClonedSchema | undefin
         ...(pull ? { pull } : {}),
         onEvent: (e) => {
           if (e.type === 'job-done' && e.job.chunkCount === 1) indexBuilder?.tableReady(e.job.table);
+          // Maybe the table's last chunk: the poller looks now, not at its next round.
+          else if (e.type === 'job-done') wake.now();
           emit(e);
         },
       });
     } finally {
       copying = false;
+      wake.now();
       await poller;
+      indexBuilder?.copyDone();
     }
     // The target may have restarted during the copy (workers reconnect by themselves): so does this session.
     run.target = await reconnectIfGone(run);
@@ -120,15 +128,39 @@ async function checkTriggersOff(run: CloneRun): Promise<boolean> {
   return false;
 }
 
-function newIndexBuilder(run: CloneRun, schema: ClonedSchema): IndexBuilder {
+/** A sleep that a chunk's commit cuts short. */
+class Wake {
+  private wakeUp: (() => void) | undefined;
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+  now(): void {
+    this.wakeUp?.();
+  }
+}
+
+function newIndexBuilder(run: CloneRun, schema: ClonedSchema, jobs: readonly JobRow[]): IndexBuilder {
   const { o, emit } = run;
   const inventoryBytes = new Map(run.inventory.tables.map((t) => [tableKey(t), t.bytes]));
+  // Tables the final phase VACUUMs before it analyzes them (finish-phase.ts) wait for it.
+  const vacuumed = new Set(
+    o.vacuum ? jobs.filter((j) => j.chunkCount > 1 || o.via === 'fdw').map((j) => tableKey(j.table)) : [],
+  );
+  const analyzeDone = run.done.has('analyze');
   return new IndexBuilder({
     tools: schema.tools,
     dump: schema.dump,
     target: o.target,
     steps: run.steps,
     concurrency: o.indexJobs,
+    tailConcurrency: Math.max(o.jobs, o.indexJobs),
+    analyzeEarly: (t) => !analyzeDone && !vacuumed.has(tableKey(t)),
     done: run.done,
     noOwner: o.noOwner,
     noPrivileges: o.noPrivileges,

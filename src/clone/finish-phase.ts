@@ -107,8 +107,13 @@ export async function runFinishPhases(
     // partitioned parents in between) have no table of their own there.
     // (Materialized views are analyzed too: they are relations of their own on the target.)
     const onTarget = await targetRelations(run);
-    const analyzed = analyzeTargets(run.inventory).filter((t) => onTarget.has(tableKey(t)));
-    await analyzeTables(o.target, analyzed, o.indexJobs, vacuum);
+    // Tables the index builder analyzed during the copy are done; the copy is over, so as
+    // many sessions as it had workers.
+    const early = indexBuilder?.analyzed() ?? new Set<string>();
+    const analyzed = analyzeTargets(run.inventory).filter(
+      (t) => onTarget.has(tableKey(t)) && !early.has(tableKey(t)),
+    );
+    await analyzeTables(o.target, analyzed, Math.max(o.jobs, o.indexJobs), vacuum);
     await steps.markDone(run.target, 'analyze');
   });
 }

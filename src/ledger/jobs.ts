@@ -195,7 +195,7 @@ export class JobLedger {
     await client.query(
       `UPDATE ${this.table} AS j
        SET state = 'done', done_by = $1, snapshot = $2, rows = r.rows, bytes = r.bytes, seconds = r.seconds,
-           error = NULL, finished_at = pg_catalog.now(), attempts = j.attempts + 1
+           error = NULL, finished_at = pg_catalog.clock_timestamp(), attempts = j.attempts + 1
        FROM ROWS FROM (pg_catalog.unnest($3::bigint[]), pg_catalog.unnest($4::bigint[]), pg_catalog.unnest($5::bigint[]),
                       pg_catalog.unnest($6::double precision[])) AS r(id, rows, bytes, seconds)
        WHERE j.id = r.id AND j.state = 'pending'`,

@@ -2,6 +2,8 @@
  * Steps of a run other than table copies (schema applied, a table's indexes built, sequences
  * set, ...). A step's "done" row is written in the same transaction as the step's own work
  * wherever the work is transactional, so a killed run never counts half a step as done.
+ * Its finished_at is the clock when the mark is written (after the step's work, just before
+ * its COMMIT), not the transaction's start: the ledger shows when each step ended.
  */
 import type pg from 'pg';
 import { qualifiedName, quoteLiteral } from '../util/sql.js';
@@ -16,16 +18,16 @@ export class Steps {
   /** SQL that marks a step done; run it inside the step's own transaction. */
   markDoneSql(name: string, detail: unknown = null): { text: string; values: unknown[] } {
     return {
-      text: `INSERT INTO ${this.table} (name, state, detail) VALUES ($1, 'done', $2)
-             ON CONFLICT (name) DO UPDATE SET state = 'done', detail = EXCLUDED.detail, finished_at = pg_catalog.now()`,
+      text: `INSERT INTO ${this.table} (name, state, detail, finished_at) VALUES ($1, 'done', $2, pg_catalog.clock_timestamp())
+             ON CONFLICT (name) DO UPDATE SET state = 'done', detail = EXCLUDED.detail, finished_at = EXCLUDED.finished_at`,
       values: [name, JSON.stringify(detail)],
     };
   }
 
   /** The same, for scripts that cannot bind parameters (psql): values as quoted literals. */
   markDoneScript(name: string, detail: unknown = null): string {
-    return `INSERT INTO ${this.table} (name, state, detail) VALUES (${quoteLiteral(name)}, 'done', ${quoteLiteral(JSON.stringify(detail))}::jsonb)
-ON CONFLICT (name) DO UPDATE SET state = 'done', detail = EXCLUDED.detail, finished_at = pg_catalog.now();`;
+    return `INSERT INTO ${this.table} (name, state, detail, finished_at) VALUES (${quoteLiteral(name)}, 'done', ${quoteLiteral(JSON.stringify(detail))}::jsonb, pg_catalog.clock_timestamp())
+ON CONFLICT (name) DO UPDATE SET state = 'done', detail = EXCLUDED.detail, finished_at = EXCLUDED.finished_at;`;
   }
 
   async markDone(client: pg.Client, name: string, detail: unknown = null): Promise<void> {
