@@ -3,7 +3,7 @@
  * default_transaction_read_only, and opening it again exactly as it was (see write-freeze.ts).
  */
 import type pg from 'pg';
-import { markFreezeReleased, readFreeze, type ConnectGrant } from '../replicate/online-state.js';
+import { markFreezeReleased, readFreeze, type ConnectGrant } from '../replicate/freeze-record.js';
 import { quoteIdent, quoteLiteral } from '../util/sql.js';
 
 export const CONNECT_HOLDERS_SQL = `

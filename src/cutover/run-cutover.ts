@@ -30,10 +30,10 @@ import { dropSubscription, readSubscription } from '../replicate/subscription.js
 import {
   lockMigration,
   migrationScope,
-  readFreeze,
   requireOnlineState,
   updateOnlineState,
 } from '../replicate/online-state.js';
+import { readFreeze } from '../replicate/freeze-record.js';
 import { verifyDatabases } from '../verify/verify-databases.js';
 import type { VerifyReport } from '../verify/types.js';
 import { createBackReplication } from './back-replication.js';

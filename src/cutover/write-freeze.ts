@@ -45,7 +45,7 @@ import {
   recordFreezePlan,
   recordFreezeProof,
   type ConnectGrant,
-} from '../replicate/online-state.js';
+} from '../replicate/freeze-record.js';
 import { quoteIdent } from '../util/sql.js';
 import { CONNECT_HOLDERS_SQL, DATABASE_READ_ONLY_SQL, releaseFreeze } from './database-gate.js';
 import { countWrites, describeSession, sessions, terminate, type Session } from './source-sessions.js';

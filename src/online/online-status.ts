@@ -26,13 +26,8 @@ import { formatBytes } from '../util/format.js';
 import { diffFingerprints, schemaFingerprint } from '../schema/fingerprint.js';
 import { driftSummary, readSchemaDrift, type DriftItem } from './schema-drift.js';
 import { relayStatus, NO_RELAY_HINT, type RelayStatus } from '../relay/relay-status.js';
-import {
-  migrationScope,
-  readFreeze,
-  readOnlineState,
-  type FreezeRecord,
-  type OnlineState,
-} from '../replicate/online-state.js';
+import { migrationScope, readOnlineState, type OnlineState } from '../replicate/online-state.js';
+import { readFreeze, type FreezeRecord } from '../replicate/freeze-record.js';
 
 /** Retained WAL above this is worth a warning whatever the server allows. */
 export const RETAINED_WAL_WARN_BYTES = 1024 ** 3;
