@@ -298,3 +298,30 @@ test('13 → 17: protocol 1 (no streaming): a large transaction, updates that le
     await old.destroy();
   }
 });
+
+test('15 → 17: a column left out of the copy (--exclude-column) is left out of the changes the relay applies', async () => {
+  const { db, args } = await prepare(source, 'RelayExcluded');
+  const relay = spawnRelay(['start', '--via', 'relay', '--exclude-column', 'public.items.note', ...args]);
+  await streaming(source, db, relay);
+  await source.sql(
+    `INSERT INTO public.items (id, counter, note) VALUES (90001, 5, 'secret');
+     UPDATE public.items SET note = 'secret too', counter = counter + 1 WHERE id <= 10;
+     DELETE FROM public.items WHERE id = 11`,
+    db,
+  );
+  await caughtUp(source, db);
+  const rows = await target.sql<{ notes: string; counters: string; n: string }>(
+    `SELECT count(note)::text AS notes, sum(counter)::text AS counters, count(*)::text AS n FROM public.items`,
+    db,
+  );
+  const expected = await source.sql<{ counters: string; n: string }>(
+    'SELECT sum(counter)::text AS counters, count(*)::text AS n FROM public.items',
+    db,
+  );
+  assert.deepEqual(rows, [{ notes: '0', ...expected[0] }], 'the other columns arrive; note never does');
+  (await relay.child).kill('SIGTERM');
+  const stopped = await relay.done;
+  assert.equal(stopped.code, 0, stopped.stderr);
+  const teardown = await runCli(['teardown', ...args]);
+  assert.equal(teardown.code, 0, teardown.stderr + teardown.stdout);
+});
