@@ -44,6 +44,11 @@ export const DEFAULTS = {
    * of queueing the application's queries behind it for as long as a long transaction lasts.
    */
   lockWaitTimeoutMs: 60_000,
+  /**
+   * How long an online command waits for another one on the same migration to end (a run
+   * killed a moment ago keeps its lock until its server session notices) before ONLINE_BUSY.
+   */
+  onlineLockWaitMs: 10_000,
   /** TCP keepalives: a dead network fails a session in about idle + interval × count seconds, not hours. */
   keepalivesIdleSeconds: 30,
   keepalivesIntervalSeconds: 10,

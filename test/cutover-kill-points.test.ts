@@ -10,6 +10,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import type { LocalServer } from '../src/sandbox/local-server.js';
 import { Writer, eventsFixture } from './helpers/insert-writer.js';
 import {
@@ -45,6 +46,14 @@ const sorted = async (server: LocalServer, db: string, sql: string) =>
   (await server.sql<{ k: string }>(sql, db)).map((r) => r.k);
 const EVENTS = "SELECT writer || ':' || n AS k FROM public.events ORDER BY 1";
 const NOKEY = "SELECT v || ':' || n AS k FROM public.nokey ORDER BY 1";
+
+async function waitFor(check: () => Promise<boolean>, what: string, ms = 20_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 /** Runs the CLI and SIGKILLs it when it prints a line starting with `step` (or after `ms`). */
 function runKilled(args: string[], at: { step?: string; ms?: number }) {
@@ -129,6 +138,54 @@ describe(`cutover and rollback killed at every step, ${SYSTEM_MAJOR} → ${NEW_M
         await m.writer.stop();
       }
     });
+
+  test('a rollback and a second cutover started while cutover runs are refused, naming it; the cutover finishes', async () => {
+    const m = await migrationUnderWrites(false);
+    // The cutover is held right after it takes the migration's lock: this session keeps the
+    // ledger's online state locked until the other two commands have answered (or 20 s).
+    const hold = new pg.Client({ connectionString: target.url(m.db) });
+    await hold.connect();
+    try {
+      await hold.query('BEGIN');
+      await hold.query('LOCK TABLE pgconvoy.online_state IN ACCESS EXCLUSIVE MODE');
+      const cutover = runCli(['cutover', ...m.args]);
+      await waitFor(async () => {
+        const { rows } = await hold.query(
+          `SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objid = 0 AND l.objsubid = 2
+              AND a.application_name = 'pgconvoy cutover'`,
+        );
+        return rows.length > 0;
+      }, 'the cutover takes the migration lock');
+      const others = Promise.all([runCli(['rollback', ...m.args]), runCli(['cutover', ...m.args])]);
+      // Released when both have answered, or after 20 s: a command that waited on the table
+      // instead of being refused then goes on, and its output shows what it did.
+      const released = Promise.race([others, new Promise((r) => setTimeout(r, 20_000))]).then(() =>
+        hold.query('COMMIT'),
+      );
+      const [rollback, second] = await others;
+      await released;
+      for (const [name, r] of [
+        ['rollback', rollback],
+        ['cutover', second],
+      ] as const) {
+        assert.equal(r.code, 7, `${name}: ${r.stdout}${r.stderr}`);
+        assert.match(
+          r.stderr,
+          /another pgconvoy command is working on this online migration \("pgconvoy cutover", target pid \d+/,
+        );
+        assert.match(r.stderr, /wait until it ends/);
+      }
+      const done = await cutover;
+      assert.equal(done.code, 0, done.stdout + done.stderr);
+      await assertEqualAfterCutover(m, Date.now());
+      const [state] = await target.sql<{ phase: string }>('SELECT phase FROM pgconvoy.online_state', m.db);
+      assert.equal(state?.phase, 'done');
+    } finally {
+      await hold.end().catch(() => undefined);
+      await m.writer.stop();
+    }
+  });
 
   test('rollback killed at 150 ms, 400 ms and 900 ms, then run again: the target write is on the source, the database as it was', async () => {
     const m = await migrationUnderWrites(true);

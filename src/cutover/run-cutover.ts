@@ -27,6 +27,7 @@ import { dropSlot } from '../replicate/slot.js';
 import { waitForCatchUp } from '../replicate/status.js';
 import { dropSubscription, readSubscription } from '../replicate/subscription.js';
 import {
+  lockMigration,
   migrationScope,
   readFreeze,
   requireOnlineState,
@@ -85,6 +86,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
   try {
     const tgt = await openClient(o.target, { applicationName: 'pgconvoy cutover' });
     try {
+      await lockMigration(tgt, o.ledgerSchema, 'cutover');
       const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
       // The tables and columns start moved: the rest is left as it is on both sides.
       const scope = migrationScope(state, o.ledgerSchema);
@@ -111,7 +113,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         await step('checks', () =>
           relay ? checkRelayReady(o, src, tgt, state) : checkReady(o, src, tgt, state),
         );
-        await updateOnlineState(tgt, o.ledgerSchema, { phase: 'cutover' });
+        await updateOnlineState(tgt, o.ledgerSchema, { phase: 'cutover', from: ['replicating'] });
       } else {
         o.onEvent({ type: 'info', message: 'resuming a cutover that stopped midway' });
       }
@@ -250,7 +252,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         });
       }
       const writesBlockedMs = Date.now() - frozenSince;
-      await updateOnlineState(tgt, o.ledgerSchema, { phase: 'done', writesBlockedMs });
+      await updateOnlineState(tgt, o.ledgerSchema, { phase: 'done', from: ['cutover'], writesBlockedMs });
       return {
         resumed,
         freezeLsn: freeze.freezeLsn,
@@ -288,7 +290,9 @@ async function freezeWritesOrStepBack(
     return await freezeWrites(options);
   } catch (err) {
     if (!resumed && err instanceof PgconvoyError && err.code === 'FREEZE_FAILED')
-      await updateOnlineState(tgt, ledgerSchema, { phase: 'replicating' }).catch(() => undefined);
+      await updateOnlineState(tgt, ledgerSchema, { phase: 'replicating', from: ['cutover'] }).catch(
+        () => undefined,
+      );
     throw err;
   }
 }

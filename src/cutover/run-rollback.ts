@@ -20,6 +20,7 @@ import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import {
+  lockMigration,
   migrationScope,
   readOnlineState,
   updateOnlineState,
@@ -62,6 +63,7 @@ export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
   try {
     const tgt = await openClient(o.target, { applicationName: 'pgconvoy rollback' });
     try {
+      await lockMigration(tgt, o.ledgerSchema, 'rollback');
       const state = await readOnlineState(tgt, o.ledgerSchema);
       if (!state) {
         throw new PgconvoyError(
@@ -95,7 +97,11 @@ export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
         result.reopened = await releaseFreeze(src, tgt, o.ledgerSchema);
         const forward = await readSubscription(tgt, state.names.subscription);
         result.phase = forward ? 'replicating' : 'rolled-back';
-        await updateOnlineState(tgt, o.ledgerSchema, { phase: result.phase, cutoverLsn: null });
+        await updateOnlineState(tgt, o.ledgerSchema, {
+          phase: result.phase,
+          from: ['cutover'],
+          cutoverLsn: null,
+        });
         o.onEvent({
           type: 'info',
           message: forward
@@ -143,7 +149,7 @@ export async function runRollback(o: RollbackOptions): Promise<RollbackResult> {
         result.removed = await dropBackReplication(src, tgt, state.names);
         result.reopened = await releaseFreeze(src, tgt, o.ledgerSchema);
         result.phase = 'rolled-back';
-        await updateOnlineState(tgt, o.ledgerSchema, { phase: 'rolled-back' });
+        await updateOnlineState(tgt, o.ledgerSchema, { phase: 'rolled-back', from: ['done'] });
       } else {
         result.reopened = await releaseFreeze(src, tgt, o.ledgerSchema);
         o.onEvent({ type: 'info', message: 'already rolled back' });

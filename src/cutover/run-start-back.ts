@@ -11,7 +11,7 @@ import { formatConninfo, parseConninfo } from '../connect/conninfo.js';
 import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { PgconvoyError } from '../errors.js';
-import { requireOnlineState, updateOnlineState } from '../replicate/online-state.js';
+import { lockMigration, requireOnlineState, updateOnlineState } from '../replicate/online-state.js';
 import { exposedPasswordWarning } from '../util/quiet-logging.js';
 import { prepareBackReplication } from './back-replication.js';
 
@@ -36,6 +36,7 @@ export async function runStartBack(o: StartBackOptions): Promise<StartBackResult
   try {
     const tgt = await openClient(o.target, { applicationName: 'pgconvoy start-back' });
     try {
+      await lockMigration(tgt, o.ledgerSchema, 'start-back');
       const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
       if (state.phase !== 'replicating') {
         throw new PgconvoyError(

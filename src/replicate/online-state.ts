@@ -14,7 +14,8 @@
 import type pg from 'pg';
 import { describeConnection, type ConnectionSpec } from '../connect/resolve.js';
 import { z } from 'zod';
-import { EXIT } from '../defaults.js';
+import { DEFAULTS, EXIT } from '../defaults.js';
+import { SQLSTATE, sqlstateOf } from '../sqlstate.js';
 import { PgconvoyError } from '../errors.js';
 import type { TableRef } from '../plan/chunk.js';
 import type { ReplicationNames } from './names.js';
@@ -150,6 +151,11 @@ export async function beginOnlineState(
 
 export interface StatePatch {
   phase?: OnlinePhase;
+  /**
+   * Compare-and-set: the change is made only while the phase is one of these, else
+   * PHASE_CHANGED (another command moved the migration on meanwhile).
+   */
+  from?: readonly OnlinePhase[];
   via?: ReplicationVia;
   published?: TableRef[];
   startLsn?: string;
@@ -195,7 +201,62 @@ export async function updateOnlineState(client: pg.Client, schema: string, patch
     values.push(JSON.stringify(patch.detail));
     sets.push(`detail = detail || $${values.length}::jsonb`);
   }
-  await client.query(`UPDATE ${table(schema)} SET ${sets.join(', ')} WHERE id = 1`, values);
+  let where = 'id = 1';
+  if (patch.from !== undefined) {
+    values.push([...patch.from]);
+    where += ` AND phase = ANY ($${values.length}::text[])`;
+  }
+  const updated = await client.query(`UPDATE ${table(schema)} SET ${sets.join(', ')} WHERE ${where}`, values);
+  if (patch.from !== undefined && updated.rowCount !== 1) {
+    const now = await readOnlineState(client, schema);
+    throw new PgconvoyError(
+      `the online migration's phase changed under this command: it is "${now?.phase ?? 'gone'}", this command expected ${patch.from.map((p) => `"${p}"`).join(' or ')}`,
+      {
+        code: 'PHASE_CHANGED',
+        exitCode: EXIT.blocked,
+        hint: 'another pgconvoy command changed it meanwhile: run pgconvoy status to see where the migration is now',
+      },
+    );
+  }
+}
+
+/**
+ * One online command at a time per migration (cutover, rollback, start-back, teardown): a
+ * session-level advisory lock on the target, keyed by the ledger schema, held by `client`
+ * until it ends, so a killed command leaves nothing to clean up. Without it a rollback run
+ * beside a cutover would open the source database while the cutover freezes it.
+ * The second key is 0; job locks (ledger/jobs.ts) use job ids from 1.
+ */
+export async function lockMigration(client: pg.Client, schema: string, command: string): Promise<void> {
+  const key = `pgconvoy online ${schema}`;
+  await client.query(`SELECT pg_catalog.set_config('lock_timeout', $1, false)`, [
+    `${DEFAULTS.onlineLockWaitMs}ms`,
+  ]);
+  try {
+    await client.query('SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtext($1), 0)', [key]);
+    return;
+  } catch (err) {
+    if (sqlstateOf(err) !== SQLSTATE.lockNotAvailable) throw err;
+  } finally {
+    await client.query('RESET lock_timeout');
+  }
+  const holder = await client.query<{ pid: number; application_name: string; since: string | null }>(
+    `SELECT a.pid, a.application_name, pg_catalog.to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') AS since
+       FROM pg_catalog.pg_locks l
+       JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+        AND l.classid = pg_catalog.hashtext($1)::oid AND l.objid = 0 AND l.objsubid = 2`,
+    [key],
+  );
+  const who = holder.rows[0];
+  throw new PgconvoyError(
+    `another pgconvoy command is working on this online migration${who ? ` ("${who.application_name}", target pid ${who.pid}, since ${who.since ?? '?'})` : ''}: ${command} would interleave with it`,
+    {
+      code: 'ONLINE_BUSY',
+      exitCode: EXIT.blocked,
+      hint: `wait until it ends (or stop it: a stopped command resumes when run again), then run ${command} again`,
+    },
+  );
 }
 
 export interface ConnectGrant {

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { openClient } from '../../connect/open-client.js';
 import { DEFAULTS, EXIT } from '../../defaults.js';
 import { PgconvoyError } from '../../errors.js';
-import { readOnlineState } from '../../replicate/online-state.js';
+import { lockMigration, readOnlineState } from '../../replicate/online-state.js';
 import { replicationNames, type ReplicationNames } from '../../replicate/names.js';
 import type { ConnectionSpec } from '../../connect/resolve.js';
 import { readSubscription } from '../../replicate/subscription.js';
@@ -34,6 +34,7 @@ async function removeReplication(
   try {
     const tgt = await openClient(target, { applicationName: 'pgconvoy teardown' });
     try {
+      await lockMigration(tgt, flags.ledgerSchema, 'teardown');
       const state = await readOnlineState(tgt, flags.ledgerSchema);
       if (state?.phase === 'done' && !flags.force && (await readSubscription(src, names.backSubscription)))
         throw new PgconvoyError(
