@@ -5,6 +5,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseSize } from '../src/util/format.js';
 import { positiveInt } from '../src/cli/parse-options.js';
+import type { RelayBenchOptions } from './relay-bench.js';
 import { DEFAULT_METHOD_KEYS, METHOD_KEYS, type MethodKey } from './method.js';
 
 export interface BenchOptions {
@@ -22,6 +23,19 @@ export interface BenchOptions {
   sourceMajor: number;
   /** undefined: the newest available of 17 and 15. */
   targetMajor: number | undefined;
+  /** `--relay`: the relay against a native subscription (relay-bench.ts) instead of the copy methods. */
+  relay: RelayBenchOptions | undefined;
+  /** Print the results as JSON on stdout instead of the report. */
+  json: boolean;
+}
+
+const RELAY_METHODS = ['subscription', 'relay'] as const;
+
+function relayMethodList(value: string): Set<'subscription' | 'relay'> {
+  const keys = value.split(',').map((k) => k.trim());
+  if (keys.some((k) => !(RELAY_METHODS as readonly string[]).includes(k)))
+    throw new InvalidArgumentError(`expected a comma-separated list of ${RELAY_METHODS.join(', ')}`);
+  return new Set(keys as ('subscription' | 'relay')[]);
 }
 
 function size(value: string): number {
@@ -73,6 +87,23 @@ export function parseBenchArgs(
     )
     .option('--verify', 'time pgconvoy verify of a clone against SELECT count(*) on both sides')
     .option('--http', 'also time pgconvoy clone --http 0 (dashboard and /metrics on) beside plain clone')
+    .option(
+      '--relay',
+      'the relay against a native subscription: changes/s of a queued backlog, and lag at a fixed rate',
+    )
+    .option('--relay-changes <n>', 'changes queued for the throughput measurement', positiveInt, 100_000)
+    .option('--relay-rate <n>', 'transactions per second of the lag measurement', positiveInt, 1000)
+    .option('--relay-seconds <n>', 'how long the lag measurement writes', positiveInt, 30)
+    .option('--relay-tables <n>', 'tables the changes are spread over', positiveInt, 4)
+    .option('--relay-rows <n>', 'seed rows per table', positiveInt, 50_000)
+    .option('--relay-writers <n>', 'sessions writing the backlog', positiveInt, 2)
+    .addOption(
+      new Option(
+        '--relay-only <methods>',
+        `comma-separated subset of: ${RELAY_METHODS.join(', ')}`,
+      ).argParser(relayMethodList),
+    )
+    .option('--json', 'results as JSON on stdout (--relay)')
     .option('--source-major <n>', 'source server major (pg_dump must be at least this)', positiveInt, 15)
     .option('--target-major <n>', 'target server major (default 17 when available, else 15)', positiveInt)
     .addHelpText(
@@ -85,7 +116,9 @@ Examples:
   npm run bench -- --size 1GB --runs 1 --only clone,clone-fdw   # COPY against clone --via fdw
   npm run bench -- --size 1GB --single-table --verify --runs 3
   npm run bench -- --many-tables 2000 --runs 1
-  npm run bench -- --size 300MB --only clone --http --runs 3   # what the dashboard costs`,
+  npm run bench -- --size 300MB --only clone --http --runs 3   # what the dashboard costs
+  npm run bench -- --relay                        # relay against subscription: changes/s, lag at 1,000 tx/s
+  npm run bench -- --relay --relay-changes 20000 --relay-seconds 10 --json   # a quick check`,
     );
   program.parse(args, { from: 'user' });
   const o = program.opts<{
@@ -99,6 +132,15 @@ Examples:
     http?: boolean;
     sourceMajor: number;
     targetMajor?: number;
+    relay?: boolean;
+    relayChanges: number;
+    relayRate: number;
+    relaySeconds: number;
+    relayTables: number;
+    relayRows: number;
+    relayWriters: number;
+    relayOnly?: Set<'subscription' | 'relay'>;
+    json?: boolean;
   }>();
   return {
     sizeBytes: o.size,
@@ -111,5 +153,17 @@ Examples:
     http: Boolean(o.http),
     sourceMajor: o.sourceMajor,
     targetMajor: o.targetMajor,
+    relay: o.relay
+      ? {
+          changes: o.relayChanges,
+          rate: o.relayRate,
+          seconds: o.relaySeconds,
+          tables: o.relayTables,
+          rowsPerTable: o.relayRows,
+          writers: o.relayWriters,
+          only: o.relayOnly ?? new Set(RELAY_METHODS),
+        }
+      : undefined,
+    json: Boolean(o.json),
   };
 }

@@ -145,7 +145,7 @@ export function runMeasured(file: string, args: string[], options: RunOptions): 
   });
 }
 
-function readRusageFile(file: string): ResourceReading | undefined {
+export function readRusageFile(file: string): ResourceReading | undefined {
   if (!existsSync(file)) return undefined;
   try {
     const u = JSON.parse(readFileSync(file, 'utf8')) as {

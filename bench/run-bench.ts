@@ -25,6 +25,8 @@ import { countRows, createDataset, type Dataset } from './dataset.js';
 import { createManyTablesDataset } from './many-tables.js';
 import { killLiveChildren } from './measure.js';
 import { chooseMethods, cloneMethod } from './methods.js';
+import { runRelayBench, type RelayBenchOptions } from './relay-bench.js';
+import { RELAY_NOTES, renderRelayReport } from './relay-report.js';
 import { benchVerify } from './verify-bench.js';
 import type { BenchContext, Method, MethodResult } from './method.js';
 import { renderReport, writeResults, type BenchReport, type RunRecord } from './report.js';
@@ -115,6 +117,52 @@ async function verifyBench(
   return result.ok;
 }
 
+/** `--relay`: the relay against a native subscription (relay-bench.ts). */
+async function relayBench(
+  o: BenchOptions,
+  relay: RelayBenchOptions,
+  workDir: string,
+  binDir: string,
+  targetMajor: number,
+): Promise<boolean> {
+  log(`starting PostgreSQL ${o.sourceMajor} (source) and ${targetMajor} (target) …`);
+  const servers: LocalServer[] = [];
+  try {
+    const source = await LocalServer.start({ major: o.sourceMajor, label: 'bench-source' });
+    servers.push(source);
+    const target = await LocalServer.start({ major: targetMajor, label: 'bench-target' });
+    servers.push(target);
+    const results = await runRelayBench(relay, {
+      source,
+      target,
+      url: loopbackUrl,
+      password: SANDBOX_PASSWORD,
+      cliPath,
+      binDir,
+      workDir,
+      log,
+    });
+    const header = {
+      source: await serverVersion(source),
+      target: await serverVersion(target),
+      cpus: os.cpus().length,
+      notes: [
+        'throwaway servers on loopback: fsync, synchronous_commit and full_page_writes off, shared_buffers 128MB',
+        ...RELAY_NOTES,
+      ],
+    };
+    process.stdout.write(
+      (o.json
+        ? JSON.stringify({ ...header, options: { ...relay, only: [...relay.only] }, results }, null, 2)
+        : renderRelayReport(relay, results, header)) + '\n',
+    );
+    return results.every((r) => r.ok);
+  } finally {
+    killLiveChildren();
+    for (const s of servers) await s.destroy();
+  }
+}
+
 async function bench(o: BenchOptions, workDir: string): Promise<boolean> {
   if (!existsSync(cliPath))
     throw new PgconvoyError(`"${cliPath}" does not exist`, {
@@ -124,6 +172,7 @@ async function bench(o: BenchOptions, workDir: string): Promise<boolean> {
     });
   const targetMajor = o.targetMajor ?? (availableMajors().includes(17) ? 17 : 15);
   const tools = findPgTools({ sourceMajor: Math.max(o.sourceMajor, 15), pathEnv: '' });
+  if (o.relay) return relayBench(o, o.relay, workDir, tools.dir, targetMajor);
   const flags = o.singleTable ? chunkFlags(o.sizeBytes) : undefined;
   const methods = chooseMethods({
     singleTable: o.singleTable,

@@ -298,3 +298,73 @@ test('13 → 17: protocol 1 (no streaming): a large transaction, updates that le
     await old.destroy();
   }
 });
+
+test('15 → 17: a column left out of the copy (--exclude-column) is left out of the changes the relay applies', async () => {
+  const { db, args } = await prepare(source, 'RelayExcluded');
+  const relay = spawnRelay(['start', '--via', 'relay', '--exclude-column', 'public.items.note', ...args]);
+  await streaming(source, db, relay);
+  await source.sql(
+    `INSERT INTO public.items (id, counter, note) VALUES (90001, 5, 'secret');
+     UPDATE public.items SET note = 'secret too', counter = counter + 1 WHERE id <= 10;
+     DELETE FROM public.items WHERE id = 11`,
+    db,
+  );
+  await caughtUp(source, db);
+  const rows = await target.sql<{ notes: string; counters: string; n: string }>(
+    `SELECT count(note)::text AS notes, sum(counter)::text AS counters, count(*)::text AS n FROM public.items`,
+    db,
+  );
+  const expected = await source.sql<{ counters: string; n: string }>(
+    'SELECT sum(counter)::text AS counters, count(*)::text AS n FROM public.items',
+    db,
+  );
+  assert.deepEqual(rows, [{ notes: '0', ...expected[0] }], 'the other columns arrive; note never does');
+  (await relay.child).kill('SIGTERM');
+  const stopped = await relay.done;
+  assert.equal(stopped.code, 0, stopped.stderr);
+  const teardown = await runCli(['teardown', ...args]);
+  assert.equal(teardown.code, 0, teardown.stderr + teardown.stdout);
+});
+
+test('15 → 17: a restart whose slot trails the ledger (killed after the target commit, before the status update) applies nothing twice', async () => {
+  const { db, args } = await prepare(source, 'RelayTrail');
+  const slotSql = 'SELECT slot_name FROM pg_replication_slots WHERE database = $1';
+  const stop = async (relay: ReturnType<typeof spawnRelay>) => {
+    (await relay.child).kill('SIGTERM');
+    const r = await relay.done;
+    assert.equal(r.code, 0, r.stderr);
+  };
+  let relay = spawnRelay(['start', '--via', 'relay', ...args]);
+  await streaming(source, db, relay);
+  await stop(relay);
+  // The slot as it stood before the next transactions: restored after they are applied, it
+  // is the slot of a relay killed between its target commit and its standby status update.
+  const slot = (await source.sql<{ slot_name: string }>(slotSql, 'postgres', [db]))[0]!.slot_name;
+  await source.sql("SELECT pg_copy_logical_replication_slot($1, 'relay_trail_copy')", db, [slot]);
+  relay = spawnRelay(['replicate', ...args]);
+  await streaming(source, db, relay);
+  // No key: applied twice, these rows would be there twice.
+  await source.sql(`INSERT INTO public.nokey SELECT 'twice?', g FROM generate_series(1, 20) g`, db);
+  await source.sql(
+    `INSERT INTO public.nokey VALUES ('twice?', 21); UPDATE public.items SET counter = counter + 1`,
+    db,
+  );
+  await caughtUp(source, db);
+  await stop(relay);
+  await source.sql('SELECT pg_drop_replication_slot($1)', db, [slot]);
+  await source.sql("SELECT pg_copy_logical_replication_slot('relay_trail_copy', $1)", db, [slot]);
+  await source.sql("SELECT pg_drop_replication_slot('relay_trail_copy')", db);
+  relay = spawnRelay(['replicate', ...args]);
+  await streaming(source, db, relay);
+  await source.sql(`INSERT INTO public.nokey VALUES ('after restart', 1)`, db);
+  await caughtUp(source, db);
+  const twice = await target.sql<{ n: string }>(
+    "SELECT count(*)::text AS n FROM public.nokey WHERE v = 'twice?'",
+    db,
+  );
+  assert.equal(twice[0]?.n, '21', 'each row once');
+  await assertSameData(source, db, target, db);
+  await stop(relay);
+  const teardown = await runCli(['teardown', ...args]);
+  assert.equal(teardown.code, 0, teardown.stderr + teardown.stdout);
+});

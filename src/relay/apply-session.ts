@@ -55,6 +55,9 @@ export class ApplySession {
   private readonly relations = new Map<number, Relation>();
   private readonly plans = new Map<number, RelationPlan>();
   private readonly statementNames = new Map<string, string>();
+  /** The target socket, corked while a turn of the event loop queues statements. */
+  private readonly socket: { cork(): void; uncork(): void } | undefined;
+  private corked = false;
   private inflight: Promise<void>[] = [];
   private inflightBytes = 0;
   private failure: Error | undefined;
@@ -73,11 +76,19 @@ export class ApplySession {
     private readonly client: pg.Client,
     private readonly ledgerSchema: string,
     replicaRole: boolean,
+    private readonly leftOut: (schema: string, table: string, column: string) => boolean,
   ) {
     this.replicaRole = replicaRole;
+    this.socket = (client as unknown as { connection?: { stream?: { cork(): void; uncork(): void } } })
+      .connection?.stream;
   }
 
-  static async open(spec: ConnectionSpec, ledgerSchema: string): Promise<ApplySession> {
+  /** `leftOut`: source columns the migration does not move (`--exclude-column`). */
+  static async open(
+    spec: ConnectionSpec,
+    ledgerSchema: string,
+    leftOut: (schema: string, table: string, column: string) => boolean = () => false,
+  ): Promise<ApplySession> {
     const client = await openClient(spec, { applicationName: 'pgconvoy relay apply', pipeline: true });
     try {
       await client.query("SELECT pg_catalog.set_config('synchronous_commit', 'local', false)");
@@ -88,7 +99,7 @@ export class ApplySession {
         if (serverErrorFields(err)?.code !== SQLSTATE.insufficientPrivilege) throw err;
         replicaRole = false;
       }
-      return new ApplySession(client, ledgerSchema, replicaRole);
+      return new ApplySession(client, ledgerSchema, replicaRole, leftOut);
     } catch (err) {
       await client.end().catch(() => undefined);
       throw err;
@@ -125,11 +136,12 @@ export class ApplySession {
   async insert(oid: number, row: TupleValue[]): Promise<void> {
     const plan = await this.plan(oid);
     if (this.run && this.run.plan !== plan) this.flushInserts();
-    const run = (this.run ??= { plan, columns: plan.columns.map(() => []), rows: 0, bytes: 0 });
-    row.forEach((v, i) => {
-      const text = v.kind === 'text' ? v.text : v.kind === 'null' ? null : undefined;
+    const run = (this.run ??= { plan, columns: plan.insertIndexes.map(() => []), rows: 0, bytes: 0 });
+    plan.insertIndexes.forEach((from, i) => {
+      const v = row[from];
+      const text = v?.kind === 'text' ? v.text : v?.kind === 'null' ? null : undefined;
       if (text === undefined)
-        throw new Error(`pgoutput: a ${v.kind} value in an insert into ${plan.qualified}`);
+        throw new Error(`pgoutput: a ${v?.kind ?? 'missing'} value in an insert into ${plan.qualified}`);
       run.columns[i]?.push(text);
       run.bytes += text?.length ?? 0;
     });
@@ -217,7 +229,7 @@ export class ApplySession {
     if (!rel) throw new Error(`pgoutput: a change for relation ${oid} before its Relation message`);
     // Answers to earlier statements first: a failed one would make this read fail instead.
     await this.drain();
-    const plan = await planRelation(this.client, rel);
+    const plan = await planRelation(this.client, rel, (column) => this.leftOut(rel.schema, rel.name, column));
     if (isDifference(plan)) {
       throw new PgconvoyError(
         `the source's table ${plan.table} differs from the target's at ${formatLsn(this.commitLsn)}: ${plan.problems.join('; ')}`,
@@ -268,6 +280,7 @@ export class ApplySession {
   }
 
   private query(stmt: PlannedStatement, prepared: boolean): Promise<pg.QueryResult> {
+    this.cork();
     if (!prepared) return this.client.query(stmt.text, stmt.values);
     let name = this.statementNames.get(stmt.text);
     if (!name) {
@@ -275,6 +288,22 @@ export class ApplySession {
       this.statementNames.set(stmt.text, name);
     }
     return this.client.query({ name, text: stmt.text, values: stmt.values });
+  }
+
+  /**
+   * node-postgres writes each protocol message of each statement on its own (Bind, Execute,
+   * Sync: a system call apiece); corked until the event loop's next turn, the statements queued
+   * meanwhile leave in one write. Answers are awaited only on later turns, so nothing waits
+   * on a corked statement.
+   */
+  private cork(): void {
+    if (this.corked || !this.socket) return;
+    this.corked = true;
+    this.socket.cork();
+    setImmediate(() => {
+      this.corked = false;
+      this.socket?.uncork();
+    });
   }
 
   private track(p: Promise<void>): void {

@@ -38,6 +38,8 @@ export interface ReplicationStream {
   major: number;
   streaming: boolean;
   frames: AsyncIterable<ReplicationFrame>;
+  /** Frames received and not yet read (the next one needs no wait when this is above 0). */
+  readonly buffered: number;
   /** Standby status update: `write` as received, `flush` (and apply) as committed on the target. */
   sendStatus(write: bigint, flush: bigint, replyRequested?: boolean): void;
   /** The walsender's process id on the source. */
@@ -74,6 +76,9 @@ export async function startReplication(
       streaming,
       pid: client.processID,
       frames: frames(copy),
+      get buffered() {
+        return copy.readableLength;
+      },
       sendStatus(write, flush, replyRequested = false) {
         if (closed) return;
         const b = Buffer.alloc(34);

@@ -23,7 +23,8 @@ import { openClient } from '../connect/open-client.js';
 import type { ConnectionSpec } from '../connect/resolve.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError, errorMessage, serverErrorFields } from '../errors.js';
-import { requireOnlineState } from '../replicate/online-state.js';
+import { migrationScope, requireOnlineState } from '../replicate/online-state.js';
+import { excludedKey } from '../copy/table-columns.js';
 import { ApplySession } from './apply-session.js';
 import { formatLsn, parseLsn } from './lsn.js';
 import { decodePgoutput, streamedXid, type PgoutputMessage } from './pgoutput-decoder.js';
@@ -125,7 +126,11 @@ export async function runRelay(o: RelayOptions): Promise<RelayResult> {
         hint: 'the position is written when start --via relay finishes its copy; without it the relay cannot know what the target holds: run pgconvoy teardown, then start again',
       });
     const resumeLsn = parseLsn(progress.appliedLsn);
-    apply = await ApplySession.open(o.target, o.ledgerSchema);
+    // Columns start left out of the copy (--exclude-column) are left out of the changes too.
+    const excluded = migrationScope(state, o.ledgerSchema).excludeColumns ?? new Set<string>();
+    apply = await ApplySession.open(o.target, o.ledgerSchema, (schema, name, column) =>
+      excluded.has(excludedKey({ schema, name }, column)),
+    );
     if (!apply.replicaRole)
       o.onEvent({
         type: 'warning',
@@ -230,7 +235,8 @@ export async function runRelay(o: RelayOptions): Promise<RelayResult> {
     /** The next frame; a group left open between transactions commits once the stream is quiet for a moment. */
     const nextFrame = async () => {
       const next = frames.next();
-      if (a.inGroup && !txn && streamXid === undefined) {
+      // A frame already received needs no timer (one per source transaction costs CPU).
+      if (a.inGroup && !txn && streamXid === undefined && s.buffered === 0) {
         const quiet = Symbol('quiet');
         const first = await Promise.race([next, sleep(IDLE_COMMIT_MS).then(() => quiet)]);
         if (first !== quiet) return first as IteratorResult<ReplicationFrame>;

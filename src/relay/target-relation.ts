@@ -28,8 +28,13 @@ export interface RelationPlan {
   name: string;
   /** Quoted schema.table on the target. */
   qualified: string;
-  /** One entry per source column, in the source's order. */
-  columns: TargetColumn[];
+  /**
+   * One entry per source column, in the source's order; undefined for a column left out
+   * (`--exclude-column`): its values are not written, the target keeps its own.
+   */
+  columns: (TargetColumn | undefined)[];
+  /** Indexes (into `columns`) of the columns an INSERT writes. */
+  insertIndexes: number[];
   /** Indexes (into `columns`) of the replica identity; every column for REPLICA IDENTITY FULL. */
   keyIndexes: number[];
   full: boolean;
@@ -63,6 +68,7 @@ interface TargetColumnRow {
 export async function planRelation(
   target: pg.Client,
   rel: RelationMessage,
+  leftOut: (column: string) => boolean = () => false,
 ): Promise<RelationPlan | SchemaDifference> {
   const table = `${quoteIdent(rel.schema)}.${quoteIdent(rel.name)}`;
   const rows = (await target.query<TargetColumnRow>(TARGET_COLUMNS_SQL, [rel.schema, rel.name])).rows;
@@ -70,10 +76,13 @@ export async function planRelation(
   const byName = new Map(rows.map((r) => [r.name, r]));
   const sent = new Set(rel.columns.map((c) => c.name));
   const problems: string[] = [];
-  const columns: TargetColumn[] = [];
+  const columns: (TargetColumn | undefined)[] = [];
   for (const c of rel.columns) {
     const t = byName.get(c.name);
-    if (!t) problems.push(`column ${quoteIdent(c.name)} is on the source but not on the target`);
+    if (leftOut(c.name)) {
+      sent.delete(c.name);
+      columns.push(undefined);
+    } else if (!t) problems.push(`column ${quoteIdent(c.name)} is on the source but not on the target`);
     else if (t.generated) problems.push(`column ${quoteIdent(c.name)} is generated on the target`);
     else columns.push({ name: t.name, type: t.type });
   }
@@ -85,18 +94,21 @@ export async function planRelation(
   if (problems.length > 0) return { table, problems };
 
   const full = rel.replicaIdentity === 'f';
-  const keyIndexes = rel.columns.flatMap((c, i) => (full || c.key ? [i] : []));
-  const names = columns.map((c) => quoteIdent(c.name)).join(', ');
-  const casts = columns.map((c, i) => `u.c${i}::${c.type}`).join(', ');
+  const keyIndexes = rel.columns.flatMap((c, i) => ((full || c.key) && columns[i] ? [i] : []));
+  const insertIndexes = columns.flatMap((c, i) => (c ? [i] : []));
+  const kept = columns.filter((c): c is TargetColumn => c !== undefined);
+  const names = kept.map((c) => quoteIdent(c.name)).join(', ');
+  const casts = kept.map((c, i) => `u.c${i}::${c.type}`).join(', ');
   // ROWS FROM: the multi-array unnest() is syntax that cannot be schema-qualified.
-  const arrays = columns.map((_, i) => `pg_catalog.unnest($${i + 1}::text[])`).join(', ');
-  const aliases = columns.map((_, i) => `c${i}`).join(', ');
+  const arrays = kept.map((_, i) => `pg_catalog.unnest($${i + 1}::text[])`).join(', ');
+  const aliases = kept.map((_, i) => `c${i}`).join(', ');
   return {
     oid: rel.oid,
     schema: rel.schema,
     name: rel.name,
     qualified: qualifiedName(rel.schema, rel.name),
     columns,
+    insertIndexes,
     keyIndexes,
     full,
     insertSql: `INSERT INTO ${qualifiedName(rel.schema, rel.name)} (${names}) SELECT ${casts} FROM ROWS FROM (${arrays}) AS u(${aliases})`,
