@@ -110,7 +110,9 @@ export async function runFinishPhases(
     // (Materialized views are analyzed too: they are relations of their own on the target.)
     const onTarget = await targetRelations(run);
     const analyzed = analyzeTargets(run.inventory).filter((t) => onTarget.has(tableKey(t)));
-    await analyzeTables(o.target, analyzed, o.indexJobs, vacuum);
+    // Nothing else of ours runs now: the copy workers' sessions are free, and thousands of
+    // small tables' statistics take as long as their round trips and catalog updates.
+    await analyzeTables(o.target, analyzed, Math.max(o.jobs, o.indexJobs), vacuum);
     await steps.markDone(run.target, 'analyze');
   });
 }
