@@ -11,7 +11,6 @@ import type { ApplySession } from './apply-session.js';
 import { formatLsn } from './lsn.js';
 import { decodePgoutput, streamedXid, type PgoutputMessage } from './pgoutput-decoder.js';
 import type { ReplicationFrame, ReplicationStream } from './replication-stream.js';
-import type { RelayEvent } from './run-relay.js';
 import type { StreamSpill } from './stream-spill.js';
 
 type Change = Exclude<
@@ -20,6 +19,20 @@ type Change = Exclude<
 >;
 type Message<T extends PgoutputMessage['tag']> = Extract<PgoutputMessage, { tag: T }>;
 type Keepalive = Extract<ReplicationFrame, { kind: 'keepalive' }>;
+
+export interface RelayProgressEvent {
+  type: 'progress';
+  appliedLsn: string;
+  /** Source WAL the server had sent past what the target committed. */
+  lagBytes: number;
+  /** Age of the oldest source commit not yet applied (0 when caught up). */
+  lagSeconds: number;
+  changesPerSecond: number;
+  changes: number;
+  transactions: number;
+}
+
+export type RelayEvent = RelayProgressEvent | { type: 'info' | 'warning'; message: string };
 
 /** Microseconds since 2000-01-01 (pgoutput's timestamps) → Unix milliseconds. */
 const commitMs = (t: bigint) => Number(t / 1000n) + 946_684_800_000;

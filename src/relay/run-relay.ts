@@ -28,7 +28,7 @@ import { excludedKey } from '../copy/table-columns.js';
 import { ApplySession } from './apply-session.js';
 import { formatLsn, parseLsn } from './lsn.js';
 import { markRelayRunning, markRelayStopped, readRelayProgress } from './relay-progress.js';
-import { RelayLoop } from './relay-loop.js';
+import { RelayLoop, type RelayEvent } from './relay-loop.js';
 import { startReplication, type ReplicationStream } from './replication-stream.js';
 import { StreamSpill } from './stream-spill.js';
 
@@ -49,19 +49,7 @@ export interface RelayOptions {
   onEvent: (e: RelayEvent) => void;
 }
 
-export interface RelayProgressEvent {
-  type: 'progress';
-  appliedLsn: string;
-  /** Source WAL the server had sent past what the target committed. */
-  lagBytes: number;
-  /** Age of the oldest source commit not yet applied (0 when caught up). */
-  lagSeconds: number;
-  changesPerSecond: number;
-  changes: number;
-  transactions: number;
-}
-
-export type RelayEvent = RelayProgressEvent | { type: 'info' | 'warning'; message: string };
+export type { RelayEvent, RelayProgressEvent } from './relay-loop.js';
 
 export interface RelayResult {
   /** Why it stopped: asked to, or cutover finished and dropped the slot. */
