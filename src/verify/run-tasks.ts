@@ -30,34 +30,153 @@ type Task =
 const tableTask = (job: TableJob): Task =>
   job.method === 'key-range' ? { kind: 'plan', job } : { kind: job.method, job };
 
-export async function runTasks(
-  pairs: WorkerPair[],
-  jobs: TableJob[],
-  options: { chunkRows: number; emit: (e: VerifyEvent) => void },
-): Promise<void> {
-  for (const job of jobs) job.pending = 1;
-  const batchable = (job: TableJob) => isBatchable(job, options.chunkRows);
-  // Jobs come largest first: the small tables' batches go last, where they fill the gaps.
-  const queue: Task[] = [
-    ...jobs.filter((job) => !batchable(job)).map(tableTask),
-    ...batchTables(jobs.filter(batchable)).map((batch): Task => ({ kind: 'batch', jobs: batch })),
-  ];
-  let running = 0;
-  let failure: unknown;
-  let chunksDone = 0;
-  let tablesDone = 0;
-  const waiting: (() => void)[] = [];
-  const changed = () => waiting.splice(0).forEach((wake) => wake());
+export async function runTasks(pairs: WorkerPair[], jobs: TableJob[], options: TaskOptions): Promise<void> {
+  const tasks = new TaskQueue(jobs, options);
+  await Promise.all(pairs.map((pair) => tasks.worker(pair)));
+  tasks.throwFailure();
+}
 
-  const finishTask = (job: TableJob) => {
+interface TaskOptions {
+  chunkRows: number;
+  emit: (e: VerifyEvent) => void;
+}
+
+type TaskOf<K extends Task['kind']> = Extract<Task, { kind: K }>;
+
+class TaskQueue {
+  private readonly queue: Task[];
+  private running = 0;
+  private failure: unknown;
+  private chunksDone = 0;
+  private tablesDone = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(
+    private readonly jobs: TableJob[],
+    private readonly options: TaskOptions,
+  ) {
+    for (const job of jobs) job.pending = 1;
+    const batchable = (job: TableJob) => isBatchable(job, options.chunkRows);
+    // Jobs come largest first: the small tables' batches go last, where they fill the gaps.
+    this.queue = [
+      ...jobs.filter((job) => !batchable(job)).map(tableTask),
+      ...batchTables(jobs.filter(batchable)).map((batch): Task => ({ kind: 'batch', jobs: batch })),
+    ];
+  }
+
+  /** Takes tasks until the queue is empty and no task still running can add one, or one fails. */
+  async worker(pair: WorkerPair): Promise<void> {
+    for (;;) {
+      if (this.failure !== undefined) return;
+      const task = this.queue.shift();
+      if (!task) {
+        if (this.running === 0) return;
+        await new Promise<void>((resolve) => this.waiting.push(resolve));
+        continue;
+      }
+      this.running++;
+      try {
+        await this.run(pair, task);
+      } catch (err) {
+        this.failure ??= err;
+      } finally {
+        this.running--;
+        this.waiting.splice(0).forEach((wake) => wake());
+      }
+    }
+  }
+
+  throwFailure(): void {
+    const failure = this.failure;
+    if (failure !== undefined) throw failure instanceof Error ? failure : new Error('verify worker failed');
+  }
+
+  private async run(pair: WorkerPair, task: Task): Promise<void> {
+    if (task.kind === 'batch') return this.runBatch(pair, task.jobs);
+    const { job } = task;
+    job.startedAt ??= Date.now();
+    const name = displayName(job.ref.schema, job.ref.name);
+    switch (task.kind) {
+      case 'plan':
+        await this.plan(pair, job, name);
+        break;
+      case 'chunk':
+        await this.chunk(pair, task, name);
+        break;
+      case 'hash': {
+        const match = await pair.task(
+          name,
+          () => verifyHashed(pair, job, this.narrowing(job, 'hash buckets')),
+          name,
+        );
+        this.chunkDone(job, 'hash buckets', match);
+        break;
+      }
+      case 'count':
+        await this.count(pair, job, name);
+        break;
+    }
+    this.finishTask(job);
+  }
+
+  private narrowing(job: TableJob, chunk: string): () => void {
+    return () => this.options.emit({ type: 'narrowing', table: job.ref, chunk });
+  }
+
+  private chunkDone(job: TableJob, chunk: string, match: boolean): void {
+    this.options.emit({ type: 'chunk-done', table: job.ref, chunk, match, chunksDone: ++this.chunksDone });
+  }
+
+  private finishTask(job: TableJob): void {
     job.pending--;
     if (job.pending > 0) return;
     job.finishedAt = Date.now();
-    tablesDone++;
-    options.emit({ type: 'table-done', result: tableResult(job), tablesDone, tablesTotal: jobs.length });
-  };
+    this.tablesDone++;
+    this.options.emit({
+      type: 'table-done',
+      result: tableResult(job),
+      tablesDone: this.tablesDone,
+      tablesTotal: this.jobs.length,
+    });
+  }
 
-  const runBatch = async (pair: WorkerPair, batch: TableJob[]) => {
+  /** Plans a table's key ranges and queues its chunks ahead of everything else. */
+  private async plan(pair: WorkerPair, job: TableJob, name: string): Promise<void> {
+    const chunks = await pair.task(
+      `the key range of ${name}`,
+      () => planKeyRanges(pair, job, this.options.chunkRows),
+      name,
+    );
+    job.chunksTotal = chunks.length;
+    job.pending += chunks.length;
+    this.queue.unshift(...chunks.map((chunk): Task => ({ kind: 'chunk', job, chunk })));
+  }
+
+  private async chunk(pair: WorkerPair, task: TaskOf<'chunk'>, name: string): Promise<void> {
+    const label = chunkLabel(task.chunk);
+    const match = await pair.task(
+      `${name} ${label}`,
+      () => verifyKeyRange(pair, task.job, task.chunk, this.narrowing(task.job, label)),
+      name,
+    );
+    this.chunkDone(task.job, label, match);
+  }
+
+  private async count(pair: WorkerPair, job: TableJob, name: string): Promise<void> {
+    const [s, t] = await pair.task(
+      name,
+      () => pair.both<{ n: string }>('the row count', countSql(job.shape)),
+      name,
+    );
+    job.sourceRows = Number(s[0]?.n ?? 0);
+    job.targetRows = Number(t[0]?.n ?? 0);
+    job.chunksTotal = 1;
+    const match = job.sourceRows === job.targetRows;
+    if (!match) job.chunksDiffering = 1;
+    this.chunkDone(job, 'row count', match);
+  }
+
+  private async runBatch(pair: WorkerPair, batch: TableJob[]): Promise<void> {
     const started = Date.now();
     for (const job of batch) job.startedAt ??= started;
     let differing: Set<TableJob>;
@@ -73,106 +192,12 @@ export async function runTasks(
     }
     for (const job of batch) {
       if (differing.has(job)) continue;
-      const match = job.sourceRows === job.targetRows;
-      options.emit({
-        type: 'chunk-done',
-        table: job.ref,
-        chunk: 'checksum',
-        match,
-        chunksDone: ++chunksDone,
-      });
-      finishTask(job);
+      this.chunkDone(job, 'checksum', job.sourceRows === job.targetRows);
+      this.finishTask(job);
     }
     // Compared again on its own: that finds and names the rows.
-    queue.unshift(...[...differing].map(tableTask));
-  };
-
-  const run = async (pair: WorkerPair, task: Task) => {
-    if (task.kind === 'batch') return runBatch(pair, task.jobs);
-    const { job } = task;
-    job.startedAt ??= Date.now();
-    const name = displayName(job.ref.schema, job.ref.name);
-    const narrowing = (chunk: string) => () => options.emit({ type: 'narrowing', table: job.ref, chunk });
-    switch (task.kind) {
-      case 'plan': {
-        const chunks = await pair.task(
-          `the key range of ${name}`,
-          () => planKeyRanges(pair, job, options.chunkRows),
-          name,
-        );
-        job.chunksTotal = chunks.length;
-        job.pending += chunks.length;
-        queue.unshift(...chunks.map((chunk): Task => ({ kind: 'chunk', job, chunk })));
-        break;
-      }
-      case 'chunk': {
-        const label = chunkLabel(task.chunk);
-        const match = await pair.task(
-          `${name} ${label}`,
-          () => verifyKeyRange(pair, job, task.chunk, narrowing(label)),
-          name,
-        );
-        options.emit({ type: 'chunk-done', table: job.ref, chunk: label, match, chunksDone: ++chunksDone });
-        break;
-      }
-      case 'hash': {
-        const match = await pair.task(name, () => verifyHashed(pair, job, narrowing('hash buckets')), name);
-        options.emit({
-          type: 'chunk-done',
-          table: job.ref,
-          chunk: 'hash buckets',
-          match,
-          chunksDone: ++chunksDone,
-        });
-        break;
-      }
-      case 'count': {
-        const [s, t] = await pair.task(
-          name,
-          () => pair.both<{ n: string }>('the row count', countSql(job.shape)),
-          name,
-        );
-        job.sourceRows = Number(s[0]?.n ?? 0);
-        job.targetRows = Number(t[0]?.n ?? 0);
-        job.chunksTotal = 1;
-        const match = job.sourceRows === job.targetRows;
-        if (!match) job.chunksDiffering = 1;
-        options.emit({
-          type: 'chunk-done',
-          table: job.ref,
-          chunk: 'row count',
-          match,
-          chunksDone: ++chunksDone,
-        });
-        break;
-      }
-    }
-    finishTask(job);
-  };
-
-  const worker = async (pair: WorkerPair) => {
-    for (;;) {
-      if (failure !== undefined) return;
-      const task = queue.shift();
-      if (!task) {
-        if (running === 0) return;
-        await new Promise<void>((resolve) => waiting.push(resolve));
-        continue;
-      }
-      running++;
-      try {
-        await run(pair, task);
-      } catch (err) {
-        failure ??= err;
-      } finally {
-        running--;
-        changed();
-      }
-    }
-  };
-
-  await Promise.all(pairs.map(worker));
-  if (failure !== undefined) throw failure instanceof Error ? failure : new Error('verify worker failed');
+    this.queue.unshift(...[...differing].map(tableTask));
+  }
 }
 
 /** 42501 (insufficient privilege) from the server, itself or as the cause of our error. */

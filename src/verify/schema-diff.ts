@@ -81,68 +81,109 @@ export function viewBody(def: string | null, schemas: Set<string>): string {
 /** ` NOT VALID` is how pg_get_constraintdef shows an unvalidated constraint: compared apart. */
 const constraintBody = (def: string) => norm(def).replace(/ NOT VALID$/, '');
 
+/** The two catalogs being compared and the differences found so far. */
+class Comparison {
+  readonly diffs: SchemaDifference[] = [];
+
+  constructor(
+    readonly source: Catalog,
+    readonly target: Catalog,
+    readonly scope: Scope,
+    private readonly layouts: Layouts,
+  ) {}
+
+  add(d: Omit<SchemaDifference, 'severity'> & { severity?: SchemaDifference['severity'] }): void {
+    this.diffs.push({ severity: 'difference', ...d });
+  }
+
+  presence(
+    kind: SchemaObjectKind,
+    object: string,
+    inSource: boolean,
+    severity: SchemaDifference['severity'] = 'difference',
+  ): void {
+    this.add({ kind, object, problem: inSource ? 'missing on target' : 'extra on target', severity });
+  }
+
+  /** Differences on a table of a reshaped tree (or on its indexes, …) are the operator's layout. */
+  layout(t: { schema: string; name: string }): SchemaDifference['severity'] {
+    return inReshapedTree(this.layouts, relKey(t)) ? 'note' : 'difference';
+  }
+}
+
+type OnTable = (o: { schema: string; table: string }) => boolean;
+type TableObject = { schema: string; table: string; name: string };
+
+const rel = (t: CatalogTable) => `${t.schema}\0${t.name}`;
+/** Constraints and triggers: names are unique per table. */
+const con = (c: TableObject) => `${c.schema}\0${c.table}\0${c.name}`;
+const conName = (c: TableObject) => `${displayName(c.schema, c.table)}.${displayIdent(c.name)}`;
+
 export function compareCatalogs(
   source: Catalog,
   target: Catalog,
   scope: Scope,
   layouts: Layouts,
 ): SchemaDifference[] {
-  const diffs: SchemaDifference[] = [];
-  const add = (d: Omit<SchemaDifference, 'severity'> & { severity?: SchemaDifference['severity'] }) =>
-    diffs.push({ severity: 'difference', ...d });
-  const presence = (
-    kind: SchemaObjectKind,
-    object: string,
-    inSource: boolean,
-    severity: SchemaDifference['severity'] = 'difference',
-  ) => add({ kind, object, problem: inSource ? 'missing on target' : 'extra on target', severity });
-  /** Differences on a table of a reshaped tree (or on its indexes, …) are the operator's layout. */
-  const layout = (t: { schema: string; name: string }): SchemaDifference['severity'] =>
-    inReshapedTree(layouts, relKey(t)) ? 'note' : 'difference';
+  const c = new Comparison(source, target, scope, layouts);
+  compareSchemas(c);
+  compareTables(c);
+  // Indexes, constraints and triggers of a table that only one side has are not listed:
+  // the table's own line says it all.
+  const targetRels = new Set(target.tables.map(rel));
+  const onBoth = new Map(source.tables.filter((t) => targetRels.has(rel(t))).map((t) => [rel(t), t]));
+  const onTable: OnTable = (o) => {
+    const owner = onBoth.get(`${o.schema}\0${o.table}`);
+    return owner !== undefined && tableInScope(scope, owner);
+  };
+  compareIndexes(c, onTable);
+  compareConstraints(c, onTable);
+  compareTriggers(c, onTable);
+  compareSequences(c);
+  if (databaseObjectsInScope(scope)) compareExtensions(c);
+  return c.diffs;
+}
 
-  // Schemas
+function compareSchemas(c: Comparison): void {
+  const inScope = (s: string) => schemaObjectInScope(c.scope, s);
   pairUp(
-    byKey(
-      source.schemas.filter((s) => schemaObjectInScope(scope, s)),
-      (s) => s,
-    ),
-    byKey(
-      target.schemas.filter((s) => schemaObjectInScope(scope, s)),
-      (s) => s,
-    ),
+    byKey(c.source.schemas.filter(inScope), (s) => s),
+    byKey(c.target.schemas.filter(inScope), (s) => s),
     (s, t) => {
-      if (s === undefined || t === undefined) presence('schema', displayIdent(s ?? t ?? ''), s !== undefined);
+      if (s === undefined || t === undefined)
+        c.presence('schema', displayIdent(s ?? t ?? ''), s !== undefined);
     },
   );
+}
 
-  // Tables, views, columns
-  const schemas = new Set(['pg_catalog', 'information_schema', ...source.schemas, ...target.schemas]);
-  const rel = (t: CatalogTable) => `${t.schema}\0${t.name}`;
-  const inScope = (t: CatalogTable) => tableInScope(scope, t);
-  pairUp(byKey(source.tables.filter(inScope), rel), byKey(target.tables.filter(inScope), rel), (s, t) => {
+/** Tables, views and their columns. */
+function compareTables(c: Comparison): void {
+  const schemas = new Set(['pg_catalog', 'information_schema', ...c.source.schemas, ...c.target.schemas]);
+  const inScope = (t: CatalogTable) => tableInScope(c.scope, t);
+  pairUp(byKey(c.source.tables.filter(inScope), rel), byKey(c.target.tables.filter(inScope), rel), (s, t) => {
     const any = s ?? t;
     if (!any) return;
     const object = displayName(any.schema, any.name);
     const kind = RELKIND[any.relkind] ?? 'table';
-    if (!s || !t) return presence(kind, object, s !== undefined, layout(any));
+    if (!s || !t) return c.presence(kind, object, s !== undefined, c.layout(any));
     if (s.relkind !== t.relkind) {
-      return add({
+      return c.add({
         kind,
         object,
         problem: 'different',
         source: KIND_WORD[s.relkind] ?? s.relkind,
         target: KIND_WORD[t.relkind] ?? t.relkind,
-        severity: layout(any),
+        severity: c.layout(any),
       });
     }
     if (
       (s.relkind === 'v' || s.relkind === 'm') &&
       viewBody(s.definition, schemas) !== viewBody(t.definition, schemas)
     ) {
-      add({ kind, object, problem: 'different', source: norm(s.definition), target: norm(t.definition) });
+      c.add({ kind, object, problem: 'different', source: norm(s.definition), target: norm(t.definition) });
     }
     if (s.relkind === 'm' && s.populated !== t.populated) {
-      add({
+      c.add({
         kind,
         object,
         problem: 'different',
@@ -150,78 +191,52 @@ export function compareCatalogs(
         target: t.populated ? 'populated' : 'not populated',
       });
     }
-    pairUp(
-      byKey(s.columns, (c) => c.name),
-      byKey(t.columns, (c) => c.name),
-      (sc, tc) => {
-        const col = `${object}.${displayIdent((sc ?? tc)?.name ?? '')}`;
-        // A column only the target has loses nothing of the source's: its default fills it;
-        // one the copy was told to leave behind (--exclude-column) was meant to be lost.
-        const leftBehind = sc !== undefined && !columnInScope(scope, s, sc.name);
-        if (!sc || !tc)
-          return presence('column', col, sc !== undefined, sc && !leftBehind ? 'difference' : 'note');
-        const sd = describeColumn(sc);
-        const td = describeColumn(tc);
-        if (sd !== td)
-          add({
-            kind: 'column',
-            object: col,
-            problem: 'different',
-            source: sd,
-            target: td,
-            // The target keeps its own column (its default, say): the operator's choice.
-            severity: leftBehind ? 'note' : 'difference',
-          });
-      },
-    );
+    compareColumns(c, s, t, object);
   });
+}
 
-  // Indexes, constraints and triggers of a table that only one side has are not listed:
-  // the table's own line says it all.
-  const targetRels = new Set(target.tables.map(rel));
-  const onBoth = new Map(source.tables.filter((t) => targetRels.has(rel(t))).map((t) => [rel(t), t]));
-  const onTable = (o: { schema: string; table: string }) => {
-    const owner = onBoth.get(`${o.schema}\0${o.table}`);
-    return owner !== undefined && tableInScope(scope, owner);
-  };
-
-  // Indexes: names are unique per schema.
-  const idx = (i: { schema: string; name: string }) => `${i.schema}\0${i.name}`;
-  pairUp(byKey(source.indexes.filter(onTable), idx), byKey(target.indexes.filter(onTable), idx), (s, t) => {
-    const any = s ?? t;
-    if (!any) return;
-    const object = displayName(any.schema, any.name);
-    const severity = layout({ schema: any.schema, name: any.table });
-    if (!s || !t) return presence('index', object, s !== undefined, severity);
-    if (norm(s.definition) !== norm(t.definition)) {
-      add({
-        kind: 'index',
-        object,
-        problem: 'different',
-        source: s.definition,
-        target: t.definition,
-        severity,
-      });
-    }
-    if (s.valid && !t.valid) add({ kind: 'index', object, problem: 'not valid on target', severity });
-  });
-
-  // Constraints: names are unique per table.
-  const con = (c: { schema: string; table: string; name: string }) => `${c.schema}\0${c.table}\0${c.name}`;
-  const conName = (c: { schema: string; table: string; name: string }) =>
-    `${displayName(c.schema, c.table)}.${displayIdent(c.name)}`;
+function compareColumns(c: Comparison, s: CatalogTable, t: CatalogTable, object: string): void {
   pairUp(
-    byKey(source.constraints.filter(onTable), con),
-    byKey(target.constraints.filter(onTable), con),
+    byKey(s.columns, (col) => col.name),
+    byKey(t.columns, (col) => col.name),
+    (sc, tc) => {
+      const col = `${object}.${displayIdent((sc ?? tc)?.name ?? '')}`;
+      // A column only the target has loses nothing of the source's: its default fills it;
+      // one the copy was told to leave behind (--exclude-column) was meant to be lost.
+      const leftBehind = sc !== undefined && !columnInScope(c.scope, s, sc.name);
+      if (!sc || !tc)
+        return c.presence('column', col, sc !== undefined, sc && !leftBehind ? 'difference' : 'note');
+      const sd = describeColumn(sc);
+      const td = describeColumn(tc);
+      if (sd !== td)
+        c.add({
+          kind: 'column',
+          object: col,
+          problem: 'different',
+          source: sd,
+          target: td,
+          // The target keeps its own column (its default, say): the operator's choice.
+          severity: leftBehind ? 'note' : 'difference',
+        });
+    },
+  );
+}
+
+/** Indexes: names are unique per schema. */
+function compareIndexes(c: Comparison, onTable: OnTable): void {
+  const idx = (i: { schema: string; name: string }) => `${i.schema}\0${i.name}`;
+  pairUp(
+    byKey(c.source.indexes.filter(onTable), idx),
+    byKey(c.target.indexes.filter(onTable), idx),
     (s, t) => {
       const any = s ?? t;
       if (!any) return;
-      const object = conName(any);
-      const severity = layout({ schema: any.schema, name: any.table });
-      if (!s || !t) return presence('constraint', object, s !== undefined, severity);
-      if (constraintBody(s.definition) !== constraintBody(t.definition)) {
-        add({
-          kind: 'constraint',
+      const object = displayName(any.schema, any.name);
+      const severity = c.layout({ schema: any.schema, name: any.table });
+      if (!s || !t) return c.presence('index', object, s !== undefined, severity);
+      if (norm(s.definition) !== norm(t.definition)) {
+        c.add({
+          kind: 'index',
           object,
           problem: 'different',
           source: s.definition,
@@ -229,61 +244,78 @@ export function compareCatalogs(
           severity,
         });
       }
-      if (s.validated && !t.validated) {
-        add({
-          kind: 'constraint',
+      if (s.valid && !t.valid) c.add({ kind: 'index', object, problem: 'not valid on target', severity });
+    },
+  );
+}
+
+function compareConstraints(c: Comparison, onTable: OnTable): void {
+  pairUp(
+    byKey(c.source.constraints.filter(onTable), con),
+    byKey(c.target.constraints.filter(onTable), con),
+    (s, t) => {
+      const any = s ?? t;
+      if (!any) return;
+      const object = conName(any);
+      const severity = c.layout({ schema: any.schema, name: any.table });
+      if (!s || !t) return c.presence('constraint', object, s !== undefined, severity);
+      const differs = (problem: SchemaDifference['problem']) =>
+        c.add({ kind: 'constraint', object, problem, source: s.definition, target: t.definition, severity });
+      if (constraintBody(s.definition) !== constraintBody(t.definition)) differs('different');
+      if (s.validated && !t.validated) differs('not valid on target');
+    },
+  );
+}
+
+/** Triggers: definition and enabled state. */
+function compareTriggers(c: Comparison, onTable: OnTable): void {
+  pairUp(
+    byKey(c.source.triggers.filter(onTable), con),
+    byKey(c.target.triggers.filter(onTable), con),
+    (s, t) => {
+      const any = s ?? t;
+      if (!any) return;
+      const object = conName(any);
+      const severity = c.layout({ schema: any.schema, name: any.table });
+      if (!s || !t) return c.presence('trigger', object, s !== undefined, severity);
+      if (norm(s.definition) !== norm(t.definition)) {
+        c.add({
+          kind: 'trigger',
           object,
-          problem: 'not valid on target',
+          problem: 'different',
           source: s.definition,
           target: t.definition,
           severity,
         });
       }
+      if (s.enabled !== t.enabled) {
+        c.add({
+          kind: 'trigger',
+          object,
+          problem: t.enabled === 'D' ? 'disabled' : 'different',
+          source: ENABLED[s.enabled] ?? s.enabled,
+          target: ENABLED[t.enabled] ?? t.enabled,
+          severity,
+        });
+      }
     },
   );
+}
 
-  // Triggers: definition and enabled state.
-  pairUp(byKey(source.triggers.filter(onTable), con), byKey(target.triggers.filter(onTable), con), (s, t) => {
-    const any = s ?? t;
-    if (!any) return;
-    const object = conName(any);
-    const severity = layout({ schema: any.schema, name: any.table });
-    if (!s || !t) return presence('trigger', object, s !== undefined, severity);
-    if (norm(s.definition) !== norm(t.definition)) {
-      add({
-        kind: 'trigger',
-        object,
-        problem: 'different',
-        source: s.definition,
-        target: t.definition,
-        severity,
-      });
-    }
-    if (s.enabled !== t.enabled) {
-      add({
-        kind: 'trigger',
-        object,
-        problem: t.enabled === 'D' ? 'disabled' : 'different',
-        source: ENABLED[s.enabled] ?? s.enabled,
-        target: ENABLED[t.enabled] ?? t.enabled,
-        severity,
-      });
-    }
-  });
-
-  // Sequences: definition and last_value.
-  const seqInScope = (s: CatalogSequence) => schemaObjectInScope(scope, s.schema);
+/** Sequences: definition and last_value. */
+function compareSequences(c: Comparison): void {
+  const inScope = (s: CatalogSequence) => schemaObjectInScope(c.scope, s.schema);
   const seq = (s: CatalogSequence) => `${s.schema}\0${s.name}`;
   pairUp(
-    byKey(source.sequences.filter(seqInScope), seq),
-    byKey(target.sequences.filter(seqInScope), seq),
+    byKey(c.source.sequences.filter(inScope), seq),
+    byKey(c.target.sequences.filter(inScope), seq),
     (s, t) => {
       const any = s ?? t;
       if (!any) return;
       const object = displayName(any.schema, any.name);
-      if (!s || !t) return presence('sequence', object, s !== undefined);
+      if (!s || !t) return c.presence('sequence', object, s !== undefined);
       if (describeSequence(s) !== describeSequence(t)) {
-        add({
+        c.add({
           kind: 'sequence',
           object,
           problem: 'different',
@@ -292,7 +324,7 @@ export function compareCatalogs(
         });
       }
       if (s.last_value !== t.last_value) {
-        add({
+        c.add({
           kind: 'sequence',
           object,
           problem: 'different',
@@ -302,32 +334,31 @@ export function compareCatalogs(
       }
     },
   );
+}
 
-  // Extensions: a missing one is a difference; another version or an extra one is a note.
-  if (databaseObjectsInScope(scope)) {
-    pairUp(
-      byKey(source.extensions, (e) => e.name),
-      byKey(target.extensions, (e) => e.name),
-      (s, t) => {
-        const any = s ?? t;
-        if (!any) return;
-        if (!t) return add({ kind: 'extension', object: any.name, problem: 'missing on target' });
-        if (!s)
-          return add({ kind: 'extension', object: any.name, problem: 'extra on target', severity: 'note' });
-        if (s.version !== t.version) {
-          add({
-            kind: 'extension',
-            object: any.name,
-            problem: 'different',
-            source: `version ${s.version}`,
-            target: `version ${t.version}`,
-            severity: 'note',
-          });
-        }
-      },
-    );
-  }
-  return diffs;
+/** Extensions: a missing one is a difference; another version or an extra one is a note. */
+function compareExtensions(c: Comparison): void {
+  pairUp(
+    byKey(c.source.extensions, (e) => e.name),
+    byKey(c.target.extensions, (e) => e.name),
+    (s, t) => {
+      const any = s ?? t;
+      if (!any) return;
+      if (!t) return c.add({ kind: 'extension', object: any.name, problem: 'missing on target' });
+      if (!s)
+        return c.add({ kind: 'extension', object: any.name, problem: 'extra on target', severity: 'note' });
+      if (s.version !== t.version) {
+        c.add({
+          kind: 'extension',
+          object: any.name,
+          problem: 'different',
+          source: `version ${s.version}`,
+          target: `version ${t.version}`,
+          severity: 'note',
+        });
+      }
+    },
+  );
 }
 
 const ENABLED: Record<string, string> = {
