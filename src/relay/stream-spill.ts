@@ -5,7 +5,10 @@
  * costs the relay a fixed buffer. The file is replayed on Stream Commit and deleted on
  * Stream Abort. A subtransaction that aborts is cut off the end of its file: its changes,
  * and those of the subtransactions it contained, follow its first change (as PostgreSQL's
- * apply worker does in its own spill files).
+ * apply worker does in its own spill files). A Relation message cut off that way is sent
+ * again: pgoutput forgets which relations it described to a streamed transaction at every
+ * Stream Abort, its subtransactions' included (cleanup_rel_sync_cache); the savepoint case
+ * in test/relay.test.ts changes a table first inside the savepoint that is rolled back.
  *
  * Frames: Int32 length, then the pgoutput message as received.
  */
@@ -25,12 +28,6 @@ interface SpillFile {
   pendingBytes: number;
   /** Where each subtransaction's first change starts. */
   subxacts: Map<number, number>;
-  /**
-   * Every Relation message of the transaction, kept apart too: the server sends a relation
-   * once per streamed transaction, so one sent inside a subtransaction that was cut off
-   * still describes the changes that follow.
-   */
-  relations: Buffer[];
 }
 
 export class StreamSpill {
@@ -60,7 +57,6 @@ export class StreamSpill {
       pending: [],
       pendingBytes: 0,
       subxacts: new Map(),
-      relations: [],
     });
   }
 
@@ -74,7 +70,6 @@ export class StreamSpill {
       throw new Error(`pgoutput: a streamed change for transaction ${xid}, whose first segment was not seen`);
     if (subxid !== undefined && subxid !== xid && !f.subxacts.has(subxid))
       f.subxacts.set(subxid, f.written + f.pendingBytes);
-    if (message[0] === 0x52 /* R */) f.relations.push(Buffer.from(message));
     const len = Buffer.alloc(4);
     len.writeUInt32BE(message.length);
     f.pending.push(len, Buffer.from(message));
@@ -93,11 +88,6 @@ export class StreamSpill {
     await f.handle.truncate(at);
     f.written = at;
     for (const [sub, offset] of f.subxacts) if (offset >= at) f.subxacts.delete(sub);
-  }
-
-  /** The Relation messages transaction `xid` was sent, cut-off subtransactions included. */
-  relations(xid: number): Buffer[] {
-    return this.files.get(xid)?.relations ?? [];
   }
 
   /** The messages of transaction `xid`, in order, read back with a bounded buffer. */
