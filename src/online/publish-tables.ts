@@ -21,19 +21,19 @@ import { readColumnCatalog, tableKey } from '../copy/table-columns.js';
 import { flatTargetParents } from '../copy/partitioned-source.js';
 import { readPartitionedTables } from '../copy/partitioned-target.js';
 import { beginOnlineState, recordMigrationScope, updateOnlineState } from '../replicate/online-state.js';
-import type { StartOptions } from './start.js';
+import type { CloneOptions } from '../clone/run-clone.js';
 
 /** The ledger's online state begun and the publication created on the source: what is replicated. */
 export async function publishTables(
-  o: StartOptions,
+  clone: CloneOptions,
   tgt: pg.Client,
   names: ReplicationNames,
   via: 'subscription' | 'relay',
 ) {
-  const schema = o.clone.ledgerSchema;
-  const filter = o.clone.filter;
+  const schema = clone.ledgerSchema;
+  const filter = clone.filter;
   return withClient(
-    o.clone.source,
+    clone.source,
     async (src) => {
       // Only the tables whose rows the clone copies (-n/-N/-t/-T/--exclude-table-data).
       const tables = (await readReplicationTables(src)).filter(
@@ -46,17 +46,17 @@ export async function publishTables(
       // A target laid out by the operator must find the rows the source's changes name.
       await checkIdentityMatch(src, tgt, publish);
       await ensureLedger(tgt, schema);
-      await beginOnlineState(tgt, schema, describeConnection(o.clone.source), names);
+      await beginOnlineState(tgt, schema, describeConnection(clone.source), names);
       // Cutover, rollback and status follow the same tables and columns.
-      await recordMigrationScope(tgt, schema, { filter, excludeColumns: o.clone.excludeColumns });
+      await recordMigrationScope(tgt, schema, { filter, excludeColumns: clone.excludeColumns });
       if (via === 'relay') await updateOnlineState(tgt, schema, { via });
       // createPublication leaves out (and says why) what cannot be published.
       const created = await createPublication(src, names.publication, publish, {
         viaPartitionRoot: merged.parents.length > 0,
-        lockWaitTimeoutMs: o.clone.lockWaitTimeoutMs,
+        lockWaitTimeoutMs: clone.lockWaitTimeoutMs,
       });
       for (const p of merged.parents)
-        o.clone.onEvent({
+        clone.onEvent({
           type: 'warning',
           message: `${displayName(p.schema, p.name)}: its partitions' changes are published as its own (the target has one plain table); a TRUNCATE of one partition alone is not replicated that way: truncate the whole table, or rely on cutover's verify to catch it`,
         });

@@ -194,7 +194,7 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
       return { ...base, mode: 'offline', precheck, clone, reset, seconds: (Date.now() - started) / 1000 };
     }
 
-    const pub = await publishTables(o, tgt, names, via);
+    const pub = await publishTables(o.clone, tgt, names, via);
     await updateOnlineState(tgt, schema, { published: pub.published });
     emit(`publication "${names.publication}" on the source: ${pub.published.length} table(s)`);
 
