@@ -66,31 +66,42 @@ describe('many small tables', () => {
       '--run-dir',
       tempDir('pgconvoy-run-'),
     ];
-    // Jobs of equal size go in name order: the group stops at t20, which this session holds,
-    // after loading t01…t19 in its open transaction.
+    // Jobs of equal size go in name order: the group truncates its 40 tables in one statement,
+    // loads t01…t19 in its open transaction, then waits in t20's COPY: each row's CHECK takes
+    // an advisory lock this session holds (a CHECK is evaluated even with triggers off).
+    await server.sql(
+      `CREATE FUNCTION tenant.wait_for_test() RETURNS boolean LANGUAGE sql AS 'SELECT pg_advisory_lock_shared(4242) IS NOT NULL';
+       ALTER TABLE tenant.t20 ADD CONSTRAINT waits CHECK (tenant.wait_for_test())`,
+      tdb,
+    );
     const holder: pg.Client = await openClient(resolveConnection(server.url(tdb), 'target', {}), {
       applicationName: 'test holder',
     });
     try {
-      await holder.query('BEGIN');
-      await holder.query('LOCK TABLE tenant.t20 IN ACCESS SHARE MODE');
+      await holder.query('SELECT pg_advisory_lock(4242)');
       let child: import('node:child_process').ChildProcess | undefined;
       const run = runCli(args, { onSpawn: (c) => (child = c) });
       const blocked = await waitFor('the copy to wait for t20', async () => {
         const rows = await server.sql<{ pid: number; claimed: string }>(
-          `SELECT a.pid, (SELECT count(*) FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory') AS claimed
+          `SELECT a.pid, (SELECT count(*) FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted) AS claimed
            FROM pg_stat_activity a
            WHERE a.datname = current_database() AND a.application_name LIKE 'pgconvoy copy%' AND a.wait_event_type = 'Lock'`,
           tdb,
         );
         return rows[0];
       });
-      // The whole group is claimed by that one transaction.
+      // The whole group is claimed by that one transaction, which is in t20's COPY.
       assert.equal(Number(blocked.claimed), TABLES);
+      const [copying] = await server.sql<{ query: string }>(
+        'SELECT query FROM pg_stat_activity WHERE pid = $1',
+        tdb,
+        [blocked.pid],
+      );
+      assert.match(copying!.query, /^COPY "tenant"\."t20"/);
       child!.kill('SIGKILL');
       const killed = await run;
       assert.equal(killed.signal, 'SIGKILL');
-      await holder.query('COMMIT');
+      await holder.query('SELECT pg_advisory_unlock(4242)');
       // The orphaned backend goes on to t20, then finds its client gone and rolls back.
       await waitFor('the killed copy session to end', async () => {
         const rows = await server.sql(`SELECT 1 FROM pg_stat_activity WHERE pid = $1`, tdb, [blocked.pid]);

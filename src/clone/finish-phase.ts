@@ -113,6 +113,8 @@ export async function runFinishPhases(
     const analyzed = analyzeTargets(run.inventory).filter(
       (t) => onTarget.has(tableKey(t)) && !early.has(tableKey(t)),
     );
+    // Nothing else of ours runs now: the copy workers' sessions are free, and thousands of
+    // small tables' statistics take as long as their round trips and catalog updates.
     await analyzeTables(o.target, analyzed, Math.max(o.jobs, o.indexJobs), vacuum);
     await steps.markDone(run.target, 'analyze');
   });

@@ -229,6 +229,14 @@ export class CopyWorker {
       'application_name',
       `pgconvoy copy ${this.name}: job ${first.id}`,
     ]);
+    // A whole-table job owns its table: truncating it in this transaction makes a retry start
+    // clean and lets COPY FREEZE write the rows frozen (no second write of every page later).
+    // The group's tables are truncated by one statement: one round trip, not one per table.
+    const owned = jobs.filter((job) => this.owns(job));
+    if (owned.length > 0)
+      await target.query(
+        `TRUNCATE ${owned.map((job) => targetRelation(job.table, this.ctx.targetPartitioned)).join(', ')}`,
+      );
     const results: { job: JobRow; rows: number; bytes: number; seconds: number }[] = [];
     for (const job of jobs) {
       const started = Date.now();
@@ -261,13 +269,9 @@ export class CopyWorker {
       this.ctx.targetColumns,
       this.ctx.excludeColumns,
     );
-    const owned =
-      job.chunk.kind === 'whole' && job.chunkCount === 1 && this.ctx.truncatable.has(tableKey(job.table));
-    // A whole-table job owns its table: truncating it in this transaction makes a retry start
-    // clean and lets COPY FREEZE write the rows frozen (no second write of every page later).
-    // PostgreSQL refuses FREEZE on a partitioned table (its partitions get the rows).
-    const freeze = owned && !this.ctx.targetPartitioned.has(tableKey(job.table));
-    if (owned) await target.query(`TRUNCATE ${targetRelation(job.table, this.ctx.targetPartitioned)}`);
+    // Truncated by runJobs when owned. PostgreSQL refuses FREEZE on a partitioned table (its
+    // partitions get the rows).
+    const freeze = this.owns(job) && !this.ctx.targetPartitioned.has(tableKey(job.table));
     if (this.ctx.pull) return this.pull(source, target, job, plan.columns, this.ctx.pull);
     return copyStream(source, target, {
       table: job.table,
@@ -277,6 +281,13 @@ export class CopyWorker {
       freeze,
       onBytes: (n) => this.ctx.onEvent({ type: 'bytes', n }),
     });
+  }
+
+  /** Whether the job loads its whole table, which it may then truncate first. */
+  private owns(job: JobRow): boolean {
+    return (
+      job.chunk.kind === 'whole' && job.chunkCount === 1 && this.ctx.truncatable.has(tableKey(job.table))
+    );
   }
 
   /** The rows pulled by the target itself; bytes are the plan's estimate (pgconvoy sees no row). */

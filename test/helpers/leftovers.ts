@@ -1,6 +1,7 @@
 /**
  * The check after each test that it left nothing of pgconvoy's running on the servers it used:
- * no session named `pgconvoy…`, no replication slot, no subscription that was not there before
+ * no session named `pgconvoy…` (but `pgconvoy test…`: a file's own fixture sessions, held
+ * across its tests), no replication slot, no subscription that was not there before
  * it. One query per server per test (slots and subscriptions are cluster-wide catalogs; a
  * publication lives in its database, so it is caught through the slot or subscription that
  * goes with it). A file whose tests hand state from one step to the next says so, by name,
@@ -26,7 +27,8 @@ const SETTLE_MS = 100;
 const LEFTOVERS_SQL = `
 SELECT 'session ' || a.pid || ' (' || a.application_name || ')' AS item
   FROM pg_catalog.pg_stat_activity a
- WHERE a.application_name LIKE 'pgconvoy%' AND a.pid <> pg_catalog.pg_backend_pid()
+ WHERE a.application_name LIKE 'pgconvoy%' AND a.application_name NOT LIKE 'pgconvoy test%'
+   AND a.pid <> pg_catalog.pg_backend_pid()
 UNION ALL
 SELECT 'replication slot ' || pg_catalog.quote_ident(s.slot_name::text) FROM pg_catalog.pg_replication_slots s
 UNION ALL
