@@ -32,6 +32,7 @@ import {
   migrationScope,
   requireOnlineState,
   updateOnlineState,
+  type OnlineState,
 } from '../replicate/online-state.js';
 import { readFreeze } from '../replicate/freeze-record.js';
 import { verifyDatabases } from '../verify/verify-databases.js';
@@ -73,13 +74,22 @@ export interface CutoverResult {
   notes: string[];
 }
 
+/** One cutover run: the two sessions, the ledger's state and the step timer. */
+interface CutoverRun {
+  o: CutoverOptions;
+  src: pg.Client;
+  tgt: pg.Client;
+  state: OnlineState;
+  relay: boolean;
+  step: <T>(name: string, work: () => Promise<T>) => Promise<T>;
+  notes: string[];
+}
+
 export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
   const timer = new StepTimer((e) => {
     if (e.state !== 'skipped')
       o.onEvent({ type: 'step', step: e.name, state: e.state, ...(e.ms === undefined ? {} : { ms: e.ms }) });
   });
-  const steps = (): CutoverResult['steps'] => timer.times.map((t) => ({ step: t.name, ms: t.ms }));
-  const notes: string[] = [];
   const step = <T>(name: string, work: () => Promise<T>): Promise<T> => timer.time(name, work);
   return withClients(
     o.source,
@@ -87,166 +97,18 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
     async (src, tgt) => {
       await lockMigration(tgt, o.ledgerSchema, 'cutover');
       const state = await requireOnlineState(tgt, o.ledgerSchema, o.target);
-      // The tables and columns start moved: the rest is left as it is on both sides.
-      const scope = migrationScope(state, o.ledgerSchema);
-      if (state.phase !== 'replicating' && state.phase !== 'cutover') {
-        throw new PgconvoyError(
-          `the online migration is in phase "${state.phase}": cutover needs "replicating"`,
-          {
-            code: 'ONLINE_PHASE',
-            hint:
-              state.phase === 'copying'
-                ? 'wait until pgconvoy start has finished its copy'
-                : 'nothing to cut over',
-          },
-        );
-      }
-      const resumed = state.phase === 'cutover';
-      const names = state.names;
       // Forward replication: the subscription, or for a relay the slot it streams.
-      const relay = state.via === 'relay';
-      const forward = relay
-        ? (await relayStatus(src, tgt, o.ledgerSchema, names.slot)).slotFound
-        : await readSubscription(tgt, names.subscription);
-      if (!resumed) {
-        await step('checks', () =>
-          relay ? checkRelayReady(o, src, tgt, state) : checkReady(o, src, tgt, state),
-        );
-        await updateOnlineState(tgt, o.ledgerSchema, { phase: 'cutover', from: ['replicating'] });
-      } else {
-        o.onEvent({ type: 'info', message: 'resuming a cutover that stopped midway' });
-      }
-
-      const ownPid =
-        (await src.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid')).rows[0]?.pid ?? 0;
-      // What an earlier run proved, read before this run clears it: a run that dropped
-      // forward replication and died left this count as the last word on the source.
-      const earlierProof = resumed ? (await readFreeze(tgt, o.ledgerSchema))?.provenWrites : undefined;
-      const droppedAt =
-        typeof state.detail.forwardDroppedAt === 'string' ? state.detail.forwardDroppedAt : undefined;
-      if (!forward && !droppedAt)
-        throw new PgconvoyError(
-          `forward replication (${relay ? `slot "${names.slot}" of the relay` : `subscription "${names.subscription}"`}) is missing, and no cutover dropped it`,
-          {
-            code: 'FORWARD_MISSING',
-            exitCode: EXIT.blocked,
-            hint: 'changes the source committed after the target last applied may be missing on the target; pgconvoy rollback opens the source again, then teardown and start over',
-          },
-        );
-      const freeze = await step('write freeze', () =>
-        freezeWritesOrStepBack(resumed, tgt, o.ledgerSchema, {
-          source: src,
-          target: tgt,
-          ledgerSchema: o.ledgerSchema,
-          slotName: names.slot,
-          keepConnect: o.keepConnect,
-          ownPids: [ownPid],
-          intervalMs: o.freezeCheckMs,
-          timeoutMs: o.timeoutMs,
-          onInfo: (message) => o.onEvent({ type: 'info', message }),
-        }),
-      );
-      notes.push(...freeze.notes);
-      if (!forward && earlierProof && earlierProof !== freeze.writes)
-        throw new PgconvoyError(
-          `rows were written in the source database after the earlier cutover run dropped forward replication (${earlierProof} → ${freeze.writes} rows written)`,
-          {
-            code: 'WRITES_AFTER_FREEZE',
-            exitCode: EXIT.blocked,
-            hint: 'they are not on the target; compare with pgconvoy verify and move them by hand, or pgconvoy rollback',
-          },
-        );
-      const earlier =
-        typeof state.detail.freezeStartedAt === 'number' ? state.detail.freezeStartedAt : undefined;
-      const frozenSince = resumed && earlier !== undefined ? earlier : freeze.startedAt;
-      await updateOnlineState(tgt, o.ledgerSchema, {
-        cutoverLsn: freeze.freezeLsn,
-        detail: { freezeStartedAt: frozenSince, kept: freeze.kept },
-      });
-      o.onEvent({ type: 'info', message: `writes frozen on the source at ${freeze.freezeLsn}` });
-
-      if (forward && relay) {
-        await step('catch up', () =>
-          waitForRelayCatchUp(src, tgt, o.ledgerSchema, names.slot, freeze.freezeLsn, {
-            timeoutMs: o.timeoutMs,
-            onWarning: (message) => o.onEvent({ type: 'warning', message }),
-          }),
-        );
-      } else if (forward) {
-        await step('catch up', () =>
-          waitForCatchUp(src, tgt, names, freeze.freezeLsn, { timeoutMs: o.timeoutMs }),
-        );
-      } else {
-        notes.push(
-          `forward replication was dropped by the earlier cutover run at ${droppedAt ?? '?'}, after its catch-up`,
-        );
-      }
-      const sequences = await step('sequences', () =>
-        copySequenceValues(src, tgt, o.ledgerSchema, o.sequenceMargin, scope),
-      );
-      const largeObjects = await step('large objects', () => copyLargeObjects(src, tgt, { replace: true }));
-      const unpublished = await unpublishedTables(src, state.published, scope);
-      const copiedTables = await step('tables without replica identity', () =>
-        copyWholeTables(o.source, o.target, unpublished, 'pgconvoy cutover copy'),
-      );
-      const copied = copiedTables.map((t) => t.table);
-      let matviews: RefreshedViews | undefined;
-      if (o.refreshMatviews)
-        matviews = await step('refresh materialized views', () => refreshTargetMatviews(tgt, o.ledgerSchema));
-      let verify: VerifyReport | undefined;
-      if (o.verify !== 'none') {
-        verify = await step(o.verify === 'full' ? 'verify' : 'verify (row counts)', () =>
-          verifyDatabases({
-            source: o.source,
-            target: o.target,
-            jobs: o.jobs,
-            maxDiffs: 20,
-            ledgerSchema: o.ledgerSchema,
-            filter: scope.filter,
-            excludeColumns: scope.excludeColumns,
-            contents: o.verify === 'full' ? 'checksums' : 'counts',
-            checksumTables: copied,
-          }),
-        );
-        if (!verifyOk(verify, o.sequenceMargin)) throw mismatchError(verify);
-      }
-      const analyzed = await step('analyze', () => analyzeStale(o.target, o.ledgerSchema, copied, o.jobs));
-      if (analyzed.skipped > 0)
-        notes.push(
-          `ANALYZE: ${analyzed.analyzed} table(s) with stale statistics or copied at cutover; ${analyzed.skipped} left to autovacuum (their statistics are fresh)`,
-        );
-      await step('confirm freeze', () => confirmFreeze(src, tgt, o.ledgerSchema, [ownPid]));
-      await step('drop forward replication', async () => {
-        if (forward)
-          await updateOnlineState(tgt, o.ledgerSchema, {
-            detail: { forwardDroppedAt: new Date().toISOString() },
-          });
-        await dropSubscription(tgt, names.subscription);
-        await dropSlot(src, names.slot);
-        await dropPublication(src, names.publication);
-      });
-      let backReplication: CutoverResult['backReplication'];
-      if (state.back) {
-        const back = state.back;
-        const major = await serverMajor(src);
-        backReplication = await step('back-replication', () =>
-          createBackReplication(
-            src,
-            tgt,
-            o.target,
-            names,
-            o.targetFromSource ?? back.targetFromSource,
-            major,
-          ),
-        );
-        if (backReplication.loggedBy)
-          o.onEvent({ type: 'warning', message: exposedPasswordWarning('source', backReplication.loggedBy) });
-        await updateOnlineState(tgt, o.ledgerSchema, {
-          back: { ...back, createdAt: new Date().toISOString(), originNone: backReplication.originNone },
-        });
-      }
-      const writesBlockedMs = Date.now() - frozenSince;
+      const run: CutoverRun = { o, src, tgt, state, relay: state.via === 'relay', step, notes: [] };
+      const { resumed, forward } = await enterCutover(run);
+      const frozen = await freezeSource(run, resumed, forward);
+      await catchUp(run, forward, frozen.freeze.freezeLsn);
+      const finished = await finishTarget(run);
+      await step('confirm freeze', () => confirmFreeze(src, tgt, o.ledgerSchema, [frozen.ownPid]));
+      await dropForward(run, forward);
+      const backReplication = await startBackReplication(run);
+      const writesBlockedMs = Date.now() - frozen.frozenSince;
       await updateOnlineState(tgt, o.ledgerSchema, { phase: 'done', from: ['cutover'], writesBlockedMs });
+      const freeze = frozen.freeze;
       return {
         resumed,
         freezeLsn: freeze.freezeLsn,
@@ -255,19 +117,210 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         revokedConnect: freeze.revoked,
         kept: freeze.kept,
         sessionsEnded: freeze.terminated,
-        sequences,
-        largeObjects,
-        copiedTables,
-        matviews,
-        verify,
+        ...finished,
         backReplication,
         targetConninfo: formatConninfo(o.target.conninfo),
-        steps: steps(),
-        notes,
+        steps: timer.times.map((t) => ({ step: t.name, ms: t.ms })),
+        notes: run.notes,
       };
     },
     { applicationName: 'pgconvoy cutover' },
   );
+}
+
+/** The phase check and, on a first run, the readiness checks; phase "cutover". */
+async function enterCutover({ o, src, tgt, state, relay, step }: CutoverRun) {
+  if (state.phase !== 'replicating' && state.phase !== 'cutover') {
+    throw new PgconvoyError(
+      `the online migration is in phase "${state.phase}": cutover needs "replicating"`,
+      {
+        code: 'ONLINE_PHASE',
+        hint:
+          state.phase === 'copying'
+            ? 'wait until pgconvoy start has finished its copy'
+            : 'nothing to cut over',
+      },
+    );
+  }
+  const resumed = state.phase === 'cutover';
+  const names = state.names;
+  const forward = relay
+    ? (await relayStatus(src, tgt, o.ledgerSchema, names.slot)).slotFound
+    : await readSubscription(tgt, names.subscription);
+  if (!resumed) {
+    await step('checks', () =>
+      relay ? checkRelayReady(o, src, tgt, state) : checkReady(o, src, tgt, state),
+    );
+    await updateOnlineState(tgt, o.ledgerSchema, { phase: 'cutover', from: ['replicating'] });
+  } else {
+    o.onEvent({ type: 'info', message: 'resuming a cutover that stopped midway' });
+  }
+  return { resumed, forward: Boolean(forward) };
+}
+
+/** Writes frozen in the source database and proven; an earlier run's proof compared. */
+async function freezeSource(
+  { o, src, tgt, state, relay, step, notes }: CutoverRun,
+  resumed: boolean,
+  forward: boolean,
+) {
+  const names = state.names;
+  const ownPid =
+    (await src.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid')).rows[0]?.pid ?? 0;
+  // What an earlier run proved, read before this run clears it: a run that dropped
+  // forward replication and died left this count as the last word on the source.
+  const earlierProof = resumed ? (await readFreeze(tgt, o.ledgerSchema))?.provenWrites : undefined;
+  if (!forward && !droppedAt(state))
+    throw new PgconvoyError(
+      `forward replication (${relay ? `slot "${names.slot}" of the relay` : `subscription "${names.subscription}"`}) is missing, and no cutover dropped it`,
+      {
+        code: 'FORWARD_MISSING',
+        exitCode: EXIT.blocked,
+        hint: 'changes the source committed after the target last applied may be missing on the target; pgconvoy rollback opens the source again, then teardown and start over',
+      },
+    );
+  const freeze = await step('write freeze', () =>
+    freezeWritesOrStepBack(resumed, tgt, o.ledgerSchema, {
+      source: src,
+      target: tgt,
+      ledgerSchema: o.ledgerSchema,
+      slotName: names.slot,
+      keepConnect: o.keepConnect,
+      ownPids: [ownPid],
+      intervalMs: o.freezeCheckMs,
+      timeoutMs: o.timeoutMs,
+      onInfo: (message) => o.onEvent({ type: 'info', message }),
+    }),
+  );
+  notes.push(...freeze.notes);
+  if (!forward && earlierProof && earlierProof !== freeze.writes)
+    throw new PgconvoyError(
+      `rows were written in the source database after the earlier cutover run dropped forward replication (${earlierProof} → ${freeze.writes} rows written)`,
+      {
+        code: 'WRITES_AFTER_FREEZE',
+        exitCode: EXIT.blocked,
+        hint: 'they are not on the target; compare with pgconvoy verify and move them by hand, or pgconvoy rollback',
+      },
+    );
+  const earlier = typeof state.detail.freezeStartedAt === 'number' ? state.detail.freezeStartedAt : undefined;
+  const frozenSince = resumed && earlier !== undefined ? earlier : freeze.startedAt;
+  await updateOnlineState(tgt, o.ledgerSchema, {
+    cutoverLsn: freeze.freezeLsn,
+    detail: { freezeStartedAt: frozenSince, kept: freeze.kept },
+  });
+  o.onEvent({ type: 'info', message: `writes frozen on the source at ${freeze.freezeLsn}` });
+  return { freeze, frozenSince, ownPid };
+}
+
+/** When an earlier cutover run dropped forward replication (after its catch-up). */
+function droppedAt(state: OnlineState): string | undefined {
+  return typeof state.detail.forwardDroppedAt === 'string' ? state.detail.forwardDroppedAt : undefined;
+}
+
+/** The target applies up to the freeze point (unless an earlier run got there and dropped replication). */
+async function catchUp(
+  { o, src, tgt, state, relay, step, notes }: CutoverRun,
+  forward: boolean,
+  freezeLsn: string,
+) {
+  const names = state.names;
+  if (forward && relay) {
+    await step('catch up', () =>
+      waitForRelayCatchUp(src, tgt, o.ledgerSchema, names.slot, freezeLsn, {
+        timeoutMs: o.timeoutMs,
+        onWarning: (message) => o.onEvent({ type: 'warning', message }),
+      }),
+    );
+  } else if (forward) {
+    await step('catch up', () => waitForCatchUp(src, tgt, names, freezeLsn, { timeoutMs: o.timeoutMs }));
+  } else {
+    notes.push(
+      `forward replication was dropped by the earlier cutover run at ${droppedAt(state) ?? '?'}, after its catch-up`,
+    );
+  }
+}
+
+/** What replication does not carry (sequences, large objects, unpublished tables, matviews), verify, ANALYZE. */
+async function finishTarget({ o, src, tgt, state, step, notes }: CutoverRun) {
+  // The tables and columns start moved: the rest is left as it is on both sides.
+  const scope = migrationScope(state, o.ledgerSchema);
+  const sequences = await step('sequences', () =>
+    copySequenceValues(src, tgt, o.ledgerSchema, o.sequenceMargin, scope),
+  );
+  const largeObjects = await step('large objects', () => copyLargeObjects(src, tgt, { replace: true }));
+  const unpublished = await unpublishedTables(src, state.published, scope);
+  const copiedTables = await step('tables without replica identity', () =>
+    copyWholeTables(o.source, o.target, unpublished, 'pgconvoy cutover copy'),
+  );
+  const copied = copiedTables.map((t) => t.table);
+  let matviews: RefreshedViews | undefined;
+  if (o.refreshMatviews)
+    matviews = await step('refresh materialized views', () => refreshTargetMatviews(tgt, o.ledgerSchema));
+  let verify: VerifyReport | undefined;
+  if (o.verify !== 'none') {
+    verify = await step(o.verify === 'full' ? 'verify' : 'verify (row counts)', () =>
+      verifyDatabases({
+        source: o.source,
+        target: o.target,
+        jobs: o.jobs,
+        maxDiffs: 20,
+        ledgerSchema: o.ledgerSchema,
+        filter: scope.filter,
+        excludeColumns: scope.excludeColumns,
+        contents: o.verify === 'full' ? 'checksums' : 'counts',
+        checksumTables: copied,
+      }),
+    );
+    if (!verifyOk(verify, o.sequenceMargin)) throw mismatchError(verify);
+  }
+  const analyzed = await step('analyze', () => analyzeStale(o.target, o.ledgerSchema, copied, o.jobs));
+  if (analyzed.skipped > 0)
+    notes.push(
+      `ANALYZE: ${analyzed.analyzed} table(s) with stale statistics or copied at cutover; ${analyzed.skipped} left to autovacuum (their statistics are fresh)`,
+    );
+  return { sequences, largeObjects, copiedTables, matviews, verify };
+}
+
+async function dropForward({ o, src, tgt, state, step }: CutoverRun, forward: boolean): Promise<void> {
+  const names = state.names;
+  await step('drop forward replication', async () => {
+    if (forward)
+      await updateOnlineState(tgt, o.ledgerSchema, {
+        detail: { forwardDroppedAt: new Date().toISOString() },
+      });
+    await dropSubscription(tgt, names.subscription);
+    await dropSlot(src, names.slot);
+    await dropPublication(src, names.publication);
+  });
+}
+
+/** Back-replication (target → source) when start-back asked for it. */
+async function startBackReplication({
+  o,
+  src,
+  tgt,
+  state,
+  step,
+}: CutoverRun): Promise<CutoverResult['backReplication']> {
+  if (!state.back) return undefined;
+  const back = state.back;
+  const major = await serverMajor(src);
+  const backReplication = await step('back-replication', () =>
+    createBackReplication(
+      src,
+      tgt,
+      o.target,
+      state.names,
+      o.targetFromSource ?? back.targetFromSource,
+      major,
+    ),
+  );
+  if (backReplication.loggedBy)
+    o.onEvent({ type: 'warning', message: exposedPasswordWarning('source', backReplication.loggedBy) });
+  await updateOnlineState(tgt, o.ledgerSchema, {
+    back: { ...back, createdAt: new Date().toISOString(), originNone: backReplication.originNone },
+  });
+  return backReplication;
 }
 
 /** A freeze whose gate could not be closed was undone: back to "replicating". */

@@ -22,13 +22,12 @@ import { serverMajor } from '../inventory/server-info.js';
 import { EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { runClone, type CloneOptions, type CloneSummary } from '../clone/run-clone.js';
-import { ensureLedger, ledgerExists } from '../ledger/ledger-schema.js';
+import { ledgerExists } from '../ledger/ledger-schema.js';
 import type { TableRef } from '../plan/chunk.js';
 import { replicationNames, type ReplicationNames } from '../replicate/names.js';
 import { runPrecheck, type PrecheckReport } from '../replicate/precheck.js';
 import { tableDataIncluded, tableIncluded } from '../inventory/table-filter.js';
-import { createPublication, dropPublication } from '../replicate/publication.js';
-import { readReplicationTables } from '../replicate/replication-tables.js';
+import { dropPublication } from '../replicate/publication.js';
 import { createSlotWithSnapshot } from '../replicate/slot.js';
 import { exposedPasswordWarning } from '../util/quiet-logging.js';
 import {
@@ -37,18 +36,14 @@ import {
   readSubscription,
   subscriptionConninfo,
 } from '../replicate/subscription.js';
-import { displayName, qualifiedName, quoteIdent, quoteLiteral } from '../util/sql.js';
+import { qualifiedName, quoteIdent, quoteLiteral } from '../util/sql.js';
 import { schemaFingerprint } from '../schema/fingerprint.js';
-import { checkIdentityMatch } from '../replicate/identity-match.js';
 import { resetInterruptedCopy } from './reset-copy.js';
+import { publishTables } from './publish-tables.js';
 import { beginRelayProgress } from '../relay/relay-progress.js';
-import { excludedKey, readColumnCatalog, tableKey } from '../copy/table-columns.js';
-import { flatTargetParents } from '../copy/partitioned-source.js';
-import { readPartitionedTables } from '../copy/partitioned-target.js';
+import { excludedKey } from '../copy/table-columns.js';
 import {
-  beginOnlineState,
   readOnlineState,
-  recordMigrationScope,
   updateOnlineState,
   type OnlineState,
   type ReplicationVia,
@@ -190,20 +185,8 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
     if (reset.length > 0)
       emit(`emptied ${reset.length} table(s) the interrupted copy had filled; copying again`);
 
-    const filter = o.clone.filter;
     const via = o.via ?? 'subscription';
-    const precheck = await runPrecheck(o.clone.source, o.clone.target, {
-      ledgerSchema: schema,
-      via,
-      ...(filter
-        ? { includeTable: (t: TableRef) => tableIncluded(filter, t) && tableDataIncluded(filter, t) }
-        : {}),
-      leftOut: (t, column) => o.clone.excludeColumns.has(excludedKey(t, column)),
-      ...(o.sourceFromTarget !== undefined ? { sourceFromTarget: o.sourceFromTarget } : {}),
-    });
-    // The collation warning was given when the target was prepared.
-    for (const r of precheck.rows.filter((x) => x.status === 'warn' && x.id !== 'target.collation'))
-      o.clone.onEvent({ type: 'warning', message: `precheck: ${r.side} ${r.check}: ${r.detail}` });
+    const precheck = await precheckOnline(o, via);
     if (!precheck.ok) {
       if (o.fallback !== 'offline') throw blockedError(precheck);
       emit('logical replication is not possible here; copying offline instead (--fallback offline)');
@@ -211,97 +194,21 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
       return { ...base, mode: 'offline', precheck, clone, reset, seconds: (Date.now() - started) / 1000 };
     }
 
-    const pub = await withClient(
-      o.clone.source,
-      async (src) => {
-        // Only the tables whose rows the clone copies (-n/-N/-t/-T/--exclude-table-data).
-        const tables = (await readReplicationTables(src)).filter(
-          (t) =>
-            t.kind === 'table' && (!filter || (tableIncluded(filter, t) && tableDataIncluded(filter, t))),
-        );
-        // Source partitions merged into a plain table on the target: their changes are sent
-        // as their partitioned parent's (publish_via_partition_root), the table the target has.
-        const merged = await mergedParents(src, tgt, tables);
-        const publish = [...tables.filter((t) => !merged.leaves.has(tableKey(t))), ...merged.parents];
-        // A target laid out by the operator must find the rows the source's changes name.
-        await checkIdentityMatch(src, tgt, publish);
-        await ensureLedger(tgt, schema);
-        await beginOnlineState(tgt, schema, describeConnection(o.clone.source), names);
-        // Cutover, rollback and status follow the same tables and columns.
-        await recordMigrationScope(tgt, schema, { filter, excludeColumns: o.clone.excludeColumns });
-        if (via === 'relay') await updateOnlineState(tgt, schema, { via });
-        // createPublication leaves out (and says why) what cannot be published.
-        const created = await createPublication(src, names.publication, publish, {
-          viaPartitionRoot: merged.parents.length > 0,
-          lockWaitTimeoutMs: o.clone.lockWaitTimeoutMs,
-        });
-        for (const p of merged.parents)
-          o.clone.onEvent({
-            type: 'warning',
-            message: `${displayName(p.schema, p.name)}: its partitions' changes are published as its own (the target has one plain table); a TRUNCATE of one partition alone is not replicated that way: truncate the whole table, or rely on cutover's verify to catch it`,
-          });
-        return created;
-      },
-      { applicationName: 'pgconvoy start' },
-    );
+    const pub = await publishTables(o.clone, tgt, names, via);
     await updateOnlineState(tgt, schema, { published: pub.published });
     emit(`publication "${names.publication}" on the source: ${pub.published.length} table(s)`);
 
-    const slot = await createSlotWithSnapshot(o.clone.source, names.slot, {
-      ...(o.slotTimeoutMs !== undefined ? { timeoutMs: o.slotTimeoutMs } : {}),
-    });
-    let clone: CloneSummary;
-    const copyStarted = Date.now();
-    try {
-      emit(`replication slot "${names.slot}" at ${slot.consistentPoint}, snapshot ${slot.snapshotName}`);
-      const fingerprint = await fingerprintInSnapshot(o.clone.source, slot.snapshotName, schema);
-      await updateOnlineState(tgt, schema, {
-        startLsn: slot.consistentPoint,
-        schemaFingerprint: fingerprint,
-      });
-      clone = await runClone({
-        ...o.clone,
-        snapshot: slot.snapshotName,
-        targetPrepared: true,
-        existingRows: 'error',
-        planOnly: false,
-      });
-    } finally {
-      await slot.close();
-    }
-    const copySeconds = (Date.now() - copyStarted) / 1000;
-    if (!clone.ok) {
-      throw new PgconvoyError(
-        `the initial copy did not finish: ${clone.failed.length} job(s) failed${clone.failed[0]?.error ? ` (first: ${clone.failed[0].error})` : ''}`,
-        { code: 'COPY_INCOMPLETE', exitCode: EXIT.failed, hint: RESTART_HINT, details: { clone } },
-      );
-    }
+    const { consistentPoint, clone, copySeconds } = await copyFromSlot(o, tgt, names);
 
     // pg_dump copied the source's publications with the schema, ours included: not wanted on the target.
     if (await dropPublication(tgt, names.publication))
       emit(`dropped the copy of publication "${names.publication}" that came with the schema`);
-    if (via === 'relay') {
-      // The relay starts from the slot's consistent point: the copy holds everything before it.
-      await beginRelayProgress(tgt, schema, slot.consistentPoint);
-    } else {
-      const subscription = await createSubscription(tgt, {
-        name: names.subscription,
-        sourceConninfo: subscriptionConninfo(o.clone.source, o.sourceFromTarget),
-        publication: names.publication,
-        slotName: names.slot,
-      });
-      if (subscription.loggedBy)
-        o.clone.onEvent({
-          type: 'warning',
-          message: exposedPasswordWarning('target', subscription.loggedBy),
-        });
-      await enableSubscription(tgt, names.subscription);
-    }
+    await startReplication(o, tgt, names, via, consistentPoint);
     await updateOnlineState(tgt, schema, { phase: 'replicating', detail: { copySeconds } });
     emit(
       via === 'relay'
-        ? `ready to relay the source's changes from ${slot.consistentPoint}`
-        : `subscription "${names.subscription}" enabled on the target: replicating from ${slot.consistentPoint}`,
+        ? `ready to relay the source's changes from ${consistentPoint}`
+        : `subscription "${names.subscription}" enabled on the target: replicating from ${consistentPoint}`,
     );
     return {
       ...base,
@@ -310,13 +217,95 @@ export async function startOnline(o: StartOptions): Promise<StartResult> {
       copiedAtCutover: pub.skipped,
       clone,
       reset,
-      startLsn: slot.consistentPoint,
+      startLsn: consistentPoint,
       copySeconds,
       seconds: (Date.now() - started) / 1000,
       state: await readOnlineState(tgt, schema),
     };
   } finally {
     await closeQuietly(tgt);
+  }
+}
+
+/** pgconvoy precheck, for the tables whose rows the clone copies; its warnings as events. */
+async function precheckOnline(o: StartOptions, via: 'subscription' | 'relay'): Promise<PrecheckReport> {
+  const schema = o.clone.ledgerSchema;
+  const filter = o.clone.filter;
+  const precheck = await runPrecheck(o.clone.source, o.clone.target, {
+    ledgerSchema: schema,
+    via,
+    ...(filter
+      ? { includeTable: (t: TableRef) => tableIncluded(filter, t) && tableDataIncluded(filter, t) }
+      : {}),
+    leftOut: (t, column) => o.clone.excludeColumns.has(excludedKey(t, column)),
+    ...(o.sourceFromTarget !== undefined ? { sourceFromTarget: o.sourceFromTarget } : {}),
+  });
+  // The collation warning was given when the target was prepared.
+  for (const r of precheck.rows.filter((x) => x.status === 'warn' && x.id !== 'target.collation'))
+    o.clone.onEvent({ type: 'warning', message: `precheck: ${r.side} ${r.check}: ${r.detail}` });
+  return precheck;
+}
+
+/** The slot created with an exported snapshot, and the initial copy run inside that snapshot. */
+async function copyFromSlot(o: StartOptions, tgt: pg.Client, names: ReplicationNames) {
+  const schema = o.clone.ledgerSchema;
+  const emit = (message: string) => o.clone.onEvent({ type: 'info', message });
+  const slot = await createSlotWithSnapshot(o.clone.source, names.slot, {
+    ...(o.slotTimeoutMs !== undefined ? { timeoutMs: o.slotTimeoutMs } : {}),
+  });
+  let clone: CloneSummary;
+  const copyStarted = Date.now();
+  try {
+    emit(`replication slot "${names.slot}" at ${slot.consistentPoint}, snapshot ${slot.snapshotName}`);
+    const fingerprint = await fingerprintInSnapshot(o.clone.source, slot.snapshotName, schema);
+    await updateOnlineState(tgt, schema, {
+      startLsn: slot.consistentPoint,
+      schemaFingerprint: fingerprint,
+    });
+    clone = await runClone({
+      ...o.clone,
+      snapshot: slot.snapshotName,
+      targetPrepared: true,
+      existingRows: 'error',
+      planOnly: false,
+    });
+  } finally {
+    await slot.close();
+  }
+  const copySeconds = (Date.now() - copyStarted) / 1000;
+  if (!clone.ok) {
+    throw new PgconvoyError(
+      `the initial copy did not finish: ${clone.failed.length} job(s) failed${clone.failed[0]?.error ? ` (first: ${clone.failed[0].error})` : ''}`,
+      { code: 'COPY_INCOMPLETE', exitCode: EXIT.failed, hint: RESTART_HINT, details: { clone } },
+    );
+  }
+  return { consistentPoint: slot.consistentPoint, clone, copySeconds };
+}
+
+/** What applies the source's changes from the slot's consistent point: the relay, or a subscription. */
+async function startReplication(
+  o: StartOptions,
+  tgt: pg.Client,
+  names: ReplicationNames,
+  via: 'subscription' | 'relay',
+  consistentPoint: string,
+): Promise<void> {
+  if (via === 'relay') {
+    // The relay starts from the slot's consistent point: the copy holds everything before it.
+    await beginRelayProgress(tgt, o.clone.ledgerSchema, consistentPoint);
+  } else {
+    const subscription = await createSubscription(tgt, {
+      name: names.subscription,
+      sourceConninfo: subscriptionConninfo(o.clone.source, o.sourceFromTarget),
+      publication: names.publication,
+      slotName: names.slot,
+    });
+    if (subscription.loggedBy)
+      o.clone.onEvent({
+        type: 'warning',
+        message: exposedPasswordWarning('target', subscription.loggedBy),
+      });
+    await enableSubscription(tgt, names.subscription);
   }
 }
 
@@ -335,39 +324,4 @@ async function fingerprintInSnapshot(source: ConnectionSpec, snapshot: string, l
       ),
     { applicationName: 'pgconvoy start' },
   );
-}
-
-/**
- * The source's partitioned tables (and their partitions among `tables`) that the target has
- * as one plain table (see copy/partitioned-source.ts). Publishing them through their root
- * needs PostgreSQL 13 on the source.
- */
-async function mergedParents(
-  source: pg.Client,
-  target: pg.Client,
-  tables: readonly TableRef[],
-): Promise<{ parents: TableRef[]; leaves: Set<string> }> {
-  const parentOf = await flatTargetParents(
-    source,
-    new Set((await readColumnCatalog(target)).keys()),
-    await readPartitionedTables(target),
-  );
-  const leaves = new Set(tables.map(tableKey).filter((k) => parentOf.has(k)));
-  const parents = new Map([...leaves].map((k) => [tableKey(parentOf.get(k)!), parentOf.get(k)!]));
-  if (parents.size > 0) {
-    const major = await serverMajor(source);
-    if (major < 13) {
-      const first = [...parents.values()][0]!;
-      throw new PgconvoyError(
-        `${displayName(first.schema, first.name)} is partitioned on the source and a plain table on the target: replicating into it needs publish_via_partition_root, which PostgreSQL ${major} lacks (13+)`,
-        {
-          code: 'PARTITION_ROOT_UNSUPPORTED',
-          exitCode: EXIT.blocked,
-          hint: 'copy it offline (pgconvoy clone --schema skip), or partition the target table like the source',
-          details: { tables: [...parents.values()].map((t) => displayName(t.schema, t.name)) },
-        },
-      );
-    }
-  }
-  return { parents: [...parents.values()], leaves };
 }

@@ -171,9 +171,11 @@ export function registerStart(program: Command): void {
     )
     .option('--json', 'machine-readable summary on stdout')
     .option('-q, --quiet', 'only warnings, errors and the summary')
-    .addHelpText(
-      'after',
-      `
+    .addHelpText('after', START_HELP)
+    .action(startAction);
+}
+
+const START_HELP = `
 Runs pgconvoy precheck first; when it blocks, start stops (exit 7) and says why, or with
 --fallback offline runs the offline clone instead. Otherwise: a publication on the source for
 the tables with a primary key (or replica identity); a replication slot created with an
@@ -197,75 +199,74 @@ Examples:
   pgconvoy start --source postgresql://app@old/shop --target postgresql://app@new/shop --create-database
   pgconvoy start --source ... --target ... --jobs 8 --source-from-target 'host=old.internal dbname=shop user=app'
   pgconvoy start --source ... --target ... --fallback offline
-  pgconvoy start --source ... --target ... --via relay      # the target cannot reach the source`,
-    )
-    .action(async (flags: StartFlags) => {
-      const controller = new AbortController();
-      const onSignal = () => controller.abort();
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
-      const cloneFlags: CloneFlags = {
-        ...flags,
-        // --via here says how changes are applied; the copy from the slot's snapshot is COPY.
-        via: 'copy',
-        existingRows: 'error',
-        indexes: 'after',
+  pgconvoy start --source ... --target ... --via relay      # the target cannot reach the source`;
+
+async function startAction(flags: StartFlags): Promise<void> {
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const cloneFlags: CloneFlags = {
+    ...flags,
+    // --via here says how changes are applied; the copy from the slot's snapshot is COPY.
+    via: 'copy',
+    existingRows: 'error',
+    indexes: 'after',
+  };
+  const clone = buildCloneOptions(cloneFlags, controller.signal);
+  const progress = new CloneProgress(isTTY() && !flags.json, Boolean(flags.quiet));
+  const dashboard = await openDashboard(flags, 'start', clone.target, clone.source, clone.ledgerSchema);
+  let result: StartResult;
+  try {
+    result = await logged('start', clone.runDir, (log) => {
+      clone.onEvent = (e) => {
+        if (e.type !== 'bytes') log(JSON.stringify(e));
+        progress.handle(e);
+        dashboard.live?.clone(e);
       };
-      const clone = buildCloneOptions(cloneFlags, controller.signal);
-      const progress = new CloneProgress(isTTY() && !flags.json, Boolean(flags.quiet));
-      const dashboard = await openDashboard(flags, 'start', clone.target, clone.source, clone.ledgerSchema);
-      let result: StartResult;
-      try {
-        result = await logged('start', clone.runDir, (log) => {
-          clone.onEvent = (e) => {
-            if (e.type !== 'bytes') log(JSON.stringify(e));
-            progress.handle(e);
-            dashboard.live?.clone(e);
-          };
-          const work = unlessInterrupted(
-            controller.signal,
-            'run pgconvoy teardown, then pgconvoy start again',
-            () =>
-              startOnline({
-                clone,
-                sourceFromTarget: flags.sourceFromTarget,
-                fallback: flags.fallback ?? 'none',
-                slotTimeoutMs: flags.slotTimeout * 1000,
-                via: flags.via,
-              }),
-          );
-          return dashboard.watch(work);
-        });
-      } catch (error) {
-        await dashboard.close();
-        throw error;
-      } finally {
-        progress.finish();
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-      }
-      // With --via relay the dashboard stays on while the relay runs (its lag and apply rate).
-      const relay = flags.via === 'relay' && result.mode !== 'offline';
-      if (!relay) await dashboard.close();
-      if (flags.json && !relay)
-        outJson({ ok: result.mode === 'offline' ? Boolean(result.clone?.ok) : true, ...result });
-      else if (!flags.json) printResult(result);
-      if (result.mode === 'offline' && !result.clone?.ok) process.exitCode = EXIT.failed;
-      if (relay) {
-        const via = result.state?.via;
-        const relayed = await dashboard.settle(
-          via === 'relay'
-            ? relayInForeground(clone.source, clone.target, clone.ledgerSchema, flags, dashboard.live)
-            : Promise.reject(
-                new PgconvoyError('this online migration replicates through a subscription, not a relay', {
-                  code: 'RELAY_WRONG_MODE',
-                  exitCode: EXIT.usage,
-                  hint: 'it was started without --via relay; pgconvoy status shows its lag',
-                }),
-              ),
-        );
-        if (flags.json) outJson({ ok: true, ...result, relay: relayed });
-        else printRelayResult(relayed, false);
-      }
+      const work = unlessInterrupted(
+        controller.signal,
+        'run pgconvoy teardown, then pgconvoy start again',
+        () =>
+          startOnline({
+            clone,
+            sourceFromTarget: flags.sourceFromTarget,
+            fallback: flags.fallback ?? 'none',
+            slotTimeoutMs: flags.slotTimeout * 1000,
+            via: flags.via,
+          }),
+      );
+      return dashboard.watch(work);
     });
+  } catch (error) {
+    await dashboard.close();
+    throw error;
+  } finally {
+    progress.finish();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  // With --via relay the dashboard stays on while the relay runs (its lag and apply rate).
+  const relay = flags.via === 'relay' && result.mode !== 'offline';
+  if (!relay) await dashboard.close();
+  if (flags.json && !relay)
+    outJson({ ok: result.mode === 'offline' ? Boolean(result.clone?.ok) : true, ...result });
+  else if (!flags.json) printResult(result);
+  if (result.mode === 'offline' && !result.clone?.ok) process.exitCode = EXIT.failed;
+  if (relay) {
+    const via = result.state?.via;
+    const relayed = await dashboard.settle(
+      via === 'relay'
+        ? relayInForeground(clone.source, clone.target, clone.ledgerSchema, flags, dashboard.live)
+        : Promise.reject(
+            new PgconvoyError('this online migration replicates through a subscription, not a relay', {
+              code: 'RELAY_WRONG_MODE',
+              exitCode: EXIT.usage,
+              hint: 'it was started without --via relay; pgconvoy status shows its lag',
+            }),
+          ),
+    );
+    if (flags.json) outJson({ ok: true, ...result, relay: relayed });
+    else printRelayResult(relayed, false);
+  }
 }
