@@ -68,6 +68,12 @@ export const DEFAULTS = {
   slotCreateTimeoutMs: 10 * 60_000,
   /** How long dropping a replication slot may wait for its streaming process to go. */
   slotDropTimeoutMs: 30_000,
+  /** cutover: refuse when the target is further behind than this. */
+  cutoverMaxLag: '64MB',
+  /** cutover: catching up and freezing writes may take this long, each; rollback's catch-up too. */
+  onlineTimeoutSeconds: 300,
+  /** cutover: how long the source must stay quiet to count as frozen. */
+  freezeCheckMs: 500,
   /** How long waiting for the subscriber to catch up may take, and how often it is asked. */
   catchUpTimeoutMs: 5 * 60_000,
   catchUpPollMs: 200,

@@ -20,7 +20,7 @@ import type pg from 'pg';
 import { withClients } from '../connect/session.js';
 import { StepTimer } from '../util/step-timer.js';
 import { formatConninfo } from '../connect/conninfo.js';
-import { EXIT } from '../defaults.js';
+import { DEFAULTS, EXIT } from '../defaults.js';
 import { PgconvoyError } from '../errors.js';
 import { exposedPasswordWarning } from '../util/quiet-logging.js';
 import { dropPublication } from '../replicate/publication.js';
@@ -263,7 +263,7 @@ async function finishTarget({ o, src, tgt, state, step, notes }: CutoverRun) {
         source: o.source,
         target: o.target,
         jobs: o.jobs,
-        maxDiffs: 20,
+        maxDiffs: DEFAULTS.verifyMaxDiffs,
         ledgerSchema: o.ledgerSchema,
         filter: scope.filter,
         excludeColumns: scope.excludeColumns,

@@ -89,10 +89,24 @@ export function registerCutover(program: Command): void {
     .option('--source <conninfo>', 'source server: libpq URI or key=value string')
     .option('--target <conninfo>', 'target server: libpq URI or key=value string')
     .option('--config <file>', 'read connections and options from a config file')
-    .option('--max-lag <bytes>', 'refuse when the target is further behind than this (e.g. 64MB)', '64MB')
+    .option(
+      '--max-lag <bytes>',
+      'refuse when the target is further behind than this (e.g. 64MB)',
+      DEFAULTS.cutoverMaxLag,
+    )
     .option('--sequence-margin <n>', 'set each sequence this many increments past the source value', '0')
-    .option('--timeout <seconds>', 'for catching up and for freezing writes, each', positiveInt, 300)
-    .option('--freeze-check <ms>', 'how long the source must stay quiet to count as frozen', positiveInt, 500)
+    .option(
+      '--timeout <seconds>',
+      'for catching up and for freezing writes, each',
+      positiveInt,
+      DEFAULTS.onlineTimeoutSeconds,
+    )
+    .option(
+      '--freeze-check <ms>',
+      'how long the source must stay quiet to count as frozen',
+      positiveInt,
+      DEFAULTS.freezeCheckMs,
+    )
     .option(
       '--keep-connect <role>',
       'a role that keeps CONNECT on the source database, read-only (repeat for more)',

@@ -37,7 +37,12 @@ export function registerRollback(program: Command): void {
       'set each source sequence this many increments past the target value',
       '0',
     )
-    .option('--timeout <seconds>', 'how long back-replication may take to catch up', positiveInt, 300)
+    .option(
+      '--timeout <seconds>',
+      'how long back-replication may take to catch up',
+      positiveInt,
+      DEFAULTS.onlineTimeoutSeconds,
+    )
     .option('--force', 'roll back a cutover that had no back-replication (writes on the target are lost)')
     .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)
     .option(...RUN_DIR_OPTION)

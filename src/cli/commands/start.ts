@@ -158,7 +158,7 @@ export function registerStart(program: Command): void {
       '--slot-timeout <seconds>',
       'how long creating the slot may wait for open transactions',
       positiveInt,
-      600,
+      DEFAULTS.slotCreateTimeoutMs / 1000,
     )
     .option(
       '--ledger-schema <name>',
