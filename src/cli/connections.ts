@@ -8,6 +8,10 @@ import { resolveConnection, type ConnectionSpec, type Side } from '../connect/re
 import { registerSecret } from '../util/redact.js';
 import type { PgconvoyConfig } from './config-file.js';
 
+/** `--source` and `--target`, declared once for every command (commander's .option(...)). */
+export const SOURCE_OPTION = ['--source <conninfo>', 'source server: libpq URI or key=value string'] as const;
+export const TARGET_OPTION = ['--target <conninfo>', 'target server: libpq URI or key=value string'] as const;
+
 export interface ConnectionFlags {
   source?: string;
   target?: string;

@@ -8,7 +8,7 @@ import { DEFAULTS } from '../../defaults.js';
 import { cleanLedger } from '../../online/clean-ledger.js';
 import { quoteIdent } from '../../util/sql.js';
 import { loadConfig } from '../common-options.js';
-import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { connectionFor, type ConnectionFlags, TARGET_OPTION } from '../connections.js';
 import { out, outJson } from '../output.js';
 
 interface CleanFlags extends ConnectionFlags {
@@ -20,7 +20,7 @@ export function registerClean(program: Command): void {
   program
     .command('clean')
     .description("remove pgconvoy's ledger schema from the target once the clone or migration is finished")
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...TARGET_OPTION)
     .option('--config <file>', 'read connections and options from a config file')
     .option(
       '--ledger-schema <name>',

@@ -1,6 +1,7 @@
 /**
  * `pgconvoy clone`: parse options, run the library's clone, show progress and the summary.
  */
+import { SOURCE_OPTION, TARGET_OPTION } from '../connections.js';
 import { Option, type Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
 import { runClone } from '../../clone/run-clone.js';
@@ -41,8 +42,8 @@ export function registerClone(program: Command): void {
     .description(
       'copy a whole database to the target: schema, data with parallel workers, indexes, sequences, ANALYZE',
     )
-    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...SOURCE_OPTION)
+    .option(...TARGET_OPTION)
     .option('--config <file>', 'read connections and options from a config file')
     .option('-j, --jobs <n>', `copy workers (default ${DEFAULTS.jobs})`, positiveInt)
     .option(

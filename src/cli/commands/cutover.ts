@@ -9,7 +9,7 @@ import { runCutover, type CutoverResult } from '../../cutover/run-cutover.js';
 import { formatBytes, formatCount, formatDuration, parseSize } from '../../util/format.js';
 import { displayName } from '../../util/sql.js';
 import { err, out, outJson } from '../output.js';
-import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { connectionFor, type ConnectionFlags, SOURCE_OPTION, TARGET_OPTION } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 import { openDashboard, type HttpFlags } from '../http-option.js';
 import { positiveInt } from '../parse-options.js';
@@ -86,8 +86,8 @@ export function registerCutover(program: Command): void {
     .description(
       'switch to the target: freeze writes on the source, catch up, sync sequences, verify, end replication',
     )
-    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...SOURCE_OPTION)
+    .option(...TARGET_OPTION)
     .option('--config <file>', 'read connections and options from a config file')
     .option(
       '--max-lag <bytes>',

@@ -11,7 +11,7 @@ import { displayIdent, displayName } from '../../util/sql.js';
 import { formatBytes, formatCount } from '../../util/format.js';
 import { textTable } from '../../util/text-table.js';
 import { out, outJson } from '../output.js';
-import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { connectionFor, type ConnectionFlags, SOURCE_OPTION, TARGET_OPTION } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 
 interface InspectFlags extends ConnectionFlags {
@@ -97,8 +97,8 @@ export function registerInspect(program: Command): void {
   program
     .command('inspect')
     .description("show each server, its settings and the role's rights, and what the source holds")
-    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...SOURCE_OPTION)
+    .option(...TARGET_OPTION)
     .option('--config <file>', 'read connections and options from a config file')
     .option(
       '--ledger-schema <name>',

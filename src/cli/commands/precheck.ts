@@ -8,7 +8,7 @@ import { PgconvoyError } from '../../errors.js';
 import { runPrecheck, type PrecheckReport } from '../../replicate/precheck.js';
 import { textTable } from '../../util/text-table.js';
 import { out, outJson } from '../output.js';
-import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { connectionFor, type ConnectionFlags, SOURCE_OPTION, TARGET_OPTION } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 
 interface PrecheckFlags extends ConnectionFlags {
@@ -48,8 +48,8 @@ export function registerPrecheck(program: Command): void {
   program
     .command('precheck')
     .description('check that an online migration (logical replication) from source to target can work')
-    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...SOURCE_OPTION)
+    .option(...TARGET_OPTION)
     .option('--config <file>', 'read connections and options from a config file')
     .option(
       '--source-from-target <conninfo>',

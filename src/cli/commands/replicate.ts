@@ -8,7 +8,7 @@ import { DEFAULTS } from '../../defaults.js';
 import { runRelay, type RelayEvent, type RelayResult } from '../../relay/run-relay.js';
 import { formatBytes, formatCount } from '../../util/format.js';
 import { loadConfig } from '../common-options.js';
-import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { connectionFor, type ConnectionFlags, SOURCE_OPTION, TARGET_OPTION } from '../connections.js';
 import { openDashboard, type HttpFlags } from '../http-option.js';
 import type { LiveRecorder } from '../../observe/live.js';
 import { err, isTTY, out, outJson } from '../output.js';
@@ -76,8 +76,8 @@ export function registerReplicate(program: Command): void {
     .description(
       "run the relay of an online migration begun with start --via relay: stream the source's changes and apply them to the target",
     )
-    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...SOURCE_OPTION)
+    .option(...TARGET_OPTION)
     .option('--config <file>', 'read connections and options from a config file')
     .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)
     .option('--json', 'machine-readable summary on stdout when it stops')

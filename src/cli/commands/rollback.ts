@@ -9,7 +9,7 @@ import { runRollback } from '../../cutover/run-rollback.js';
 import { formatCount, formatDuration } from '../../util/format.js';
 import { displayName } from '../../util/sql.js';
 import { err, out, outJson } from '../output.js';
-import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { connectionFor, type ConnectionFlags, SOURCE_OPTION, TARGET_OPTION } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 import { defaultRunDir, logged, RUN_DIR_OPTION } from '../command-log.js';
 import { positiveInt } from '../parse-options.js';
@@ -29,8 +29,8 @@ export function registerRollback(program: Command): void {
     .description(
       'go back to the source: stop back-replication, sync sequences back, open the source database again',
     )
-    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...SOURCE_OPTION)
+    .option(...TARGET_OPTION)
     .option('--config <file>', 'read connections and options from a config file')
     .option(
       '--sequence-margin <n>',

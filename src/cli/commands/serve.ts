@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { withDatabase } from '../../connect/resolve.js';
 import { DEFAULTS } from '../../defaults.js';
 import { addHttpOption, startHttp, type HttpFlags } from '../http-option.js';
-import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { connectionFor, type ConnectionFlags, TARGET_OPTION } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 import { databasesOf } from '../many-databases.js';
 import { err } from '../output.js';
@@ -27,7 +27,7 @@ export function registerServe(program: Command): void {
     .description(
       'serve the live dashboard and Prometheus metrics of migrations, from the target ledgers alone',
     )
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...TARGET_OPTION)
     .option(
       '--source <conninfo>',
       'source server (optional): adds replication lag and the WAL the slot keeps to an online migration',

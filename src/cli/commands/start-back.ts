@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { DEFAULTS } from '../../defaults.js';
 import { runStartBack } from '../../cutover/run-start-back.js';
 import { err, out, outJson } from '../output.js';
-import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { connectionFor, type ConnectionFlags, SOURCE_OPTION, TARGET_OPTION } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 import { defaultRunDir, logged, RUN_DIR_OPTION } from '../command-log.js';
 
@@ -23,8 +23,8 @@ export function registerStartBack(program: Command): void {
     .description(
       'prepare back-replication (target → source), started at cutover, for a rollback without data loss',
     )
-    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...SOURCE_OPTION)
+    .option(...TARGET_OPTION)
     .option('--config <file>', 'read connections and options from a config file')
     .option(
       '--target-from-source <conninfo>',

@@ -2,6 +2,7 @@
  * `pgconvoy start`: begin an online migration (initial copy from a slot's snapshot, then a
  * subscription that replays the source's changes). Parses options and calls online/start.ts.
  */
+import { SOURCE_OPTION, TARGET_OPTION } from '../connections.js';
 import { Option, type Command } from 'commander';
 import { DEFAULTS, EXIT } from '../../defaults.js';
 import { startOnline, type StartResult } from '../../online/start.js';
@@ -105,8 +106,8 @@ export function registerStart(program: Command): void {
     .description(
       'start an online migration: schema and parallel initial copy from a replication slot snapshot, then continuous replication',
     )
-    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...SOURCE_OPTION)
+    .option(...TARGET_OPTION)
     .option('--config <file>', 'read connections and options from a config file')
     .option('-j, --jobs <n>', `copy workers (default ${DEFAULTS.jobs})`, positiveInt)
     .option('--index-jobs <n>', `index builds at once (default ${DEFAULTS.indexJobs})`, positiveInt)

@@ -13,7 +13,7 @@ import { formatBytes, formatCount, formatDuration } from '../../util/format.js';
 import { displayName } from '../../util/sql.js';
 import { textTable } from '../../util/text-table.js';
 import { err, isTTY, out, outJson } from '../output.js';
-import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { connectionFor, type ConnectionFlags, TARGET_OPTION } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 import { positiveInt } from '../parse-options.js';
 import { sleep } from '../../util/wait.js';
@@ -135,7 +135,7 @@ export function registerStatus(program: Command): void {
   program
     .command('status')
     .description('show where a migration stands: jobs done/running/failed/pending and who holds them')
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...TARGET_OPTION)
     .option(
       '--source <conninfo>',
       'source server (optional): adds replication lag and retained WAL of an online migration',

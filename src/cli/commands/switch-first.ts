@@ -17,7 +17,7 @@ import { prepareSwitchFirst } from '../../switch-first/prepare.js';
 import { switchFirstStatus } from '../../switch-first/status.js';
 import { teardownSwitchFirst } from '../../switch-first/teardown.js';
 import { loadConfig } from '../common-options.js';
-import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { connectionFor, type ConnectionFlags, SOURCE_OPTION, TARGET_OPTION } from '../connections.js';
 import { err, out, outJson } from '../output.js';
 import { positiveInt } from '../parse-options.js';
 
@@ -42,8 +42,8 @@ interface MoveFlags extends Flags {
 
 function common(command: Command): Command {
   return command
-    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...SOURCE_OPTION)
+    .option(...TARGET_OPTION)
     .option('--config <file>', 'read connections and options from a config file')
     .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)
     .option('--json', 'machine-readable output');

@@ -8,7 +8,7 @@ import { runSyncSchema, type SyncSchemaResult } from '../../online/sync-schema.j
 import type { DriftItem } from '../../online/schema-drift.js';
 import { displayName } from '../../util/sql.js';
 import { out, outJson } from '../output.js';
-import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { connectionFor, type ConnectionFlags, SOURCE_OPTION, TARGET_OPTION } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 
 interface SyncSchemaFlags extends ConnectionFlags {
@@ -61,8 +61,8 @@ export function registerSyncSchema(program: Command): void {
   program
     .command('sync-schema')
     .description("apply the source's additive schema changes to the target of an online migration")
-    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...SOURCE_OPTION)
+    .option(...TARGET_OPTION)
     .option('--config <file>', 'read connections and options from a config file')
     .option('--dry-run', 'print the plan, change nothing')
     .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)

@@ -12,7 +12,7 @@ import type { ConnectionSpec } from '../../connect/resolve.js';
 import { readSubscription } from '../../replicate/subscription.js';
 import { teardown, type RemovedObject } from '../../replicate/teardown.js';
 import { out, outJson } from '../output.js';
-import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { connectionFor, type ConnectionFlags, SOURCE_OPTION, TARGET_OPTION } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 import { defaultRunDir, logged, RUN_DIR_OPTION } from '../command-log.js';
 
@@ -62,8 +62,8 @@ export function registerTeardown(program: Command): void {
     .description(
       "remove pgconvoy's replication objects (subscriptions, slots, publications) from both servers",
     )
-    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...SOURCE_OPTION)
+    .option(...TARGET_OPTION)
     .option('--config <file>', 'read connections and options from a config file')
     .option('--force', 'also remove back-replication after a cutover (the way back to the source is lost)')
     .option('--ledger-schema <name>', "schema of pgconvoy's ledger on the target", DEFAULTS.ledgerSchema)

@@ -14,7 +14,7 @@ import { VERIFY_DEFAULTS, type VerifyEvent } from '../../verify/types.js';
 import { verifyDatabases } from '../../verify/verify-databases.js';
 import { loadConfig } from '../common-options.js';
 import { openDashboard, type HttpFlags } from '../http-option.js';
-import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { connectionFor, type ConnectionFlags, SOURCE_OPTION, TARGET_OPTION } from '../connections.js';
 import { err, out, outJson } from '../output.js';
 import { positiveInt } from '../parse-options.js';
 import { parseExcludedColumn } from '../../copy/table-columns.js';
@@ -99,8 +99,8 @@ function progressPrinter(): { handle: (e: VerifyEvent) => void; done: () => void
 export function registerVerify(program: Command): void {
   addFilterOptions(program.command('verify'))
     .description('prove that the target equals the source: rows, checksums per chunk, schema, sequences')
-    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...SOURCE_OPTION)
+    .option(...TARGET_OPTION)
     .option('--config <file>', 'read connections and options from a config file')
     .option('--jobs <n>', 'workers (each holds one session per side)', positiveInt, DEFAULTS.jobs)
     .option('--max-diffs <n>', 'row differences listed per table', wholeNumber, VERIFY_DEFAULTS.maxDiffs)

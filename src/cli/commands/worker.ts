@@ -16,7 +16,7 @@ import { readOnlineState } from '../../replicate/online-state.js';
 import { formatBytes, formatCount, formatDuration } from '../../util/format.js';
 import { displayName } from '../../util/sql.js';
 import { err, out, outJson } from '../output.js';
-import { connectionFor, type ConnectionFlags } from '../connections.js';
+import { connectionFor, type ConnectionFlags, SOURCE_OPTION, TARGET_OPTION } from '../connections.js';
 import { loadConfig } from '../common-options.js';
 import { positiveInt } from '../parse-options.js';
 import { parseExcludedColumn } from '../../copy/table-columns.js';
@@ -36,8 +36,8 @@ export function registerWorker(program: Command): void {
   program
     .command('worker')
     .description("take copy jobs from the plan in the target's ledger (start it on any number of machines)")
-    .option('--source <conninfo>', 'source server: libpq URI or key=value string')
-    .option('--target <conninfo>', 'target server: libpq URI or key=value string')
+    .option(...SOURCE_OPTION)
+    .option(...TARGET_OPTION)
     .option('--config <file>', 'read connections and options from a config file')
     .option('-j, --jobs <n>', 'copy workers in this process', positiveInt, DEFAULTS.jobs)
     .option('--retries <n>', 'retries of a job after a transient failure', positiveInt, DEFAULTS.jobRetries)
